@@ -1,0 +1,120 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use cosell_sandbox::config::{
+    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, READER_USER, RelatedEventId, ResourceUriStyle,
+    USER_PASSWORD,
+};
+use cosell_sandbox::{Sandbox, SandboxConfig};
+
+fn identities() -> String {
+    format!(
+        "Default identities:\n  \
+         app (client id / secret):      {CLIENT_ID} / {CLIENT_SECRET}\n  \
+         Referral Admin (user / pass):  {ADMIN_USER} / {USER_PASSWORD}\n  \
+         Referral User  (user / pass):  {READER_USER} / {USER_PASSWORD}\n    \
+         (reads only referrals whose team includes it; every write is refused)\n\
+         Token endpoints: POST /{{tenant}}/oauth2/token (v1) and /{{tenant}}/oauth2/v2.0/token (v2).\n\
+         Control API: /_sandbox/... (see the README)."
+    )
+}
+
+/// A local stand-in for Partner Center (Referrals and Webhooks APIs, signed webhook delivery)
+/// and its Entra ID token endpoint, for trying the co-sell connector without credentials.
+#[derive(Parser, Debug)]
+#[command(name = "cosell-sandbox", version)]
+struct Cli {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0, env = "COSELL_SANDBOX_PORT")]
+    port: u16,
+    /// Access token lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    token_lifetime_secs: u64,
+    /// Largest page of a referral list.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    page_size: u64,
+    /// Days an incoming referral may stay New before it expires.
+    #[arg(long, default_value_t = 14)]
+    referral_expiry_days: u64,
+    /// HTTP status of a successful referral create.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=201))]
+    create_status: u16,
+    /// Accept Closed/Error as a referral state.
+    #[arg(long)]
+    allow_error_substatus: bool,
+    /// Which referral id related-referral events carry.
+    #[arg(long, value_enum, default_value_t = RelatedEventId::Related)]
+    related_event_id: RelatedEventId,
+    /// Shape of ResourceUri in webhook events.
+    #[arg(long, value_enum, default_value_t = ResourceUriStyle::ReferralsApi)]
+    resource_uri_style: ResourceUriStyle,
+    /// Delivery attempts per webhook event.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    webhook_attempts: u32,
+    /// Milliseconds before the second delivery attempt (doubling after).
+    #[arg(long, default_value_t = 1000)]
+    webhook_retry_base_ms: u64,
+    /// Signing key (PEM PKCS#8); with --signing-cert. Generated when absent.
+    #[arg(long, requires = "signing_cert")]
+    signing_key: Option<PathBuf>,
+    /// Signing certificate (PEM); with --signing-key.
+    #[arg(long, requires = "signing_key")]
+    signing_cert: Option<PathBuf>,
+    /// Write the signing key and certificate used to this directory (key.pem, cert.pem).
+    #[arg(long)]
+    write_signing_files: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let matches = Cli::command().after_help(identities()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let config = SandboxConfig {
+        port: cli.port,
+        token_lifetime: Duration::from_secs(cli.token_lifetime_secs),
+        page_size: cli.page_size as usize,
+        referral_expiry: Duration::from_secs(cli.referral_expiry_days * 24 * 3600),
+        create_status: cli.create_status,
+        allow_error_substatus: cli.allow_error_substatus,
+        related_event_id: cli.related_event_id,
+        resource_uri_style: cli.resource_uri_style,
+        webhook_attempts: cli.webhook_attempts,
+        webhook_retry_base: Duration::from_millis(cli.webhook_retry_base_ms),
+        signing_key_file: cli.signing_key,
+        signing_cert_file: cli.signing_cert,
+        ..SandboxConfig::default()
+    };
+    let sandbox = match Sandbox::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cosell-sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = cli.write_signing_files {
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("key.pem"), sandbox.signing_key_pem()))
+            .and_then(|()| std::fs::write(dir.join("cert.pem"), sandbox.certificate_pem()));
+        if let Err(e) = written {
+            eprintln!(
+                "cosell-sandbox: cannot write signing files to {}: {e}",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("listening on {}", sandbox.base_url());
+    let _ = tokio::signal::ctrl_c().await;
+    sandbox.stop().await;
+    ExitCode::SUCCESS
+}

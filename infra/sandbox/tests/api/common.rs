@@ -1,0 +1,326 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use cosell_sandbox::config::{
+    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, PARTNER_CENTER_AUDIENCE, READER_USER, REFERRALS_AUDIENCE,
+    USER_PASSWORD,
+};
+use cosell_sandbox::{Sandbox, SandboxConfig};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+/// A webhook delivery as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("delivery body is JSON")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    /// Statuses to answer with, in order, before answering 200.
+    script: Mutex<Vec<u16>>,
+    delay: Mutex<Duration>,
+}
+
+/// A local HTTP endpoint that records webhook deliveries.
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Receiver { url, state }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("lock").clone()
+    }
+
+    /// The next deliveries get these statuses, then 200.
+    pub fn answer_with(&self, statuses: &[u16]) {
+        *self.state.script.lock().expect("lock") = statuses.to_vec();
+    }
+
+    pub fn delay(&self, d: Duration) {
+        *self.state.delay.lock().expect("lock") = d;
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        wait_until(|| self.received().len() >= n).await;
+        self.received()
+    }
+
+    /// Names and referral ids of what arrived, in arrival order.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.received()
+            .iter()
+            .map(|r| {
+                let v = r.json();
+                let uri = v["ResourceUri"].as_str().unwrap_or_default().to_string();
+                (
+                    v["EventName"].as_str().unwrap_or_default().to_string(),
+                    uri.rsplit('/').next().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    // Recorded before any delay: a sender that gives up drops this handler mid-sleep.
+    state
+        .received
+        .lock()
+        .expect("lock")
+        .push(Received { headers, body });
+    let status = {
+        let mut script = state.script.lock().expect("lock");
+        if script.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::from_u16(script.remove(0)).unwrap_or(StatusCode::OK)
+        }
+    };
+    let delay = *state.delay.lock().expect("lock");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    status
+}
+
+/// Polls `cond` for up to 10 s; panics when it never holds.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+pub struct Env {
+    pub sandbox: Sandbox,
+    pub http: reqwest::Client,
+}
+
+/// Fast webhook retries so retry behaviour is observable in a test.
+pub fn fast_config() -> SandboxConfig {
+    SandboxConfig {
+        webhook_retry_base: Duration::from_millis(10),
+        webhook_retry_max: Duration::from_millis(40),
+        webhook_timeout: Duration::from_millis(500),
+        ..SandboxConfig::default()
+    }
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Env::with(fast_config()).await
+    }
+
+    pub async fn with(config: SandboxConfig) -> Env {
+        let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+        Env {
+            sandbox,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.sandbox.url(path)
+    }
+
+    pub async fn token_v1(&self, user: &str, resource: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/common/oauth2/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("username", user),
+                ("password", USER_PASSWORD),
+                ("resource", resource),
+                ("scope", "openid"),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(resp.status(), 200, "token for {user}");
+        resp.json().await.expect("token json")
+    }
+
+    pub async fn admin(&self) -> String {
+        self.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn reader(&self) -> String {
+        self.token_v1(READER_USER, REFERRALS_AUDIENCE).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn app_token(&self, audience: &str) -> String {
+        let resp: Value = self
+            .http
+            .post(self.url("/my-tenant/oauth2/v2.0/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("scope", &format!("{audience}/.default")),
+            ])
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("json");
+        resp["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn webhooks_token(&self) -> String {
+        self.app_token(PARTNER_CENTER_AUDIENCE).await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            self.url(path)
+        };
+        let mut req = self.http.request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("control request sent")
+    }
+
+    /// A valid partner-created referral body.
+    pub fn outgoing(name: &str) -> Value {
+        json!({
+            "name": name,
+            "type": "Shared",
+            "qualification": "SalesQualified",
+            "customerProfile": {
+                "name": "Contoso",
+                "address": {"city": "Oslo", "postalCode": "0150", "country": "NO"},
+                "team": [{"firstName": "Ola", "lastName": "Nordmann", "email": "ola@contoso.example"}]
+            },
+            "consent": {"consentToShareReferralWithMicrosoftSellers": true, "consentToContact": true},
+            "details": {
+                "dealValue": 1000, "currency": "NOK",
+                "requirements": {"solutions": [{"id": "SOL-1", "type": "Name"}]}
+            },
+            "inviteContext": {"assistanceRequestCode": "ProofOfConceptOrDemo"},
+            "status": "New", "substatus": "Pending",
+            "customField": {"kept": [1, null, "x"]}
+        })
+    }
+
+    pub async fn create(&self, token: &str, body: Value) -> Value {
+        let resp = self
+            .call(
+                Method::POST,
+                "/v1.0/engagements/referrals",
+                token,
+                Some(body),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "create");
+        resp.json().await.expect("json")
+    }
+
+    pub async fn incoming(&self, kind: &str, partial: Value) -> Value {
+        let resp = self
+            .control(
+                Method::POST,
+                &format!("/_sandbox/partner-center/incoming?kind={kind}"),
+                Some(partial),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "incoming");
+        resp.json().await.expect("json")
+    }
+
+    pub async fn register(&self, receiver: &Receiver, events: &[&str], ms_header: bool) {
+        let token = self.webhooks_token().await;
+        let resp = self
+            .call(
+                Method::PUT,
+                "/webhooks/v1/registration",
+                &token,
+                Some(json!({
+                    "WebhookUrl": receiver.url,
+                    "WebhookEvents": events,
+                    "SignatureTokenToMsSignatureHeader": ms_header,
+                })),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "register");
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.control(Method::GET, "/_sandbox/stats", None)
+            .await
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+pub const REFERRAL_EVENTS: &[&str] = &[
+    "referral-created",
+    "referral-updated",
+    "related-referral-created",
+    "related-referral-updated",
+];

@@ -1,0 +1,8 @@
+//! The sandbox over real HTTP on loopback: each documented behaviour, as a client sees it.
+
+mod common;
+mod control;
+mod delivery;
+mod referrals;
+mod tokens;
+mod webhooks;

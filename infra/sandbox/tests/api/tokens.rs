@@ -1,0 +1,297 @@
+use cosell_sandbox::SandboxConfig;
+use cosell_sandbox::config::{
+    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE,
+    USER_PASSWORD,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Env, fast_config};
+
+const LIST: &str = "/v1.0/engagements/referrals";
+
+#[tokio::test]
+async fn password_grant_gives_a_v1_token_for_either_partner_center_resource() {
+    let env = Env::start().await;
+    for resource in [REFERRALS_AUDIENCE, PARTNER_CENTER_AUDIENCE] {
+        let t = env.token_v1(ADMIN_USER, resource).await;
+        assert_eq!(t["token_type"], "Bearer");
+        assert_eq!(t["resource"], resource);
+        // v1 answers numbers as strings.
+        assert_eq!(t["expires_in"], "3600");
+        assert!(t["refresh_token"].is_string());
+    }
+    let token = env.admin().await;
+    let resp = env.call(Method::GET, LIST, &token, None).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
+    let env = Env::start().await;
+    let first = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
+    let refresh = first["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let v1: Value = env
+        .http
+        .post(env.url("/common/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", &refresh),
+            ("resource", REFERRALS_AUDIENCE),
+        ])
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let access = v1["access_token"].as_str().expect("access");
+    assert_eq!(
+        env.call(Method::GET, LIST, access, None).await.status(),
+        200
+    );
+
+    // The redeemed refresh token is spent; the new one works on v2.
+    let again = env
+        .http
+        .post(env.url("/common/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", &refresh),
+            ("resource", REFERRALS_AUDIENCE),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(again.status(), 400);
+    let next = v1["refresh_token"].as_str().expect("rotated");
+    let v2 = env
+        .http
+        .post(env.url("/common/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", next),
+            (
+                "scope",
+                &format!("{REFERRALS_AUDIENCE}/.default offline_access"),
+            ),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(v2.status(), 200);
+    let v2: Value = v2.json().await.expect("json");
+    assert!(v2["expires_in"].is_number(), "v2 answers numbers: {v2}");
+    let access = v2["access_token"].as_str().expect("access");
+    assert_eq!(
+        env.call(Method::GET, LIST, access, None).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_get_entra_errors() {
+    let env = Env::start().await;
+    let bad_password = env
+        .http
+        .post(env.url("/common/oauth2/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("username", ADMIN_USER),
+            ("password", "wrong"),
+            ("resource", REFERRALS_AUDIENCE),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad_password.status(), 400);
+    let body: Value = bad_password.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("desc")
+            .starts_with("AADSTS50126")
+    );
+
+    let bad_secret = env
+        .http
+        .post(env.url("/common/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", "nope"),
+            ("scope", "https://api.partnercenter.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad_secret.status(), 401);
+    let body: Value = bad_secret.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client");
+
+    let unknown_resource = env
+        .http
+        .post(env.url("/common/oauth2/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("username", ADMIN_USER),
+            ("password", USER_PASSWORD),
+            ("resource", "https://graph.example"),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown_resource.status(), 400);
+}
+
+#[tokio::test]
+async fn missing_unknown_expired_or_wrong_audience_tokens_get_401() {
+    let env = Env::with(SandboxConfig {
+        token_lifetime: std::time::Duration::from_secs(60),
+        ..fast_config()
+    })
+    .await;
+    let missing = env.http.get(env.url(LIST)).send().await.expect("send");
+    assert_eq!(missing.status(), 401);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    assert_eq!(
+        env.call(Method::GET, LIST, "made-up", None).await.status(),
+        401
+    );
+
+    // A Partner Center token for the other audience does not open the Referrals API.
+    let wrong = env.token_v1(ADMIN_USER, PARTNER_CENTER_AUDIENCE).await;
+    let wrong = wrong["access_token"].as_str().expect("token");
+    let resp = env.call(Method::GET, LIST, wrong, None).await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("audience")
+    );
+
+    let token = env.admin().await;
+    assert_eq!(
+        env.call(Method::GET, LIST, &token, None).await.status(),
+        200
+    );
+    env.control(
+        Method::POST,
+        "/_sandbox/clock/advance",
+        Some(json!({"seconds": 61})),
+    )
+    .await;
+    let expired = env.call(Method::GET, LIST, &token, None).await;
+    assert_eq!(expired.status(), 401);
+    let body: Value = expired.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("expired")
+    );
+}
+
+#[tokio::test]
+async fn app_only_tokens_cannot_use_the_referrals_api() {
+    let env = Env::start().await;
+    let app = env.app_token(REFERRALS_AUDIENCE).await;
+    assert_eq!(env.call(Method::GET, LIST, &app, None).await.status(), 403);
+}
+
+#[tokio::test]
+async fn referral_user_reads_only_its_team_referrals_and_cannot_write() {
+    let env = Env::start().await;
+    let mine = env
+        .incoming(
+            "co-sell",
+            json!({"team": [{"firstName": "R", "lastName": "U", "email": "referral-user@sandbox.test"}]}),
+        )
+        .await;
+    let other = env.incoming("co-sell", json!({})).await;
+    let reader = env.reader().await;
+    let list: Value = env
+        .call(Method::GET, LIST, &reader, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![mine["id"].as_str().expect("id")]);
+    let hidden = env
+        .call(
+            Method::GET,
+            &format!("{LIST}/{}", other["id"].as_str().expect("id")),
+            &reader,
+            None,
+        )
+        .await;
+    assert_eq!(hidden.status(), 404);
+    let write = env
+        .call(
+            Method::PATCH,
+            &format!("{LIST}/{}", mine["id"].as_str().expect("id")),
+            &reader,
+            Some(json!([{"op": "replace", "path": "/name", "value": "x"}])),
+        )
+        .await;
+    assert_eq!(write.status(), 403);
+    let create = env
+        .call(Method::POST, LIST, &reader, Some(Env::outgoing("x")))
+        .await;
+    assert_eq!(create.status(), 403);
+}
+
+#[tokio::test]
+async fn a_changed_password_revokes_refresh_tokens() {
+    let env = Env::start().await;
+    let first = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
+    let resp = env
+        .control(
+            Method::POST,
+            "/_sandbox/identities/password",
+            Some(json!({"username": ADMIN_USER, "password": "new-one"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let refresh = env
+        .http
+        .post(env.url("/common/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            (
+                "refresh_token",
+                first["refresh_token"].as_str().expect("rt"),
+            ),
+            ("resource", REFERRALS_AUDIENCE),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refresh.status(), 400);
+}

@@ -1,0 +1,112 @@
+//! The `cosell-sandbox` binary as a user starts it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn port_zero_prints_the_url_once_ready_and_serves_it() {
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cosell-sandbox"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cosell-sandbox"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    assert_ne!(port, 0);
+
+    // Ready means ready: the first request is answered.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async {
+        reqwest::get(format!("{url}/cert/pcnotifications-dispatch.cer"))
+            .await
+            .expect("request")
+            .status()
+    });
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn help_prints_the_default_identities() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cosell-sandbox"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "sandbox-client",
+        "sandbox-secret",
+        "referral-admin@sandbox.test",
+        "referral-user@sandbox.test",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
+    }
+}
+
+#[test]
+fn a_half_given_signing_pair_is_refused_naming_the_missing_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cosell-sandbox"))
+        .args(["--port", "0", "--signing-key", "/nonexistent/key.pem"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--signing-cert"), "{err}");
+}
+
+#[test]
+fn signing_files_written_by_one_run_are_loaded_by_the_next() {
+    let dir = std::env::temp_dir().join(format!("cosell-sandbox-cli-{}", std::process::id()));
+    let start = |args: &[&str]| {
+        let mut child = Child(
+            Command::new(env!("CARGO_BIN_EXE_cosell-sandbox"))
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start"),
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("line");
+        let url = line.trim().trim_start_matches("listening on ").to_string();
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let cert = rt.block_on(async {
+            reqwest::get(format!("{url}/cert/pcnotifications-dispatch.cer"))
+                .await
+                .expect("request")
+                .bytes()
+                .await
+                .expect("bytes")
+        });
+        (child, cert)
+    };
+    let dir_s = dir.to_string_lossy().to_string();
+    let (first, cert1) = start(&["--port", "0", "--write-signing-files", &dir_s]);
+    drop(first);
+    let key = dir.join("key.pem").to_string_lossy().to_string();
+    let cert = dir.join("cert.pem").to_string_lossy().to_string();
+    let (_second, cert2) = start(&["--port", "0", "--signing-key", &key, "--signing-cert", &cert]);
+    assert_eq!(cert1, cert2, "the same certificate across restarts");
+    std::fs::remove_dir_all(dir).ok();
+}
