@@ -32,6 +32,8 @@ pub struct Inner {
     stats: Mutex<BTreeMap<String, u64>>,
     deliveries: Mutex<Deliveries>,
     audiences: Mutex<Vec<String>>,
+    dataverse: Mutex<crate::dataverse::State>,
+    salesforce: Mutex<crate::salesforce::State>,
 }
 
 impl Deref for App {
@@ -59,11 +61,15 @@ impl App {
             .timeout(config.webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let dataverse = crate::dataverse::State::new(&config.dataverse);
+        let salesforce = crate::salesforce::State::new(&config.salesforce);
         Ok(App(Arc::new(Inner {
+            dataverse: Mutex::new(dataverse),
+            salesforce: Mutex::new(salesforce),
             config,
             clock: Clock::default(),
             signer,
-            base_url,
+            base_url: base_url.clone(),
             http,
             events,
             shutdown,
@@ -72,9 +78,11 @@ impl App {
             faults: Mutex::default(),
             stats: Mutex::default(),
             deliveries: Mutex::default(),
+            // The sandbox is also the Dataverse organisation: tokens for `{base_url}/.default`.
             audiences: Mutex::new(vec![
                 REFERRALS_AUDIENCE.to_string(),
                 PARTNER_CENTER_AUDIENCE.to_string(),
+                base_url.clone(),
             ]),
         })))
     }
@@ -103,6 +111,14 @@ impl App {
         lock(&self.audiences)
     }
 
+    pub fn dataverse(&self) -> MutexGuard<'_, crate::dataverse::State> {
+        lock(&self.dataverse)
+    }
+
+    pub fn salesforce(&self) -> MutexGuard<'_, crate::salesforce::State> {
+        lock(&self.salesforce)
+    }
+
     pub fn emit(&self, event: Event) {
         // The receiver lives as long as the server; after shutdown nobody is listening anyway.
         let _ = self.events.send(event);
@@ -116,6 +132,8 @@ impl App {
         *self.faults() = Faults::default();
         self.stats().clear();
         *self.deliveries() = Deliveries::default();
+        *self.dataverse() = crate::dataverse::State::new(&self.config.dataverse);
+        *self.salesforce() = crate::salesforce::State::new(&self.config.salesforce);
         self.clock.reset();
     }
 }

@@ -93,6 +93,10 @@ pub struct SandboxConfig {
     /// Organisation in the generated signing certificate's subject and issuer. The connector
     /// checks the organisation of Partner Center's certificate, so the sandbox uses the same one.
     pub signing_cert_organization: String,
+    /// The Dataverse Web API simulator.
+    pub dataverse: crate::dataverse::Config,
+    /// The Salesforce REST API simulator.
+    pub salesforce: crate::salesforce::Config,
 }
 
 impl Default for SandboxConfig {
@@ -131,6 +135,8 @@ impl Default for SandboxConfig {
             signing_key_file: None,
             signing_cert_file: None,
             signing_cert_organization: "Microsoft Corporation".into(),
+            dataverse: Default::default(),
+            salesforce: Default::default(),
         }
     }
 }

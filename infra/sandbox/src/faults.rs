@@ -145,6 +145,12 @@ pub struct ConnectionKill(pub Arc<Notify>);
 
 /// The body an injected status carries, in the shape of the API the route belongs to.
 fn fault_response(route: &str, status: StatusCode, retry_after: Option<u64>) -> Response {
+    if route.starts_with("/api/data/") {
+        return crate::dataverse::fault_response(status, retry_after);
+    }
+    if route.starts_with("/services/") {
+        return crate::salesforce::fault_response(status, retry_after);
+    }
     let mut resp = if route.starts_with("/v1.0/") || route.starts_with("/webhooks/") {
         if status == StatusCode::TOO_MANY_REQUESTS {
             return throttled(retry_after.unwrap_or(1));
@@ -171,11 +177,14 @@ fn fault_response(route: &str, status: StatusCode, retry_after: Option<u64>) -> 
 
 /// Counts each request by method and route, then applies the first fault rule that fires.
 pub async fn middleware(State(app): State<App>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
+    let path = req.uri().path();
+    // Wildcard routes (the CRM APIs address rows as `set(id)`) are labelled by their API.
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(m) if !m.as_str().contains("{*") => m.as_str().to_string(),
+        _ => crate::dataverse::route_label(path)
+            .or_else(|| crate::salesforce::route_label(path))
+            .unwrap_or_else(|| path.to_string()),
+    };
     let method = req.method().as_str().to_string();
     *app.stats().entry(format!("{method} {route}")).or_insert(0) += 1;
     let Some(rule) = app.faults().take_route_fault(&method, &route) else {

@@ -16,10 +16,12 @@ mod app;
 pub mod clock;
 pub mod config;
 mod control;
+pub mod dataverse;
 mod delivery;
 mod entra;
 mod faults;
 mod partner_center;
+pub mod salesforce;
 mod server;
 pub mod signing;
 

@@ -44,6 +44,8 @@ pub fn router(app: App) -> Router {
             "/webhooks/v1/registration/validationEvents/{correlation_id}",
             get(webhooks::validation_status),
         )
+        .merge(crate::dataverse::routes())
+        .merge(crate::salesforce::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             faults::middleware,
@@ -85,7 +87,9 @@ pub fn router(app: App) -> Router {
             "/_sandbox/partner-center/referrals/{id}/related",
             post(pc_control::create_related).patch(pc_control::change_related),
         )
-        .route("/cert/{name}", get(control::certificate));
+        .route("/cert/{name}", get(control::certificate))
+        .merge(crate::dataverse::control_routes())
+        .merge(crate::salesforce::control_routes());
     api.merge(control).with_state(app)
 }
 

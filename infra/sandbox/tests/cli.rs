@@ -31,7 +31,11 @@ fn port_zero_prints_the_url_once_ready_and_serves_it() {
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     assert_ne!(port, 0);
 
     // Ready means ready: the first request is answered.
@@ -106,7 +110,14 @@ fn signing_files_written_by_one_run_are_loaded_by_the_next() {
     drop(first);
     let key = dir.join("key.pem").to_string_lossy().to_string();
     let cert = dir.join("cert.pem").to_string_lossy().to_string();
-    let (_second, cert2) = start(&["--port", "0", "--signing-key", &key, "--signing-cert", &cert]);
+    let (_second, cert2) = start(&[
+        "--port",
+        "0",
+        "--signing-key",
+        &key,
+        "--signing-cert",
+        &cert,
+    ]);
     assert_eq!(cert1, cert2, "the same certificate across restarts");
     std::fs::remove_dir_all(dir).ok();
 }
