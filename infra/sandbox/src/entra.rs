@@ -316,20 +316,8 @@ fn token(
                     "Error validating credentials due to invalid username or password.",
                 ));
             };
-            let subject = Subject::User {
-                client_id: client_id.clone(),
-                username: username.clone(),
-                role,
-            };
-            let (access, expires_in) = app.issue(subject, &audience);
-            let refresh = app.issue_refresh(&client_id, &username);
-            Ok(token_response(
-                app,
-                version,
-                &audience,
-                access,
-                expires_in,
-                Some(refresh),
+            Ok(user_tokens(
+                app, version, &audience, &client_id, &username, role,
             ))
         }
         "refresh_token" => {
@@ -355,20 +343,13 @@ fn token(
                 ));
             };
             // A refresh token may be redeemed for another resource of the same tenant.
-            let subject = Subject::User {
-                client_id: client_id.clone(),
-                username: grant.username.clone(),
-                role,
-            };
-            let (access, expires_in) = app.issue(subject, &audience);
-            let refresh = app.issue_refresh(&client_id, &grant.username);
-            Ok(token_response(
+            Ok(user_tokens(
                 app,
                 version,
                 &audience,
-                access,
-                expires_in,
-                Some(refresh),
+                &client_id,
+                &grant.username,
+                role,
             ))
         }
         "client_credentials" if version == Version::V2 => {
@@ -384,6 +365,25 @@ fn token(
             &format!("The app requested an unsupported grant type '{other}'."),
         )),
     }
+}
+
+/// An App+User access token and a fresh refresh token (each redemption rotates it).
+fn user_tokens(
+    app: &App,
+    version: Version,
+    audience: &str,
+    client_id: &str,
+    username: &str,
+    role: ReferralRole,
+) -> Response {
+    let subject = Subject::User {
+        client_id: client_id.to_string(),
+        username: username.to_string(),
+        role,
+    };
+    let (access, expires_in) = app.issue(subject, audience);
+    let refresh = app.issue_refresh(client_id, username);
+    token_response(app, version, audience, access, expires_in, Some(refresh))
 }
 
 fn requested_audience(

@@ -83,7 +83,13 @@ fn visible(caller: &Caller, r: &Stored) -> bool {
 }
 
 fn referral_response(status: StatusCode, doc: &Map<String, Value>) -> Response {
-    let mut resp = (status, axum::Json(Value::Object(doc.clone()))).into_response();
+    with_etag(
+        (status, axum::Json(Value::Object(doc.clone()))).into_response(),
+        doc,
+    )
+}
+
+fn with_etag(mut resp: Response, doc: &Map<String, Value>) -> Response {
     if let Ok(v) = HeaderValue::from_str(str_at(doc, "eTag")) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -523,11 +529,7 @@ pub async fn patch(
         Ok(if wants_body {
             referral_response(StatusCode::OK, &doc)
         } else {
-            let mut resp = StatusCode::NO_CONTENT.into_response();
-            if let Ok(v) = HeaderValue::from_str(str_at(&doc, "eTag")) {
-                resp.headers_mut().insert(header::ETAG, v);
-            }
-            resp
+            with_etag(StatusCode::NO_CONTENT.into_response(), &doc)
         })
     })()
     .unwrap_or_else(IntoResponse::into_response)

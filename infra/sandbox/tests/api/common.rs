@@ -160,20 +160,19 @@ impl Env {
 
     pub async fn token_v1(&self, user: &str, resource: &str) -> Value {
         let resp = self
-            .http
-            .post(self.url("/common/oauth2/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("username", user),
-                ("password", USER_PASSWORD),
-                ("resource", resource),
-                ("scope", "openid"),
-            ])
-            .send()
-            .await
-            .expect("token request");
+            .form(
+                "/common/oauth2/token",
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", CLIENT_SECRET),
+                    ("username", user),
+                    ("password", USER_PASSWORD),
+                    ("resource", resource),
+                    ("scope", "openid"),
+                ],
+            )
+            .await;
         assert_eq!(resp.status(), 200, "token for {user}");
         resp.json().await.expect("token json")
     }
@@ -194,17 +193,16 @@ impl Env {
 
     pub async fn app_token(&self, audience: &str) -> String {
         let resp: Value = self
-            .http
-            .post(self.url("/my-tenant/oauth2/v2.0/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("scope", &format!("{audience}/.default")),
-            ])
-            .send()
+            .form(
+                "/my-tenant/oauth2/v2.0/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", CLIENT_SECRET),
+                    ("scope", &format!("{audience}/.default")),
+                ],
+            )
             .await
-            .expect("token request")
             .json()
             .await
             .expect("json");
@@ -235,6 +233,25 @@ impl Env {
             req = req.json(&b);
         }
         req.send().await.expect("request sent")
+    }
+
+    /// GET with a token; the body as JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.call(Method::GET, path, token, None)
+            .await
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// A form POST, as token requests are made.
+    pub async fn form(&self, path: &str, pairs: &[(&str, &str)]) -> Response {
+        self.http
+            .post(self.url(path))
+            .form(pairs)
+            .send()
+            .await
+            .expect("form request sent")
     }
 
     pub async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Response {

@@ -125,12 +125,7 @@ async fn reset_forgets_everything_but_the_certificate() {
         204
     );
     let token = env.admin().await;
-    let list: Value = env
-        .call(Method::GET, LIST, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = env.get_json(LIST, &token).await;
     assert_eq!(list["value"].as_array().map(Vec::len), Some(0));
     let cert_after = env
         .http

@@ -130,12 +130,7 @@ async fn create_validation_names_the_field() {
         200
     );
     // Nothing was stored for the refused ones.
-    let list: Value = env
-        .call(Method::GET, LIST, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = env.get_json(LIST, &token).await;
     assert_eq!(list["value"].as_array().map(Vec::len), Some(1));
 }
 
@@ -287,12 +282,7 @@ async fn lists_page_by_100_with_next_links() {
     let mut sizes = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     loop {
-        let page: Value = env
-            .call(Method::GET, &url, &token, None)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let page: Value = env.get_json(&url, &token).await;
         let rows = page["value"].as_array().expect("value");
         sizes.push(rows.len());
         seen.extend(
@@ -473,12 +463,7 @@ async fn status_changes_follow_the_state_machine_and_closed_is_final() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 204);
-    let got: Value = env
-        .call(Method::GET, &path, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let got: Value = env.get_json(&path, &token).await;
     assert!(got["closedDateTime"].is_string());
     assert!(got["acceptedDateTime"].is_string());
     // Nothing after a terminal state, not even a name.
@@ -509,12 +494,7 @@ async fn related_referrals_are_found_through_the_link() {
     let link = incoming["links"]["relatedReferrals"]["uri"]
         .as_str()
         .expect("link");
-    let related: Value = env
-        .call(Method::GET, link, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let related: Value = env.get_json(link, &token).await;
     let rows = related["value"].as_array().expect("value");
     assert_eq!(rows.len(), 2, "the partner's and Microsoft's referral");
     assert!(
@@ -532,12 +512,7 @@ async fn related_referrals_are_found_through_the_link() {
     let link = lead["links"]["relatedReferrals"]["uri"]
         .as_str()
         .expect("link");
-    let related: Value = env
-        .call(Method::GET, link, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let related: Value = env.get_json(link, &token).await;
     assert_eq!(related["value"].as_array().map(Vec::len), Some(1));
     // Microsoft's referral is read-only to the partner.
     let ms_path = format!("{LIST}/{}", microsoft["id"].as_str().expect("id"));
@@ -611,11 +586,6 @@ async fn unanswered_incoming_referrals_expire_after_14_days() {
         (expired["status"].as_str(), expired["substatus"].as_str()),
         (Some("Closed"), Some("Expired"))
     );
-    let kept: Value = env
-        .call(Method::GET, &path, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let kept: Value = env.get_json(&path, &token).await;
     assert_eq!(kept["status"], "Active");
 }

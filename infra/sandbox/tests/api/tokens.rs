@@ -35,18 +35,17 @@ async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
         .expect("refresh")
         .to_string();
     let v1: Value = env
-        .http
-        .post(env.url("/common/oauth2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("refresh_token", &refresh),
-            ("resource", REFERRALS_AUDIENCE),
-        ])
-        .send()
+        .form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("refresh_token", &refresh),
+                ("resource", REFERRALS_AUDIENCE),
+            ],
+        )
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
@@ -58,36 +57,34 @@ async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
 
     // The redeemed refresh token is spent; the new one works on v2.
     let again = env
-        .http
-        .post(env.url("/common/oauth2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("refresh_token", &refresh),
-            ("resource", REFERRALS_AUDIENCE),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("refresh_token", &refresh),
+                ("resource", REFERRALS_AUDIENCE),
+            ],
+        )
+        .await;
     assert_eq!(again.status(), 400);
     let next = v1["refresh_token"].as_str().expect("rotated");
     let v2 = env
-        .http
-        .post(env.url("/common/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("refresh_token", next),
-            (
-                "scope",
-                &format!("{REFERRALS_AUDIENCE}/.default offline_access"),
-            ),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/v2.0/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("refresh_token", next),
+                (
+                    "scope",
+                    &format!("{REFERRALS_AUDIENCE}/.default offline_access"),
+                ),
+            ],
+        )
+        .await;
     assert_eq!(v2.status(), 200);
     let v2: Value = v2.json().await.expect("json");
     assert!(v2["expires_in"].is_number(), "v2 answers numbers: {v2}");
@@ -102,19 +99,18 @@ async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
 async fn wrong_credentials_get_entra_errors() {
     let env = Env::start().await;
     let bad_password = env
-        .http
-        .post(env.url("/common/oauth2/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("username", ADMIN_USER),
-            ("password", "wrong"),
-            ("resource", REFERRALS_AUDIENCE),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("username", ADMIN_USER),
+                ("password", "wrong"),
+                ("resource", REFERRALS_AUDIENCE),
+            ],
+        )
+        .await;
     assert_eq!(bad_password.status(), 400);
     let body: Value = bad_password.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
@@ -126,35 +122,33 @@ async fn wrong_credentials_get_entra_errors() {
     );
 
     let bad_secret = env
-        .http
-        .post(env.url("/common/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", "nope"),
-            ("scope", "https://api.partnercenter.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/v2.0/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", "nope"),
+                ("scope", "https://api.partnercenter.microsoft.com/.default"),
+            ],
+        )
+        .await;
     assert_eq!(bad_secret.status(), 401);
     let body: Value = bad_secret.json().await.expect("json");
     assert_eq!(body["error"], "invalid_client");
 
     let unknown_resource = env
-        .http
-        .post(env.url("/common/oauth2/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("username", ADMIN_USER),
-            ("password", USER_PASSWORD),
-            ("resource", "https://graph.example"),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("username", ADMIN_USER),
+                ("password", USER_PASSWORD),
+                ("resource", "https://graph.example"),
+            ],
+        )
+        .await;
     assert_eq!(unknown_resource.status(), 400);
 }
 
@@ -278,20 +272,19 @@ async fn a_changed_password_revokes_refresh_tokens() {
         .await;
     assert_eq!(resp.status(), 204);
     let refresh = env
-        .http
-        .post(env.url("/common/oauth2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            (
-                "refresh_token",
-                first["refresh_token"].as_str().expect("rt"),
-            ),
-            ("resource", REFERRALS_AUDIENCE),
-        ])
-        .send()
-        .await
-        .expect("send");
+        .form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                (
+                    "refresh_token",
+                    first["refresh_token"].as_str().expect("rt"),
+                ),
+                ("resource", REFERRALS_AUDIENCE),
+            ],
+        )
+        .await;
     assert_eq!(refresh.status(), 400);
 }

@@ -33,12 +33,7 @@ async fn registration_lifecycle_get_post_conflict_put() {
         )
         .await;
     assert_eq!(replaced.status(), 200);
-    let now: Value = env
-        .call(Method::GET, REG, &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let now: Value = env.get_json(REG, &token).await;
     assert_eq!(now["WebhookUrl"], "https://other.example/hook");
     assert_eq!(now["WebhookEvents"], json!(["referral-created"]));
     assert_eq!(now["SubscriberId"], created["SubscriberId"]);
@@ -76,12 +71,9 @@ async fn registration_lifecycle_get_post_conflict_put() {
 async fn event_names_are_listed() {
     let env = Env::start().await;
     let token = env.webhooks_token().await;
-    let names: Vec<String> = env
-        .call(Method::GET, &format!("{REG}/events"), &token, None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let names: Vec<String> =
+        serde_json::from_value(env.get_json(&format!("{REG}/events"), &token).await)
+            .expect("a list of names");
     for e in REFERRAL_EVENTS.iter().chain(&["test-created"]) {
         assert!(names.iter().any(|n| n == e), "{e} missing from {names:?}");
     }
@@ -138,12 +130,7 @@ async fn validation_events_need_test_created_are_throttled_and_report_attempts()
     let status_url = format!("{REG}/validationEvents/{correlation}");
     let mut status = Value::Null;
     for _ in 0..200 {
-        status = env
-            .call(Method::GET, &status_url, &token, None)
-            .await
-            .json()
-            .await
-            .expect("json");
+        status = env.get_json(&status_url, &token).await;
         if status["status"] == "completed" {
             break;
         }
