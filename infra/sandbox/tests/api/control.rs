@@ -346,3 +346,42 @@ async fn the_clock_moves_forward_only() {
         .await;
     assert_eq!(back.status(), 400);
 }
+
+#[tokio::test]
+async fn a_fault_rate_of_zero_never_fires_and_one_always_does() {
+    let env = Env::start().await;
+    let token = env.admin().await;
+    env.control(
+        Method::POST,
+        "/_sandbox/faults",
+        Some(json!([
+            {"method": "GET", "route": "/v1.0/engagements/referrals", "status": 500, "rate": 0.0},
+            {"method": "GET", "route": "/v1.0/engagements/referrals/{id}", "status": 502, "rate": 1.0}
+        ])),
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            env.call(Method::GET, LIST, &token, None).await.status(),
+            200
+        );
+        assert_eq!(
+            env.call(Method::GET, &format!("{LIST}/x"), &token, None)
+                .await
+                .status(),
+            502
+        );
+    }
+    assert_eq!(
+        env.control(Method::DELETE, "/_sandbox/faults", None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        env.call(Method::GET, &format!("{LIST}/x"), &token, None)
+            .await
+            .status(),
+        404
+    );
+}
