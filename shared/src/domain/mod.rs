@@ -1,0 +1,6 @@
+//! The sync rules as plain functions over plain data: no I/O, so every rule is tested with
+//! tables of cases and properties.
+
+pub mod audit;
+pub mod classify;
+pub mod marker;
