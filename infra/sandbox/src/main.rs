@@ -7,6 +7,7 @@ use cosell_sandbox::config::{
     ADMIN_USER, CLIENT_ID, CLIENT_SECRET, READER_USER, RelatedEventId, ResourceUriStyle,
     USER_PASSWORD,
 };
+use cosell_sandbox::salesforce::INTEGRATION_USER;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 
 fn identities() -> String {
@@ -16,13 +17,18 @@ fn identities() -> String {
          Referral Admin (user / pass):  {ADMIN_USER} / {USER_PASSWORD}\n  \
          Referral User  (user / pass):  {READER_USER} / {USER_PASSWORD}\n    \
          (reads only referrals whose team includes it; every write is refused)\n\
-         Token endpoints: POST /{{tenant}}/oauth2/token (v1) and /{{tenant}}/oauth2/v2.0/token (v2).\n\
+         Dataverse: client credentials of the app, scope=<sandbox URL>/.default.\n\
+         Salesforce: consumer key {CLIENT_ID} / {CLIENT_SECRET}; JWT user {INTEGRATION_USER},\n  \
+         key pair from GET /_sandbox/salesforce/connected-app.\n\
+         Token endpoints: POST /{{tenant}}/oauth2/token (v1) and /{{tenant}}/oauth2/v2.0/token (v2),\n  \
+         POST /services/oauth2/token (Salesforce).\n\
          Control API: /_sandbox/... (see the README)."
     )
 }
 
-/// A local stand-in for Partner Center (Referrals and Webhooks APIs, signed webhook delivery)
-/// and its Entra ID token endpoint, for trying the co-sell connector without credentials.
+/// A local stand-in for Partner Center (Referrals and Webhooks APIs, signed webhook delivery),
+/// its Entra ID token endpoint, the Dataverse Web API and the Salesforce REST API, for trying
+/// the co-sell connector without credentials.
 #[derive(Parser, Debug)]
 #[command(name = "cosell-sandbox", version)]
 struct Cli {
