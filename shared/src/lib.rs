@@ -1,5 +1,14 @@
 //! The co-sell connector's engine. This crate holds no Lambda types, so the same
 //! code runs in the functions, the local runner and the tests.
+//!
+//! The domain (`domain`, `referral`) is free of I/O. Everything that talks to the outside sits
+//! behind a port: [`partner_center::PartnerCenter`], [`crm::Crm`], [`store::Store`] and
+//! [`queue::Queue`], each with its adapters beside it.
 
+pub mod crm;
 pub mod domain;
+pub mod partner_center;
+pub mod queue;
 pub mod referral;
+pub mod retry;
+pub mod store;

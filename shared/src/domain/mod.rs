@@ -4,3 +4,4 @@
 pub mod audit;
 pub mod classify;
 pub mod marker;
+pub mod projection;

@@ -1,0 +1,227 @@
+//! The CRM port: what the sync needs from a partner's CRM, in the connector's own terms. Each
+//! adapter (Dataverse, Salesforce) maps these to its API and to the field names the admin
+//! configured, so the sync rules never see a CRM-specific name.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A CRM record id: a GUID in Dataverse, an 18-character id in Salesforce.
+pub type CrmId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    Dynamics,
+    Salesforce,
+}
+
+/// Where an opportunity stands. Dataverse maps these to statecode/statuscode (In Progress,
+/// On Hold, Win/Lose actions); Salesforce to the stage names the admin configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OpportunityState {
+    Active,
+    /// The hold stage: an incoming referral not yet accepted.
+    OnHold,
+    Won,
+    Lost,
+}
+
+impl OpportunityState {
+    pub fn is_closed(self) -> bool {
+        matches!(self, OpportunityState::Won | OpportunityState::Lost)
+    }
+}
+
+/// Referral visibility as the seller sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Visibility {
+    Private,
+    Visible,
+}
+
+/// The opportunity fields the connector reads and writes. In a write, `None` leaves a field as
+/// it is; in a read, `None` means empty in the CRM.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpportunityFields {
+    pub name: Option<String>,
+    pub deal_value: Option<f64>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    pub close_date: Option<NaiveDate>,
+    pub description: Option<String>,
+    pub state: Option<OpportunityState>,
+    pub account_id: Option<CrmId>,
+    /// The customer contact (Dataverse `parentcontactid`; Salesforce's primary contact role).
+    pub contact_id: Option<CrmId>,
+    pub sync_with_partner_center: Option<bool>,
+    pub referral_id: Option<String>,
+    pub referral_link: Option<String>,
+    /// `none` or an `assistanceRequestCode` value.
+    pub microsoft_help: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub microsoft_crm_id: Option<String>,
+    pub microsoft_status: Option<String>,
+    pub audit: Option<String>,
+}
+
+/// An opportunity as read from the CRM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Opportunity {
+    pub id: CrmId,
+    pub fields: OpportunityFields,
+    pub modified_at: Option<DateTime<Utc>>,
+    /// Whether the connector's own CRM user made the last change (no echo back).
+    pub modified_by_connector: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeadState {
+    Open,
+    Qualified,
+    Disqualified,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadFields {
+    /// The topic (Dataverse `subject`; Salesforce has no topic and uses the description).
+    pub topic: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+    pub description: Option<String>,
+    pub state: Option<LeadState>,
+    pub referral_id: Option<String>,
+    pub referral_link: Option<String>,
+    pub audit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    pub id: CrmId,
+    pub fields: LeadFields,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountFields {
+    pub name: String,
+    pub street: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    /// ISO 3166 alpha-2, in the configured country field.
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: CrmId,
+    pub fields: AccountFields,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactFields {
+    pub first_name: Option<String>,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub account_id: Option<CrmId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: CrmId,
+    pub fields: ContactFields,
+}
+
+/// Why a CRM call failed, sorted by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CrmError {
+    /// Worth retrying later: throttled (429, Salesforce's daily limit), 5xx, timeout, network.
+    #[error("the CRM is unavailable for now ({status:?}): {message}")]
+    Transient {
+        status: Option<u16>,
+        /// Seconds the CRM asked us to wait.
+        retry_after: Option<u64>,
+        message: String,
+    },
+    /// The CRM refused the data; a person must fix it (shown in Audit and ✖, not retried).
+    #[error("the CRM refused the change: {message}")]
+    Rejected {
+        message: String,
+        field: Option<String>,
+    },
+    /// The record changed since it was read (stale etag).
+    #[error("the record changed since it was read")]
+    Conflict,
+    #[error("{what} was not found in the CRM")]
+    NotFound { what: String },
+    /// Credentials or permissions: an operator must fix the configuration.
+    #[error("the CRM did not accept the connector's credentials: {message}")]
+    Auth { message: String },
+}
+
+impl CrmError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CrmError::Transient { .. })
+    }
+}
+
+pub type CrmResult<T> = Result<T, CrmError>;
+
+/// Everything the sync asks of a CRM. Every method is one logical operation; adapters follow
+/// their API's paging, honour 429/`Retry-After` and time out.
+#[async_trait]
+pub trait Crm: Send + Sync {
+    fn kind(&self) -> CrmKind;
+
+    async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>>;
+    /// The opportunity whose referral-identifier field holds `referral_id`.
+    async fn find_opportunity_by_referral(
+        &self,
+        referral_id: &str,
+    ) -> CrmResult<Option<Opportunity>>;
+    async fn create_opportunity(&self, fields: &OpportunityFields) -> CrmResult<CrmId>;
+    /// Writes the fields that are `Some`; a state change closes or reopens as the CRM requires.
+    async fn update_opportunity(&self, id: &str, fields: &OpportunityFields) -> CrmResult<()>;
+
+    async fn get_lead(&self, id: &str) -> CrmResult<Option<Lead>>;
+    async fn find_lead_by_referral(&self, referral_id: &str) -> CrmResult<Option<Lead>>;
+    async fn create_lead(&self, fields: &LeadFields) -> CrmResult<CrmId>;
+    async fn update_lead(&self, id: &str, fields: &LeadFields) -> CrmResult<()>;
+
+    /// Accounts that may be the customer: those with this postal code, or this name when there
+    /// is no postal code. The caller picks the match (name and postal code, case- and
+    /// space-insensitive).
+    async fn account_candidates(
+        &self,
+        name: &str,
+        postal_code: Option<&str>,
+    ) -> CrmResult<Vec<Account>>;
+    async fn create_account(&self, fields: &AccountFields) -> CrmResult<CrmId>;
+
+    async fn find_contact_by_email(&self, email: &str) -> CrmResult<Option<Contact>>;
+    async fn create_contact(&self, fields: &ContactFields) -> CrmResult<CrmId>;
+    /// Makes `contact_id` the opportunity's customer contact (Salesforce: a primary contact
+    /// role; Dataverse: the contact lookup). Idempotent.
+    async fn attach_contact(&self, opportunity_id: &str, contact_id: &str) -> CrmResult<()>;
+
+    /// Partner Center solution ids linked to the opportunity.
+    async fn solution_links(&self, opportunity_id: &str) -> CrmResult<Vec<String>>;
+    async fn add_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()>;
+}

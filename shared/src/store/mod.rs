@@ -1,0 +1,110 @@
+//! The store port: links between referrals and CRM records, idempotency claims, the per-referral
+//! journal and the pollers' cursors. DynamoDB in AWS; an embedded store locally.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::crm::CrmKind;
+use crate::domain::projection::Projection;
+
+/// Which kind of CRM record a referral is linked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RecordKind {
+    Opportunity,
+    Lead,
+}
+
+/// A referral and the CRM record that stands for it, with the state both sides agreed on at the
+/// last sync: the base of every change detection and three-way merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub referral_id: String,
+    pub crm_id: String,
+    pub record: RecordKind,
+    pub crm_kind: CrmKind,
+    pub engagement_id: Option<String>,
+    pub synced: Option<Projection>,
+    /// The referral's eTag after the last sync.
+    pub referral_etag: Option<String>,
+    /// The CRM record's modification time after the last sync.
+    pub crm_modified_at: Option<DateTime<Utc>>,
+    /// The referral reached a terminal state: nothing more is written to Partner Center.
+    pub terminal: bool,
+    pub last_error: Option<String>,
+    /// Bumped by every write; a write expecting another version loses (no lost updates).
+    pub version: u64,
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the key now and must `complete` or `release` it.
+    Acquired,
+    /// The work was done already: skip it.
+    Completed,
+    /// Someone else is doing it right now: try again later.
+    InProgress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    Synced,
+    Failed,
+    Skipped,
+}
+
+/// One line of a referral's history, for Audit and `cosell status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    pub at: DateTime<Utc>,
+    pub referral_id: String,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the link (or claim) changed since it was read.
+    #[error("{what} changed concurrently")]
+    Conflict { what: String },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn link_by_referral(&self, referral_id: &str) -> StoreResult<Option<Link>>;
+    async fn link_by_crm(&self, crm_id: &str) -> StoreResult<Option<Link>>;
+    /// Writes `link` if the stored version is `link.version - 1` (or none is stored when
+    /// `link.version == 1`); otherwise `Conflict`.
+    async fn put_link(&self, link: &Link) -> StoreResult<()>;
+
+    /// Powertools-style idempotency: a conditional put claims `key` until `in_progress_until`;
+    /// a completed key is skipped until `expires_at`; an in-progress claim whose time has passed
+    /// (a crashed or timed-out worker) can be taken over.
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+    ) -> StoreResult<Claim>;
+    async fn complete(&self, key: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// Gives a claim back after a failure, so the retry can take it at once.
+    async fn release(&self, key: &str) -> StoreResult<()>;
+
+    async fn append_journal(&self, entry: &JournalEntry) -> StoreResult<()>;
+    /// Newest first.
+    async fn journal(&self, referral_id: &str, limit: usize) -> StoreResult<Vec<JournalEntry>>;
+
+    async fn cursor(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()>;
+}
