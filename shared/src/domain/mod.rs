@@ -3,5 +3,6 @@
 
 pub mod audit;
 pub mod classify;
+pub mod mapping;
 pub mod marker;
 pub mod projection;
