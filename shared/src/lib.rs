@@ -7,8 +7,10 @@
 
 pub mod crm;
 pub mod domain;
+pub mod ingress;
 pub mod partner_center;
 pub mod queue;
 pub mod referral;
 pub mod retry;
 pub mod store;
+pub mod sync;

@@ -1,0 +1,470 @@
+//! Partner Center → CRM: a referral changed (a webhook, or reconciliation found it); read it
+//! fresh, decide, write the CRM, write the CRM id back to the referral, record the link.
+
+use chrono::{DateTime, Utc};
+
+use super::{Handled, SyncError, SyncOptions};
+use crate::crm::{Crm, CrmError, OpportunityFields};
+use crate::domain::audit;
+use crate::domain::classify::{Kind, classify};
+use crate::domain::mapping::{self, Changed};
+use crate::domain::marker::{self, Mark};
+use crate::domain::projection::Projection;
+use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
+use crate::referral::{Referral, Status};
+use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
+
+/// The ports one sync runs against.
+pub struct Inbound<'a> {
+    pub pc: &'a dyn PartnerCenter,
+    pub crm: &'a dyn Crm,
+    pub store: &'a dyn Store,
+    pub options: &'a SyncOptions,
+}
+
+fn chrono_after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+}
+
+impl Inbound<'_> {
+    /// Handles `PartnerCenterChanged { referral_id, event }`. Safe to run twice: a referral
+    /// version already synced is skipped, and every write first looks for what exists.
+    pub async fn referral_changed(
+        &self,
+        referral_id: &str,
+        event: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let Some(fetched) = self.pc.get_referral(referral_id).await? else {
+            return Ok(Handled::Skipped {
+                reason: format!("referral {referral_id} is not visible in Partner Center"),
+            });
+        };
+        let Some((own, link)) = self.own_referral(fetched, event).await? else {
+            return Ok(Handled::Skipped {
+                reason: format!(
+                    "{event} for {referral_id}: no referral of ours in its engagement is synced"
+                ),
+            });
+        };
+        let related = self.related_of(&own).await?;
+        let own_id = own.id.clone().unwrap_or_default();
+        let key = format!(
+            "pc:{}:{}:{}",
+            own_id.to_ascii_lowercase(),
+            own.e_tag.as_deref().unwrap_or(""),
+            related
+                .as_ref()
+                .and_then(|r| r.e_tag.as_deref())
+                .unwrap_or("")
+        );
+        match self
+            .store
+            .claim(&key, now, chrono_after(now, self.options.in_progress_ttl))
+            .await?
+        {
+            Claim::Completed => {
+                return Ok(Handled::Skipped {
+                    reason: "this version of the referral is already synced".into(),
+                });
+            }
+            Claim::InProgress => return Err(SyncError::Busy(own_id)),
+            Claim::Acquired => {}
+        }
+        let result = match link {
+            Some(link) => self.update(&own, related.as_ref(), link, now).await,
+            None => self.create(&own, related.as_ref(), now).await,
+        };
+        match &result {
+            Ok(_) => {
+                self.store
+                    .complete(&key, chrono_after(now, self.options.idempotency_ttl))
+                    .await?
+            }
+            Err(_) => {
+                // Best effort: the claim also expires by itself.
+                let _ = self.store.release(&key).await;
+            }
+        }
+        result
+    }
+
+    /// The partner's own referral an event is about, and its link. A `related-referral-*`
+    /// event may carry Microsoft's referral id: then ours is the synced one in its engagement.
+    async fn own_referral(
+        &self,
+        fetched: Referral,
+        event: &str,
+    ) -> Result<Option<(Referral, Option<Link>)>, SyncError> {
+        let id = fetched.id.clone().unwrap_or_default();
+        let link = self.store.link_by_referral(&id).await?;
+        if link.is_some() || !event.starts_with("related-") {
+            return Ok(Some((fetched, link)));
+        }
+        let Some(engagement) = fetched.engagement_id.as_deref() else {
+            return Ok(None);
+        };
+        for r in self.pc.engagement_referrals(engagement).await? {
+            let Some(rid) = r.id.as_deref() else { continue };
+            if let Some(link) = self.store.link_by_referral(rid).await? {
+                return Ok(Some((r, Some(link))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Microsoft's referral beside ours: another organisation's referral in the engagement.
+    async fn related_of(&self, own: &Referral) -> Result<Option<Referral>, SyncError> {
+        let shared = own.r#type.as_ref().map(|t| t.as_str()) == Some("Shared");
+        let Some(engagement) = own.engagement_id.as_deref().filter(|_| shared) else {
+            return Ok(None);
+        };
+        let others = self.pc.engagement_referrals(engagement).await?;
+        Ok(others
+            .into_iter()
+            .find(|r| r.id != own.id && r.organization_id != own.organization_id))
+    }
+
+    async fn create(
+        &self,
+        own: &Referral,
+        related: Option<&Referral>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let id = own.id.clone().unwrap_or_default();
+        let kind = classify(own);
+        if !kind.comes_into_crm(self.options.co_sell_only) {
+            return Ok(Handled::Skipped {
+                reason: "a lead, and \"sync co-sell only\" is on".into(),
+            });
+        }
+        let record = if kind == Kind::Lead {
+            RecordKind::Lead
+        } else {
+            RecordKind::Opportunity
+        };
+        let projection = mapping::referral_projection(own, related);
+
+        // Never a second record: the referral may already name one, or a previous attempt may
+        // have created one before it could record the link.
+        if let Some(crm_id) = own
+            .external_reference_id
+            .as_deref()
+            .filter(|x| !x.is_empty())
+        {
+            let exists = match record {
+                RecordKind::Opportunity => self.crm.get_opportunity(crm_id).await?.is_some(),
+                RecordKind::Lead => self.crm.get_lead(crm_id).await?.is_some(),
+            };
+            if !exists {
+                let reason = format!(
+                    "referral {id} names CRM record {crm_id}, which no longer exists; it is not recreated"
+                );
+                self.journal(&id, now, Outcome::Failed, &reason).await?;
+                return Ok(Handled::Failed { reason });
+            }
+            let link = self.new_link(own, crm_id, record, None);
+            return self.update(own, related, link, now).await;
+        }
+        let found = match record {
+            RecordKind::Opportunity => self
+                .crm
+                .find_opportunity_by_referral(&id)
+                .await?
+                .map(|o| o.id),
+            RecordKind::Lead => self.crm.find_lead_by_referral(&id).await?.map(|l| l.id),
+        };
+        let crm_id = match found {
+            Some(existing) => existing,
+            None => match self.create_record(own, record, &projection, now).await {
+                Ok(crm_id) => crm_id,
+                Err(CrmError::Rejected { message, field }) => {
+                    let reason = match field {
+                        Some(f) => format!("the CRM refused the new record ({f}): {message}"),
+                        None => format!("the CRM refused the new record: {message}"),
+                    };
+                    self.journal(&id, now, Outcome::Failed, &reason).await?;
+                    return Ok(Handled::Failed { reason });
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let e_tag = self.write_back(own, &crm_id).await?;
+        let mut link = self.new_link(own, &crm_id, record, Some(projection));
+        link.referral_etag = e_tag.or_else(|| own.e_tag.clone());
+        self.save(link).await?;
+        self.journal(&id, now, Outcome::Synced, "created in the CRM")
+            .await?;
+        Ok(Handled::Created { crm_id })
+    }
+
+    fn new_link(
+        &self,
+        own: &Referral,
+        crm_id: &str,
+        record: RecordKind,
+        synced: Option<Projection>,
+    ) -> Link {
+        Link {
+            referral_id: own.id.clone().unwrap_or_default(),
+            crm_id: crm_id.to_string(),
+            record,
+            crm_kind: self.crm.kind(),
+            engagement_id: own.engagement_id.clone(),
+            synced,
+            referral_etag: own.e_tag.clone(),
+            crm_modified_at: None,
+            terminal: own.status == Some(Status::Closed),
+            last_error: None,
+            version: 0,
+        }
+    }
+
+    async fn create_record(
+        &self,
+        own: &Referral,
+        record: RecordKind,
+        projection: &Projection,
+        now: DateTime<Utc>,
+    ) -> Result<String, CrmError> {
+        let id = own.id.clone().unwrap_or_default();
+        let link = self.options.referral_link(&id);
+        let audit = audit::line(now, Mark::Synced, "Created from Partner Center");
+        if record == RecordKind::Lead {
+            let mut lead = mapping::lead_fields(own, &link);
+            lead.audit = Some(audit);
+            return self.crm.create_lead(&lead).await;
+        }
+        let account_id = match mapping::account_fields(own) {
+            Some(wanted) => {
+                let candidates = self
+                    .crm
+                    .account_candidates(&wanted.name, wanted.postal_code.as_deref())
+                    .await?;
+                match candidates
+                    .into_iter()
+                    .find(|a| mapping::same_account(&a.fields, &wanted))
+                {
+                    Some(a) => Some(a.id),
+                    None => Some(self.crm.create_account(&wanted).await?),
+                }
+            }
+            None => None,
+        };
+        let mut contact_id = None;
+        for contact in mapping::contact_fields(own, account_id.as_deref()) {
+            let email = contact.email.clone().unwrap_or_default();
+            let cid = match self.crm.find_contact_by_email(&email).await? {
+                Some(c) => c.id,
+                None => self.crm.create_contact(&contact).await?,
+            };
+            // The first contact is the customer contact of the deal.
+            contact_id.get_or_insert(cid);
+        }
+        let mut fields = mapping::opportunity_update(projection, &Changed::all());
+        fields.name = Some(marker::apply(
+            projection.name.as_deref().unwrap_or(&id),
+            Mark::Synced,
+            self.options.marker,
+        ));
+        fields.account_id = account_id;
+        fields.contact_id = contact_id.clone();
+        fields.sync_with_partner_center = Some(true);
+        fields.referral_id = Some(id.clone());
+        fields.referral_link = Some(link);
+        fields.audit = Some(audit);
+        let crm_id = self.crm.create_opportunity(&fields).await?;
+        if let Some(cid) = contact_id {
+            self.crm.attach_contact(&crm_id, &cid).await?;
+        }
+        for solution in mapping::solution_ids(own) {
+            self.crm.add_solution_link(&crm_id, &solution).await?;
+        }
+        Ok(crm_id)
+    }
+
+    /// Records the CRM id on the referral (`externalReferenceId`), unless it is closed (no
+    /// writes after a terminal state) or already there. Returns the new eTag when known.
+    async fn write_back(&self, own: &Referral, crm_id: &str) -> Result<Option<String>, SyncError> {
+        if own.status == Some(Status::Closed)
+            || own.external_reference_id.as_deref() == Some(crm_id)
+        {
+            return Ok(None);
+        }
+        let id = own.id.clone().unwrap_or_default();
+        let ops = [PatchOp::replace(
+            "/externalReferenceId",
+            serde_json::Value::String(crm_id.to_string()),
+        )];
+        match self
+            .pc
+            .patch_referral(&id, own.e_tag.as_deref(), &ops)
+            .await
+        {
+            Ok(e_tag) => Ok(e_tag),
+            // Someone changed the referral meanwhile: the field is ours alone, so writing it
+            // without the stale eTag loses nothing.
+            Err(PartnerCenterError::PreconditionFailed) => {
+                Ok(self.pc.patch_referral(&id, None, &ops).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn update(
+        &self,
+        own: &Referral,
+        related: Option<&Referral>,
+        mut link: Link,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let id = link.referral_id.clone();
+        let current = mapping::referral_projection(own, related);
+        let changed = match &link.synced {
+            Some(base) => Changed::between(base, &current),
+            None => Changed::all(),
+        };
+        link.referral_etag = own.e_tag.clone().or(link.referral_etag);
+        link.terminal = own.status == Some(Status::Closed);
+        if !changed.any() {
+            self.save(link).await?;
+            return Ok(Handled::Unchanged);
+        }
+        let names = changed.names();
+        let message = format!("Updated from Partner Center: {}", names.join(", "));
+        let outcome = match link.record {
+            RecordKind::Opportunity => {
+                self.update_opportunity(&link.crm_id, &current, &changed, &message, now)
+                    .await
+            }
+            RecordKind::Lead => {
+                let mut lead = mapping::lead_fields(own, &self.options.referral_link(&id));
+                lead.referral_id = None;
+                lead.referral_link = None;
+                self.crm
+                    .update_lead(&link.crm_id, &lead)
+                    .await
+                    .map(|()| true)
+            }
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                let reason = format!(
+                    "CRM record {} linked to referral {id} no longer exists; it is not recreated",
+                    link.crm_id
+                );
+                link.last_error = Some(reason.clone());
+                self.save(link).await?;
+                self.journal(&id, now, Outcome::Failed, &reason).await?;
+                return Ok(Handled::Failed { reason });
+            }
+            Err(CrmError::Rejected { message: why, .. }) => {
+                let reason = format!("the CRM refused the update: {why}");
+                self.mark_failed(&link, &reason, now).await?;
+                link.last_error = Some(reason.clone());
+                self.save(link).await?;
+                self.journal(&id, now, Outcome::Failed, &reason).await?;
+                return Ok(Handled::Failed { reason });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The CRM id may still be missing on the referral (an adopted record, or a write-back
+        // that failed before the link was recorded).
+        if let Some(e_tag) = self.write_back(own, &link.crm_id).await? {
+            link.referral_etag = Some(e_tag);
+        }
+        link.synced = Some(current);
+        link.last_error = None;
+        let crm_id = link.crm_id.clone();
+        self.save(link).await?;
+        self.journal(&id, now, Outcome::Synced, &message).await?;
+        Ok(Handled::Updated {
+            crm_id,
+            fields: names,
+        })
+    }
+
+    /// Writes the changed fields, the ✔ marker and an Audit line. `Ok(false)` when the
+    /// opportunity is gone.
+    async fn update_opportunity(
+        &self,
+        crm_id: &str,
+        current: &Projection,
+        changed: &Changed,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CrmError> {
+        let Some(existing) = self.crm.get_opportunity(crm_id).await? else {
+            return Ok(false);
+        };
+        let mut fields: OpportunityFields = mapping::opportunity_update(current, changed);
+        let bare = match &fields.name {
+            Some(n) => n.clone(),
+            None => marker::strip(existing.fields.name.as_deref().unwrap_or("")).to_string(),
+        };
+        let marked = marker::apply(&bare, Mark::Synced, self.options.marker);
+        fields.name = (existing.fields.name.as_deref() != Some(marked.as_str())).then_some(marked);
+        fields.audit = Some(audit::prepend(
+            existing.fields.audit.as_deref().unwrap_or(""),
+            &audit::line(now, Mark::Synced, message),
+            self.options.audit_max_chars,
+        ));
+        self.crm.update_opportunity(crm_id, &fields).await?;
+        Ok(true)
+    }
+
+    /// ✖ and an Audit line on the opportunity, so the seller sees what to fix. Best effort: if
+    /// the CRM refuses this too, the journal still has it.
+    async fn mark_failed(
+        &self,
+        link: &Link,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        if link.record != RecordKind::Opportunity {
+            return Ok(());
+        }
+        let Some(existing) = self.crm.get_opportunity(&link.crm_id).await? else {
+            return Ok(());
+        };
+        let name = existing.fields.name.as_deref().unwrap_or("");
+        let fields = OpportunityFields {
+            name: Some(marker::apply(name, Mark::Failed, self.options.marker))
+                .filter(|n| n != name),
+            audit: Some(audit::prepend(
+                existing.fields.audit.as_deref().unwrap_or(""),
+                &audit::line(now, Mark::Failed, reason),
+                self.options.audit_max_chars,
+            )),
+            ..OpportunityFields::default()
+        };
+        match self.crm.update_opportunity(&link.crm_id, &fields).await {
+            Ok(()) | Err(CrmError::Rejected { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn save(&self, mut link: Link) -> Result<(), SyncError> {
+        link.version += 1;
+        Ok(self.store.put_link(&link).await?)
+    }
+
+    async fn journal(
+        &self,
+        referral_id: &str,
+        at: DateTime<Utc>,
+        outcome: Outcome,
+        message: &str,
+    ) -> Result<(), SyncError> {
+        Ok(self
+            .store
+            .append_journal(&JournalEntry {
+                at,
+                referral_id: referral_id.to_string(),
+                outcome,
+                message: message.to_string(),
+            })
+            .await?)
+    }
+}
