@@ -1,1 +1,3 @@
-//! End-to-end scenarios live under `tests/tests/`.
+//! End-to-end scenarios live under `tests/tests/`; this library holds what several of them share.
+
+pub mod store_contract;

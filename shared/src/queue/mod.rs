@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+pub mod sqs;
 
 /// One unit of work for the processor. Commands carry ids only: the processor always reads
 /// fresh state from both sides, so a stale or duplicated command does no harm.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crm::CrmKind;
 use crate::domain::projection::Projection;
+pub mod dynamodb;
 
 /// Which kind of CRM record a referral is linked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,2 @@
+//! Wired in the next step.
+fn main() {}

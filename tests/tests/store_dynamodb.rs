@@ -1,0 +1,242 @@
+//! `DynamoStore` against moto with the real SDK client: the whole store contract, plus what only
+//! the DynamoDB adapter can get wrong (unreadable items, a missing table, the TTL attribute).
+//!
+//! Every test starts its own `Moto` (see `aws_harness.rs`); without `moto_server` they fail with
+//! the install hint.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use chrono::{Duration, Utc};
+use cosell_e2e::store_contract::{self, Ids};
+use cosell_localaws::Moto;
+use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
+use cosell_shared::store::{Claim, Store, StoreError};
+
+const TABLE: &str = "cosell-state";
+
+async fn moto() -> Moto {
+    Moto::start()
+        .await
+        .unwrap_or_else(|err| panic!("cannot start moto: {err}"))
+}
+
+/// The state table exactly as `template.yaml` declares its keys.
+async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition is complete")
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .expect("key schema is complete")
+    };
+    dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create_table");
+}
+
+/// moto with the state table, and a store on it.
+async fn store() -> (Moto, DynamoStore) {
+    let moto = moto().await;
+    create_table(&moto.dynamodb()).await;
+    let store = DynamoStore::new(
+        moto.dynamodb(),
+        DynamoStoreConfig {
+            table_name: TABLE.to_owned(),
+        },
+    );
+    (moto, store)
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+async fn put_raw(dynamodb: &aws_sdk_dynamodb::Client, item: HashMap<String, AttributeValue>) {
+    dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put_item");
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_moto, store) = store().await;
+            store_contract::$name(&store, &Ids::new()).await;
+        }
+    )*};
+}
+
+contract!(
+    links_are_found_both_ways,
+    a_first_version_is_written_once,
+    each_version_follows_the_one_before,
+    a_stale_write_changes_nothing,
+    a_relink_moves_the_crm_lookup,
+    a_crm_record_is_linked_to_one_referral,
+    concurrent_writers_of_one_version_one_wins,
+    concurrent_first_writes_one_wins,
+    a_claim_is_held_until_completed_then_skipped,
+    a_completed_key_can_be_claimed_after_it_expires,
+    an_expired_in_progress_claim_is_taken_over,
+    a_released_claim_is_free_at_once,
+    the_journal_is_newest_first_and_limited,
+    cursors_round_trip_and_overwrite,
+);
+
+/// The whole suite in one store, as `run_all` offers it to other adapters: the promises hold
+/// side by side, not only each in an empty table.
+#[tokio::test]
+async fn the_whole_contract_in_one_table() {
+    let (_moto, store) = store().await;
+    store_contract::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_item_is_corrupt_not_missing() {
+    let (moto, store) = store().await;
+    let dynamodb = moto.dynamodb();
+
+    // A link written by hand (or by a future version) without the fields this one needs.
+    put_raw(
+        &dynamodb,
+        HashMap::from([
+            ("pk".to_owned(), s("REF#broken-referral")),
+            ("sk".to_owned(), s("LINK")),
+            ("referralId".to_owned(), s("broken-referral")),
+            ("version".to_owned(), s("two")),
+            ("synced".to_owned(), s("{not json")),
+        ]),
+    )
+    .await;
+    match store.link_by_referral("broken-referral").await {
+        Err(StoreError::Corrupt(message)) => assert!(
+            message.contains("REF#broken-referral"),
+            "the message names the item: {message}"
+        ),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+
+    // A reverse lookup that names no referral.
+    put_raw(
+        &dynamodb,
+        HashMap::from([
+            ("pk".to_owned(), s("CRM#broken-crm")),
+            ("sk".to_owned(), s("LINK")),
+            ("referralId".to_owned(), AttributeValue::N("7".to_owned())),
+        ]),
+    )
+    .await;
+    assert!(
+        matches!(
+            store.link_by_crm("broken-crm").await,
+            Err(StoreError::Corrupt(_))
+        ),
+        "a reverse lookup without a referral id is corrupt"
+    );
+
+    // An idempotency record in a state nobody wrote.
+    put_raw(
+        &dynamodb,
+        HashMap::from([
+            ("pk".to_owned(), s("IDEM#broken-key")),
+            ("sk".to_owned(), s("IDEM")),
+            ("status".to_owned(), s("PAUSED")),
+        ]),
+    )
+    .await;
+    let now = Utc::now();
+    assert!(matches!(
+        store
+            .claim("broken-key", now, now + Duration::minutes(5))
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_missing_table_is_unavailable_and_says_which() {
+    let moto = moto().await;
+    let store = DynamoStore::new(
+        moto.dynamodb(),
+        DynamoStoreConfig {
+            table_name: "no-such-table".to_owned(),
+        },
+    );
+    match store.cursor("poller").await {
+        Err(StoreError::Unavailable(message)) => assert!(
+            message.contains("no-such-table"),
+            "the message names the table: {message}"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let link = store_contract::sample_link("referral-1", "crm-1", 1);
+    assert!(matches!(
+        store.put_link(&link).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+/// DynamoDB's TTL only reaps items whose `expiresAt` is epoch seconds: milliseconds would keep
+/// every completed key forever.
+#[tokio::test]
+async fn idempotency_records_carry_their_ttl_in_epoch_seconds() {
+    let (moto, store) = store().await;
+    let now = Utc::now();
+    assert_eq!(
+        store
+            .claim("command-1", now, now + Duration::minutes(5))
+            .await,
+        Ok(Claim::Acquired)
+    );
+    let expires_at = now + Duration::hours(24);
+    store
+        .complete("command-1", expires_at)
+        .await
+        .expect("complete");
+
+    let item = moto
+        .dynamodb()
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", s("IDEM#command-1"))
+        .key("sk", s("IDEM"))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("the completed record exists");
+    let ttl: i64 = match item.get("expiresAt") {
+        Some(AttributeValue::N(n)) => n.parse().expect("expiresAt is a whole number"),
+        other => panic!("expiresAt should be a number, got {other:?}"),
+    };
+    let wanted = expires_at.timestamp();
+    assert!(
+        ttl == wanted || ttl == wanted + 1,
+        "expiresAt {ttl} should be {wanted} (rounded up to the second)"
+    );
+}
