@@ -432,6 +432,7 @@ pub fn standard_tables() -> Vec<TableDef> {
                 Field::new("accountnumber", s(20)),
                 Field::new("address1_line1", s(250)),
                 Field::new("address1_city", s(80)),
+                Field::new("address1_stateorprovince", s(50)),
                 Field::new("address1_postalcode", s(20)),
                 Field::new("address1_country", s(80)),
                 Field::new("emailaddress1", s(100)),
@@ -505,10 +506,16 @@ pub fn standard_tables() -> Vec<TableDef> {
                 Field::new("telephone1", s(50)),
                 Field::new("address1_line1", s(250)),
                 Field::new("address1_city", s(80)),
+                Field::new("address1_stateorprovince", s(50)),
                 Field::new("address1_postalcode", s(20)),
                 Field::new("address1_country", s(80)),
                 Field::new("description", memo(2000)),
                 Field::new("estimatedamount", FieldType::Money),
+                // The connector's columns on the lead: which referral it came from, and its
+                // Audit trail.
+                Field::new("cosell_referralid", s(100)),
+                Field::new("cosell_referrallink", s(500)),
+                Field::new("cosell_audit", memo(100_000)),
                 Field::new(
                     "parentaccountid",
                     lookup(&[("parentaccountid", "accounts")]),

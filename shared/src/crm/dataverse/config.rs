@@ -1,0 +1,406 @@
+//! What the Dataverse adapter needs to know: where the environment is, how to sign in, and the
+//! name of every column the connector reads or writes (sync-rules.md, "Connector fields" and
+//! "Options"), because each partner's environment is customised differently.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::retry::RetryPolicy;
+
+/// A credential that never shows itself: `Debug` and `Display` print `***`, so a config or an
+/// error can be logged whole without leaking it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential read from configuration.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the referral-visibility column stores private / visible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum VisibilityEncoding {
+    /// A Yes/No column: yes = visible to Microsoft sellers (the sandbox's `cosell_visibility`).
+    Boolean,
+    /// A choice column with one option value for each.
+    Choice { private: i64, visible: i64 },
+}
+
+/// Column, table and navigation names in the partner's environment. Defaults are those of
+/// sync-rules.md and the standard Dataverse schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataverseFields {
+    /// Opportunity: Sync with Partner Center (Yes/No).
+    pub sync_with_partner_center: String,
+    /// Opportunity: the referral id.
+    pub referral_id: String,
+    /// Opportunity: the link to the referral in Partner Center.
+    pub referral_link: String,
+    /// Opportunity: How can Microsoft help.
+    pub microsoft_help: String,
+    /// Opportunity: referral visibility.
+    pub visibility: String,
+    pub visibility_encoding: VisibilityEncoding,
+    /// Opportunity: Microsoft's CRM identifier (MSX id).
+    pub microsoft_crm_id: String,
+    /// Opportunity: the related (Microsoft-side) referral's status.
+    pub microsoft_status: String,
+    /// Opportunity: the Audit trail.
+    pub audit: String,
+    /// Opportunity: the deal value (Money).
+    pub deal_value: String,
+    /// Opportunity: the currency lookup (to `transactioncurrencies`), also its navigation.
+    pub currency: String,
+
+    /// Lead: the referral id.
+    pub lead_referral_id: String,
+    /// Lead: the link to the referral in Partner Center.
+    pub lead_referral_link: String,
+    /// Lead: the Audit trail.
+    pub lead_audit: String,
+    /// Lead: the country (ISO 3166 alpha-2).
+    pub lead_country: String,
+
+    /// Account: the customer's country (ISO 3166 alpha-2).
+    pub account_country: String,
+    /// Account: state or province; `None` when the environment has no such column.
+    pub account_state: Option<String>,
+
+    /// Entity set of the solution-link table.
+    pub solution_link_set: String,
+    /// Solution link: the Partner Center solution id.
+    pub solution_id: String,
+    /// Solution link: the lookup to the opportunity (column and navigation name).
+    pub solution_link_opportunity: String,
+    /// Solution link: the primary name column, filled with the solution id so sellers see
+    /// something in lists; `None` to leave it empty.
+    pub solution_link_name: Option<String>,
+
+    /// Values for columns the partner made mandatory, merged into every opportunity create
+    /// (the connector's own values win). Keys may be `nav@odata.bind`.
+    pub opportunity_create_defaults: Map<String, Value>,
+    /// The same for leads.
+    pub lead_create_defaults: Map<String, Value>,
+}
+
+impl Default for DataverseFields {
+    fn default() -> DataverseFields {
+        DataverseFields {
+            sync_with_partner_center: "cosell_syncwithpartnercenter".into(),
+            referral_id: "cosell_referralid".into(),
+            referral_link: "cosell_referrallink".into(),
+            microsoft_help: "cosell_microsofthelp".into(),
+            visibility: "cosell_visibility".into(),
+            visibility_encoding: VisibilityEncoding::Boolean,
+            microsoft_crm_id: "cosell_microsoftcrmid".into(),
+            microsoft_status: "cosell_microsoftstatus".into(),
+            audit: "cosell_audit".into(),
+            deal_value: "estimatedvalue".into(),
+            currency: "transactioncurrencyid".into(),
+            lead_referral_id: "cosell_referralid".into(),
+            lead_referral_link: "cosell_referrallink".into(),
+            lead_audit: "cosell_audit".into(),
+            lead_country: "address1_country".into(),
+            account_country: "address1_country".into(),
+            account_state: Some("address1_stateorprovince".into()),
+            solution_link_set: "cosell_solutions".into(),
+            solution_id: "cosell_solutionid".into(),
+            solution_link_opportunity: "cosell_opportunityid".into(),
+            solution_link_name: Some("cosell_name".into()),
+            opportunity_create_defaults: Map::new(),
+            lead_create_defaults: Map::new(),
+        }
+    }
+}
+
+/// Everything needed to talk to one Dataverse environment.
+#[derive(Debug, Clone)]
+pub struct DataverseConfig {
+    /// The environment URL, e.g. `https://contoso.crm4.dynamics.com` (the sandbox's base URL in
+    /// tests). The token scope is `{org_url}/.default`.
+    pub org_url: String,
+    /// The Entra ID authority; tokens come from `{authority_url}/{tenant}/oauth2/v2.0/token`.
+    pub authority_url: String,
+    pub tenant: String,
+    /// The app registration behind the environment's application user.
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Web API version in URLs (`v9.2`).
+    pub api_version: String,
+    /// Per HTTP request, token requests included.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Rows per page (`Prefer: odata.maxpagesize`) when following `@odata.nextLink`.
+    pub page_size: usize,
+    /// How many accounts [`crate::crm::Crm::account_candidates`] returns at most.
+    pub max_account_candidates: usize,
+    pub fields: DataverseFields,
+}
+
+impl DataverseConfig {
+    /// A config with the documented defaults for everything but the environment and the app.
+    pub fn new(
+        org_url: impl Into<String>,
+        tenant: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+    ) -> DataverseConfig {
+        DataverseConfig {
+            org_url: org_url.into(),
+            authority_url: "https://login.microsoftonline.com".into(),
+            tenant: tenant.into(),
+            client_id: client_id.into(),
+            client_secret,
+            api_version: "v9.2".into(),
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            page_size: 500,
+            max_account_candidates: 50,
+            fields: DataverseFields::default(),
+        }
+    }
+
+    /// Checks every value before the first request, so a typo fails at start with its name
+    /// rather than as a refused request later. Names go into URLs and query options
+    /// unescaped, so only OData identifiers are accepted.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("org_url", &self.org_url),
+            ("authority_url", &self.authority_url),
+        ] {
+            let ok = url::Url::parse(value)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::invalid(name, "must be an http(s) URL"));
+            }
+        }
+        if self.tenant.is_empty()
+            || !self
+                .tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(ConfigError::invalid(
+                "tenant",
+                "must be a tenant id or domain name",
+            ));
+        }
+        if self.client_id.is_empty() {
+            return Err(ConfigError::invalid("client_id", "must not be empty"));
+        }
+        if self.client_secret.expose().is_empty() {
+            return Err(ConfigError::invalid("client_secret", "must not be empty"));
+        }
+        let version_ok = self
+            .api_version
+            .strip_prefix('v')
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+        if !version_ok {
+            return Err(ConfigError::invalid("api_version", "must look like v9.2"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid("timeout", "must be positive"));
+        }
+        if self.page_size == 0 || self.page_size > 5000 {
+            return Err(ConfigError::invalid("page_size", "must be 1 to 5000"));
+        }
+        if self.max_account_candidates == 0 || self.max_account_candidates > 5000 {
+            return Err(ConfigError::invalid(
+                "max_account_candidates",
+                "must be 1 to 5000",
+            ));
+        }
+        self.fields.validate()
+    }
+}
+
+impl DataverseFields {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let names: &[(&'static str, &str)] = &[
+            ("sync_with_partner_center", &self.sync_with_partner_center),
+            ("referral_id", &self.referral_id),
+            ("referral_link", &self.referral_link),
+            ("microsoft_help", &self.microsoft_help),
+            ("visibility", &self.visibility),
+            ("microsoft_crm_id", &self.microsoft_crm_id),
+            ("microsoft_status", &self.microsoft_status),
+            ("audit", &self.audit),
+            ("deal_value", &self.deal_value),
+            ("currency", &self.currency),
+            ("lead_referral_id", &self.lead_referral_id),
+            ("lead_referral_link", &self.lead_referral_link),
+            ("lead_audit", &self.lead_audit),
+            ("lead_country", &self.lead_country),
+            ("account_country", &self.account_country),
+            (
+                "account_state",
+                self.account_state.as_deref().unwrap_or("x"),
+            ),
+            ("solution_link_set", &self.solution_link_set),
+            ("solution_id", &self.solution_id),
+            ("solution_link_opportunity", &self.solution_link_opportunity),
+            (
+                "solution_link_name",
+                self.solution_link_name.as_deref().unwrap_or("x"),
+            ),
+        ];
+        if let Some((name, _)) = names.iter().find(|(_, v)| !is_identifier(v)) {
+            return Err(ConfigError::invalid(
+                name,
+                "must be a column or table name (letters, digits, '_')",
+            ));
+        }
+        for (name, map) in [
+            (
+                "opportunity_create_defaults",
+                &self.opportunity_create_defaults,
+            ),
+            ("lead_create_defaults", &self.lead_create_defaults),
+        ] {
+            if let Some(key) = map
+                .keys()
+                .find(|k| !is_identifier(k.strip_suffix("@odata.bind").unwrap_or(k.as_str())))
+            {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("'{key}' is not a column name or 'navigation@odata.bind'"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A configuration value the adapter cannot work with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting, by its field name, and what is wrong with it.
+    #[error("Dataverse setting {name} {reason}")]
+    Invalid { name: &'static str, reason: String },
+    /// The TLS/HTTP stack could not be set up.
+    #[error("cannot build the HTTP client for Dataverse: {0}")]
+    Http(String),
+}
+
+impl ConfigError {
+    fn invalid(name: &'static str, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            name,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DataverseConfig {
+        DataverseConfig::new(
+            "https://contoso.crm4.dynamics.com",
+            "contoso.onmicrosoft.com",
+            "app",
+            Secret::new("s3cr3t-value"),
+        )
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let c = config();
+        let shown = format!("{c:?} {}", c.client_secret);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_names_are_named() {
+        assert_eq!(config().validate(), Ok(()));
+        let mut c = config();
+        c.fields.referral_id = "cosell_referralid eq 'x' or name".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                name: "referral_id",
+                ..
+            })
+        ));
+        let mut c = config();
+        c.fields.opportunity_create_defaults.insert(
+            "new_region@odata.bind".into(),
+            Value::from("/territories(1)"),
+        );
+        assert_eq!(c.validate(), Ok(()));
+        c.fields
+            .lead_create_defaults
+            .insert("bad key".into(), Value::Null);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                name: "lead_create_defaults",
+                ..
+            })
+        ));
+        let mut c = config();
+        c.org_url = "contoso".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                name: "org_url",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn field_names_load_from_partial_json() {
+        let f: DataverseFields = serde_json::from_value(serde_json::json!({
+            "referralId": "new_pcreferral",
+            "visibilityEncoding": {"type": "choice", "private": 1, "visible": 2},
+            "accountState": null
+        }))
+        .expect("parses");
+        assert_eq!(f.referral_id, "new_pcreferral");
+        assert_eq!(f.audit, "cosell_audit");
+        assert_eq!(
+            f.visibility_encoding,
+            VisibilityEncoding::Choice {
+                private: 1,
+                visible: 2
+            }
+        );
+        assert_eq!(f.account_state, None);
+    }
+}
