@@ -1,6 +1,10 @@
 //! The Partner Center port: the Referrals API calls the sync makes. The HTTP adapter talks to
 //! the real service or to the sandbox; only the base URLs differ.
 
+pub mod http;
+pub mod signature;
+pub mod token;
+
 use async_trait::async_trait;
 
 use crate::referral::Referral;

@@ -1,0 +1,720 @@
+//! The Partner Center Referrals API over HTTP: the real service, or the sandbox at another base
+//! URL.
+//!
+//! Every request carries a bearer token from [`TokenProvider`], `Accept: application/json`, a new
+//! `client-request-id` and the `MS-CorrelationId` of the logical call (shared by its retries and
+//! pages, so one operation can be followed through the service's logs). A 401 renews the token
+//! once; throttling, 5xx and network failures go through [`RetryPolicy::run`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::token::{AccessToken, PartnerCenterAuth, PartnerCenterConfigError, TokenProvider};
+use super::{PartnerCenter, PartnerCenterError, PatchOp, PcResult};
+use crate::referral::Referral;
+use crate::retry::{RetryPolicy, Transient};
+
+/// The Referrals API's host.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.partner.microsoft.com";
+/// How long one request (connect, send, read the whole answer) may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
+/// Error text from the service is kept to this length in messages (the documented maximum).
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Where the Referrals API is and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct PartnerCenterConfig {
+    /// Scheme and host (and an optional path prefix) the `/v1.0/engagements/referrals` routes
+    /// hang off (default [`DEFAULT_API_BASE_URL`]).
+    pub api_base_url: String,
+    /// Per request, token requests included (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for PartnerCenterConfig {
+    fn default() -> Self {
+        PartnerCenterConfig {
+            api_base_url: DEFAULT_API_BASE_URL.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The [`PartnerCenter`] port over HTTP.
+#[derive(Debug)]
+pub struct PartnerCenterClient {
+    http: reqwest::Client,
+    referrals_url: url::Url,
+    tokens: TokenProvider,
+    retry: RetryPolicy,
+}
+
+/// One HTTP answer, read whole inside the attempt so a body that stalls counts as a timeout.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A failed attempt, and whether sending the request again is safe.
+#[derive(Debug)]
+struct AttemptError {
+    error: PartnerCenterError,
+    /// False when the request may have been carried out (a create whose answer was lost): a
+    /// retry could then make a duplicate, so the caller decides what to do instead.
+    resendable: bool,
+}
+
+impl Transient for AttemptError {
+    fn is_transient(&self) -> bool {
+        self.resendable && self.error.is_transient()
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        Transient::retry_after(&self.error)
+    }
+}
+
+impl From<PartnerCenterError> for AttemptError {
+    fn from(error: PartnerCenterError) -> AttemptError {
+        AttemptError {
+            error,
+            resendable: true,
+        }
+    }
+}
+
+/// Whether a request may be sent again after an answer that leaves its effect unknown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotency {
+    /// Reads, and writes that land on the same state when repeated (PATCH `replace`, PUT under
+    /// `If-Match`: a repeat after a lost answer fails with 412 at worst).
+    Safe,
+    /// A create: repeating it after the service may have acted could make a second referral.
+    Unsafe,
+}
+
+struct Request<'a> {
+    method: Method,
+    url: url::Url,
+    body: Option<Vec<u8>>,
+    if_match: Option<&'a str>,
+    correlation_id: Uuid,
+    idempotency: Idempotency,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    value: Vec<Referral>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+}
+
+impl PartnerCenterClient {
+    /// Checks the URLs and builds the HTTP client; no request is made until the first call.
+    pub fn new(
+        config: PartnerCenterConfig,
+        auth: PartnerCenterAuth,
+    ) -> Result<PartnerCenterClient, PartnerCenterConfigError> {
+        let base = super::token::parse_http_url("api_base_url", &config.api_base_url)?;
+        let referrals_url = super::token::parse_http_url(
+            "api_base_url",
+            &format!("{}{REFERRALS_PATH}", base.as_str().trim_end_matches('/')),
+        )?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            // The API never redirects; following one could carry the bearer token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cosell-connector/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let tokens = TokenProvider::new(auth, http.clone())?;
+        Ok(PartnerCenterClient {
+            http,
+            referrals_url,
+            tokens,
+            retry: config.retry,
+        })
+    }
+
+    /// Every referral changed after `since`, oldest change first, across all pages: the
+    /// reconciliation poller's view. The watermark is written with the service's seven
+    /// fractional digits, rounded down, so nothing changed at `since` itself is missed.
+    pub async fn list_changed_since(&self, since: DateTime<Utc>) -> PcResult<Vec<Referral>> {
+        let filter = format!("updatedDateTime gt {}", odata_timestamp(since));
+        self.list(&filter, Some("updatedDateTime asc")).await
+    }
+
+    /// Replaces the whole referral under `If-Match` = its eTag (the documented PUT), returning
+    /// the stored result with its new eTag. A stale eTag gives
+    /// [`PartnerCenterError::PreconditionFailed`].
+    pub async fn put_referral(&self, referral: &Referral) -> PcResult<Referral> {
+        let id = referral
+            .id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| PartnerCenterError::Rejected {
+                message: "a referral without an id cannot replace one in Partner Center".into(),
+                target: Some("id".into()),
+            })?;
+        let e_tag = referral
+            .e_tag
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| PartnerCenterError::Rejected {
+                message: format!(
+                    "referral {id} has no eTag; Partner Center requires If-Match to replace it"
+                ),
+                target: Some("eTag".into()),
+            })?;
+        let reply = self
+            .execute(Request {
+                method: Method::PUT,
+                url: self.referral_url(id),
+                body: Some(to_json(referral)?),
+                if_match: Some(e_tag),
+                correlation_id: Uuid::new_v4(),
+                idempotency: Idempotency::Safe,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200 | 201 => parse_referral(&reply),
+            204 => self.get_referral(id).await?.ok_or_else(|| not_found(id)),
+            _ => Err(refusal(&reply, Some(id))),
+        }
+    }
+
+    fn referral_url(&self, id: &str) -> url::Url {
+        let mut url = self.referrals_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(id);
+        }
+        url
+    }
+
+    /// Every referral the filter selects, following `@odata.nextLink` to the end.
+    async fn list(&self, filter: &str, order_by: Option<&str>) -> PcResult<Vec<Referral>> {
+        let mut query = format!("$filter={}", percent_encode(filter));
+        if let Some(order) = order_by {
+            query.push_str(&format!("&$orderby={}", percent_encode(order)));
+        }
+        let mut url = self.referrals_url.clone();
+        url.set_query(Some(&query));
+        let correlation_id = Uuid::new_v4();
+        let mut all = Vec::new();
+        loop {
+            let reply = self
+                .execute(Request {
+                    method: Method::GET,
+                    url: url.clone(),
+                    body: None,
+                    if_match: None,
+                    correlation_id,
+                    idempotency: Idempotency::Safe,
+                })
+                .await?;
+            if reply.status != StatusCode::OK {
+                return Err(refusal(&reply, None));
+            }
+            let page: Page = serde_json::from_slice(&reply.body)
+                .map_err(|e| unreadable(reply.status, "list of referrals", &e))?;
+            all.extend(page.value);
+            let Some(next) = page.next_link.filter(|l| !l.is_empty()) else {
+                return Ok(all);
+            };
+            let next = self.follow(&url, &next)?;
+            url = next;
+        }
+    }
+
+    /// Resolves a next-page link, which must stay on the API's own origin: the bearer token
+    /// goes with it.
+    fn follow(&self, current: &url::Url, link: &str) -> PcResult<url::Url> {
+        let next = current
+            .join(link)
+            .map_err(|e| PartnerCenterError::Transient {
+                status: None,
+                retry_after: None,
+                message: format!("Partner Center's next-page link is not a URL ({e})"),
+            })?;
+        let base = &self.referrals_url;
+        let same_origin = next.scheme() == base.scheme()
+            && next.host_str() == base.host_str()
+            && next.port_or_known_default() == base.port_or_known_default();
+        if !same_origin {
+            return Err(PartnerCenterError::Transient {
+                status: None,
+                retry_after: None,
+                message: format!(
+                    "Partner Center's next-page link leaves {}; it was not followed",
+                    base.origin().ascii_serialization()
+                ),
+            });
+        }
+        if &next == current {
+            return Err(PartnerCenterError::Transient {
+                status: None,
+                retry_after: None,
+                message: "Partner Center's next-page link repeats the page just read".into(),
+            });
+        }
+        Ok(next)
+    }
+
+    /// Sends `req` under the retry policy and returns any answer the caller must interpret
+    /// (success, 400, 404, 409, 412…). Throttling, 5xx, timeouts and network failures come back
+    /// as `Transient` once the policy gives up; 401 (after one renewal) and 403 as `Auth`.
+    async fn execute(&self, req: Request<'_>) -> PcResult<Reply> {
+        self.retry
+            .run(|| self.attempt(&req))
+            .await
+            .map_err(|e| e.error)
+    }
+
+    async fn attempt(&self, req: &Request<'_>) -> Result<Reply, AttemptError> {
+        let token = self.tokens.access_token().await?;
+        let reply = self.send(req, &token).await?;
+        let reply = if reply.status == StatusCode::UNAUTHORIZED {
+            // The service refused the token before doing anything, so resending is safe even
+            // for a create.
+            let renewed = self.tokens.renew_refused(&token).await?;
+            self.send(req, &renewed).await?
+        } else {
+            reply
+        };
+        let status = reply.status.as_u16();
+        match status {
+            401 | 403 => Err(PartnerCenterError::Auth {
+                message: format!(
+                    "{} {} answered {status}: {}",
+                    req.method,
+                    route(req),
+                    service_message(&reply.body).message
+                ),
+            }
+            .into()),
+            408 | 429 | 500..=599 => {
+                let error = PartnerCenterError::Transient {
+                    status: Some(status),
+                    retry_after: retry_after(&reply.headers),
+                    message: service_message(&reply.body).message,
+                };
+                // 429 and 503 mean the service turned the request away; any other 5xx may
+                // come after the work was done.
+                let resendable =
+                    req.idempotency == Idempotency::Safe || matches!(status, 429 | 503);
+                Err(AttemptError { error, resendable })
+            }
+            _ => Ok(reply),
+        }
+    }
+
+    async fn send(&self, req: &Request<'_>, token: &AccessToken) -> Result<Reply, AttemptError> {
+        let client_request_id = Uuid::new_v4();
+        let mut builder = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .bearer_auth(token.secret())
+            .header(header::ACCEPT, "application/json")
+            .header("client-request-id", client_request_id.to_string())
+            .header("MS-CorrelationId", req.correlation_id.to_string());
+        if let Some(tag) = req.if_match {
+            let value = HeaderValue::from_str(tag).map_err(|_| PartnerCenterError::Rejected {
+                message: "the eTag is not a valid If-Match header value".into(),
+                target: Some("eTag".into()),
+            })?;
+            builder = builder.header(header::IF_MATCH, value);
+        }
+        if let Some(body) = &req.body {
+            builder = builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let started = Instant::now();
+        let outcome = async {
+            let response = builder.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?.to_vec();
+            Ok::<_, reqwest::Error>(Reply {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(reply) => {
+                tracing::debug!(
+                    method = %req.method,
+                    route = route(req),
+                    status = reply.status.as_u16(),
+                    elapsed_ms,
+                    %client_request_id,
+                    correlation_id = %req.correlation_id,
+                    "partner center call"
+                );
+                Ok(reply)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    method = %req.method,
+                    route = route(req),
+                    elapsed_ms,
+                    %client_request_id,
+                    correlation_id = %req.correlation_id,
+                    error = %e,
+                    "partner center call failed without an answer"
+                );
+                // A refused connection means nothing was sent; after that, the service may
+                // have acted on the request even though no answer arrived.
+                let resendable = req.idempotency == Idempotency::Safe || e.is_connect();
+                let what = if e.is_timeout() {
+                    "no answer in time"
+                } else if e.is_connect() {
+                    "cannot connect"
+                } else {
+                    "the connection failed"
+                };
+                Err(AttemptError {
+                    error: PartnerCenterError::Transient {
+                        status: None,
+                        retry_after: None,
+                        message: format!(
+                            "{} {}: {what} (client-request-id {client_request_id}): {e}",
+                            req.method,
+                            route(req)
+                        ),
+                    },
+                    resendable,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PartnerCenter for PartnerCenterClient {
+    async fn get_referral(&self, id: &str) -> PcResult<Option<Referral>> {
+        let reply = self
+            .execute(Request {
+                method: Method::GET,
+                url: self.referral_url(id),
+                body: None,
+                if_match: None,
+                correlation_id: Uuid::new_v4(),
+                idempotency: Idempotency::Safe,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200 => parse_referral(&reply).map(Some),
+            404 => Ok(None),
+            _ => Err(refusal(&reply, Some(id))),
+        }
+    }
+
+    async fn find_by_external_reference(&self, crm_id: &str) -> PcResult<Option<Referral>> {
+        let filter = format!("externalReferenceId eq {}", odata_string(crm_id));
+        let found = self.list(&filter, None).await?;
+        if found.len() > 1 {
+            tracing::warn!(
+                crm_id,
+                count = found.len(),
+                "several Partner Center referrals carry the same externalReferenceId"
+            );
+        }
+        // The service compares strings without regard to case; an exact match wins.
+        let exact = found
+            .iter()
+            .position(|r| r.external_reference_id.as_deref() == Some(crm_id));
+        let mut found = found;
+        Ok(match exact {
+            Some(i) => Some(found.swap_remove(i)),
+            None => found.into_iter().next(),
+        })
+    }
+
+    async fn engagement_referrals(&self, engagement_id: &str) -> PcResult<Vec<Referral>> {
+        let filter = format!("engagementId eq {}", odata_string(engagement_id));
+        self.list(&filter, None).await
+    }
+
+    async fn create_referral(&self, referral: &Referral) -> PcResult<Referral> {
+        let reply = self
+            .execute(Request {
+                method: Method::POST,
+                url: self.referrals_url.clone(),
+                body: Some(to_json(referral)?),
+                if_match: None,
+                correlation_id: Uuid::new_v4(),
+                idempotency: Idempotency::Unsafe,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200 | 201 => parse_referral(&reply),
+            _ => Err(refusal(&reply, None)),
+        }
+    }
+
+    async fn patch_referral(
+        &self,
+        id: &str,
+        e_tag: Option<&str>,
+        ops: &[PatchOp],
+    ) -> PcResult<Option<String>> {
+        let body = serde_json::to_vec(ops).map_err(|e| PartnerCenterError::Rejected {
+            message: format!("the patch cannot be written as JSON: {e}"),
+            target: None,
+        })?;
+        let reply = self
+            .execute(Request {
+                method: Method::PATCH,
+                url: self.referral_url(id),
+                body: Some(body),
+                if_match: e_tag,
+                correlation_id: Uuid::new_v4(),
+                idempotency: Idempotency::Safe,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            204 => Ok(etag_header(&reply.headers)),
+            200 => {
+                let from_body = serde_json::from_slice::<Referral>(&reply.body)
+                    .ok()
+                    .and_then(|r| r.e_tag);
+                Ok(from_body.or_else(|| etag_header(&reply.headers)))
+            }
+            _ => Err(refusal(&reply, Some(id))),
+        }
+    }
+}
+
+/// The error for an answer the call did not expect: 400 and the like, 404, 409, 412.
+fn refusal(reply: &Reply, id: Option<&str>) -> PartnerCenterError {
+    let status = reply.status.as_u16();
+    let details = service_message(&reply.body);
+    match status {
+        404 => match id {
+            Some(id) => not_found(id),
+            None => PartnerCenterError::Rejected {
+                message: details.message,
+                target: details.target,
+            },
+        },
+        // `resourceModified` (409) is how the service reports a lost race besides 412.
+        409 | 412 => PartnerCenterError::PreconditionFailed,
+        400..=499 => PartnerCenterError::Rejected {
+            message: details.message,
+            target: details.target,
+        },
+        _ => PartnerCenterError::Transient {
+            status: Some(status),
+            retry_after: None,
+            message: format!("unexpected answer: {}", details.message),
+        },
+    }
+}
+
+fn not_found(id: &str) -> PartnerCenterError {
+    PartnerCenterError::NotFound { id: id.to_string() }
+}
+
+struct ServiceMessage {
+    message: String,
+    target: Option<String>,
+}
+
+/// The message and target of Partner Center's error envelope, of the plain throttling body, or
+/// the start of whatever else came back.
+fn service_message(body: &[u8]) -> ServiceMessage {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(json) = &json {
+        if let Some(error) = json.get("error") {
+            let code = text(error.get("code"));
+            let message = text(error.get("message"));
+            let target = text(error.get("target"));
+            let message = match (code, message) {
+                (_, Some(m)) => m,
+                (Some(c), None) => c,
+                (None, None) => "no error message".to_string(),
+            };
+            return ServiceMessage {
+                message: truncate(&message),
+                target,
+            };
+        }
+        if let Some(m) = text(json.get("message")) {
+            return ServiceMessage {
+                message: truncate(&m),
+                target: None,
+            };
+        }
+    }
+    let raw = String::from_utf8_lossy(body);
+    let raw = raw.trim();
+    ServiceMessage {
+        message: if raw.is_empty() {
+            "no error message".to_string()
+        } else {
+            truncate(raw)
+        },
+        target: None,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= MAX_MESSAGE_CHARS {
+        s.to_string()
+    } else {
+        s.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…"
+    }
+}
+
+fn parse_referral(reply: &Reply) -> PcResult<Referral> {
+    let mut referral: Referral = serde_json::from_slice(&reply.body)
+        .map_err(|e| unreadable(reply.status, "referral", &e))?;
+    if referral.e_tag.is_none() {
+        referral.e_tag = etag_header(&reply.headers);
+    }
+    Ok(referral)
+}
+
+fn unreadable(status: StatusCode, what: &str, e: &serde_json::Error) -> PartnerCenterError {
+    PartnerCenterError::Transient {
+        status: Some(status.as_u16()),
+        retry_after: None,
+        message: format!("Partner Center's {what} could not be read: {e}"),
+    }
+}
+
+fn to_json(referral: &Referral) -> PcResult<Vec<u8>> {
+    serde_json::to_vec(referral).map_err(|e| PartnerCenterError::Rejected {
+        message: format!("the referral cannot be written as JSON: {e}"),
+        target: None,
+    })
+}
+
+fn etag_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|t| !t.is_empty())
+}
+
+/// The path of a request for logs and messages, without the query: ids are not secret, but
+/// filters can carry customer data.
+fn route(req: &Request<'_>) -> String {
+    req.url.path().to_string()
+}
+
+/// `Retry-After` as seconds, from either of its forms (delta-seconds or an HTTP date).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&Utc) - Utc::now();
+    Some(wait.num_seconds().max(0) as u64)
+}
+
+/// An OData string literal: quoted, with each `'` doubled.
+fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// UTC with seven fractional digits (100 ns ticks), rounded down.
+fn odata_timestamp(t: DateTime<Utc>) -> String {
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.timestamp_subsec_nanos() / 100
+    )
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so spaces travel as `%20`
+/// (not `+`) and quotes, `$` and `&` inside a filter cannot break the query.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odata_strings_double_quotes() {
+        assert_eq!(odata_string("O'Brien"), "'O''Brien'");
+        assert_eq!(odata_string("plain"), "'plain'");
+    }
+
+    #[test]
+    fn timestamps_have_seven_digits_rounded_down() {
+        let t = DateTime::parse_from_rfc3339("2024-05-01T10:20:30.123456789Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        assert_eq!(odata_timestamp(t), "2024-05-01T10:20:30.1234567Z");
+    }
+
+    #[test]
+    fn filters_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("externalReferenceId eq 'a&b'"),
+            "externalReferenceId%20eq%20%27a%26b%27"
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("57"));
+        assert_eq!(retry_after(&h), Some(57));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Mon, 01 Jan 2001 00:00:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(0));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_envelopes_give_message_and_target() {
+        let m = service_message(
+            br#"{"error":{"code":"invalidRequest","message":"country is bad","target":"customerProfile.address.country"}}"#,
+        );
+        assert_eq!(m.message, "country is bad");
+        assert_eq!(m.target.as_deref(), Some("customerProfile.address.country"));
+        let m = service_message(br#"{"statusCode":429,"message":"Rate limit is exceeded."}"#);
+        assert_eq!(m.message, "Rate limit is exceeded.");
+        assert_eq!(service_message(b"").message, "no error message");
+    }
+}

@@ -1,0 +1,558 @@
+//! The Partner Center HTTP adapter against the sandbox over real HTTP: tokens (password and
+//! refresh-token grants, caching, renewal after a 401), every Referrals API call the sync makes,
+//! paging, and the errors and retries a user would notice.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cosell_sandbox::{Sandbox, SandboxConfig};
+use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
+use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
+use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
+use cosell_shared::referral::{Referral, Status, Substatus};
+use cosell_shared::retry::RetryPolicy;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "referral-admin@sandbox.test";
+const READER: &str = "referral-user@sandbox.test";
+const PASSWORD: &str = "sandbox";
+const TOKEN_ROUTE: &str = "POST /{tenant}/oauth2/token";
+const GET_ONE: &str = "GET /v1.0/engagements/referrals/{id}";
+const LIST: &str = "GET /v1.0/engagements/referrals";
+const CREATE: &str = "POST /v1.0/engagements/referrals";
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
+}
+
+/// Retries quickly so the tests stay short, but still honours a one-second `Retry-After`.
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        retries: 3,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(2),
+    }
+}
+
+fn password(username: &str, password: &str) -> UserCredential {
+    UserCredential::Password {
+        username: username.into(),
+        password: Secret::new(password),
+    }
+}
+
+fn auth(sandbox: &Sandbox, credential: UserCredential) -> PartnerCenterAuth {
+    PartnerCenterAuth {
+        authority_url: sandbox.base_url().to_string(),
+        ..PartnerCenterAuth::new("sandbox-client", "sandbox-secret", credential)
+    }
+}
+
+fn client_with(sandbox: &Sandbox, auth: PartnerCenterAuth) -> PartnerCenterClient {
+    let config = PartnerCenterConfig {
+        api_base_url: sandbox.base_url().to_string(),
+        timeout: Duration::from_secs(10),
+        retry: fast_policy(),
+    };
+    PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+fn admin_client(sandbox: &Sandbox) -> PartnerCenterClient {
+    client_with(sandbox, auth(sandbox, password(ADMIN, PASSWORD)))
+}
+
+async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .request(method, sandbox.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{path} answered {status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn stats(sandbox: &Sandbox) -> Value {
+    control(
+        sandbox,
+        reqwest::Method::GET,
+        "/_sandbox/stats",
+        Value::Null,
+    )
+    .await
+}
+
+fn count(stats: &Value, key: &str) -> u64 {
+    stats.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+async fn add_fault(sandbox: &Sandbox, rule: Value) {
+    control(sandbox, reqwest::Method::POST, "/_sandbox/faults", rule).await;
+}
+
+/// Microsoft shares a referral with the partner.
+async fn incoming(sandbox: &Sandbox, kind: &str, partial: Value) -> Referral {
+    let doc = control(
+        sandbox,
+        reqwest::Method::POST,
+        &format!("/_sandbox/partner-center/incoming?kind={kind}"),
+        partial,
+    )
+    .await;
+    serde_json::from_value(doc).unwrap_or_else(|e| panic!("incoming referral: {e}"))
+}
+
+/// A private deal the partner registers from its CRM.
+fn deal(name: &str, crm_id: &str, country: &str) -> Referral {
+    serde_json::from_value(json!({
+        "name": name,
+        "externalReferenceId": crm_id,
+        "type": "Independent",
+        "qualification": "SalesQualified",
+        "customerProfile": {
+            "name": "Contoso",
+            "address": {"city": "Oslo", "country": country}
+        },
+        "consent": {
+            "consentToToShareInfoWithOthers": false,
+            "consentToContact": true,
+            "consentToShareReferralWithMicrosoftSellers": false
+        },
+        "details": {"dealValue": 12000, "currency": "USD"}
+    }))
+    .unwrap_or_else(|e| panic!("deal: {e}"))
+}
+
+async fn create(client: &PartnerCenterClient, name: &str, crm_id: &str) -> Referral {
+    client
+        .create_referral(&deal(name, crm_id, "NO"))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+}
+
+fn id(r: &Referral) -> &str {
+    r.id.as_deref()
+        .unwrap_or_else(|| panic!("referral without id: {r:?}"))
+}
+
+#[tokio::test]
+async fn a_password_grant_token_serves_many_calls() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let created = create(&client, "Contoso ERP", "crm-1").await;
+    for _ in 0..3 {
+        let read = client.get_referral(id(&created)).await.expect("get");
+        assert_eq!(read.and_then(|r| r.name).as_deref(), Some("Contoso ERP"));
+    }
+    client
+        .find_by_external_reference("crm-1")
+        .await
+        .expect("find");
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 1);
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_token_request() {
+    let sandbox = sandbox().await;
+    let client = std::sync::Arc::new(admin_client(&sandbox));
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let client = client.clone();
+        calls.spawn(async move { client.get_referral(&format!("missing-{i}")).await });
+    }
+    while let Some(result) = calls.join_next().await {
+        assert_eq!(result.expect("task"), Ok(None));
+    }
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_token_credential_works_and_its_rotation_is_followed() {
+    let sandbox = sandbox().await;
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", "sandbox-client"),
+        ("client_secret", "sandbox-secret"),
+        ("username", ADMIN),
+        ("password", PASSWORD),
+        ("resource", "https://api.partner.microsoft.com"),
+    ];
+    let tokens: Value = reqwest::Client::new()
+        .post(sandbox.url("/common/oauth2/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token body");
+    let refresh = tokens["refresh_token"].as_str().expect("a refresh token");
+    let client = client_with(
+        &sandbox,
+        auth(&sandbox, UserCredential::RefreshToken(Secret::new(refresh))),
+    );
+    let created = create(&client, "Refreshed deal", "crm-rt").await;
+
+    // The sandbox, like Entra, retires a refresh token once redeemed: the next token can only
+    // come from the rotated one the client kept.
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/identities/expire-tokens",
+        json!({}),
+    )
+    .await;
+    let read = client.get_referral(id(&created)).await.expect("get");
+    assert_eq!(read.map(|r| r.id), Some(created.id.clone()));
+    // One redemption by the test, two by the client.
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 3);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_once_and_the_call_succeeds() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let created = create(&client, "Contoso", "crm-exp").await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/identities/expire-tokens",
+        json!({}),
+    )
+    .await;
+    let read = client.get_referral(id(&created)).await.expect("get");
+    assert!(read.is_some());
+    let stats = stats(&sandbox).await;
+    assert_eq!(count(&stats, TOKEN_ROUTE), 2);
+    // The refused call and its one repeat.
+    assert_eq!(count(&stats, GET_ONE), 2);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_an_auth_error_that_does_not_show_it() {
+    let sandbox = sandbox().await;
+    let client = client_with(&sandbox, auth(&sandbox, password(ADMIN, "Winter2025!")));
+    let err = client
+        .get_referral("anything")
+        .await
+        .expect_err("must fail");
+    let PartnerCenterError::Auth { message } = &err else {
+        panic!("expected Auth, got {err:?}");
+    };
+    assert!(message.contains("AADSTS50126"), "{message}");
+    assert!(message.contains("invalid_grant"), "{message}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("Winter2025!"), "{shown}");
+        assert!(!shown.contains("sandbox-secret"), "{shown}");
+    }
+    // Wrong credentials are not retried: one attempt, no hammering of Entra.
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_an_auth_error_that_does_not_show_it() {
+    let sandbox = sandbox().await;
+    let mut auth = auth(&sandbox, password(ADMIN, PASSWORD));
+    auth.client_secret = Secret::new("not-the-secret-xyz");
+    let client = client_with(&sandbox, auth);
+    let err = client.get_referral("x").await.expect_err("must fail");
+    let PartnerCenterError::Auth { message } = &err else {
+        panic!("expected Auth, got {err:?}");
+    };
+    assert!(message.contains("AADSTS7000215"), "{message}");
+    assert!(!format!("{err} {err:?}").contains("not-the-secret-xyz"));
+}
+
+#[tokio::test]
+async fn a_referral_user_may_not_write() {
+    let sandbox = sandbox().await;
+    let admin = admin_client(&sandbox);
+    let created = create(&admin, "Contoso", "crm-ro").await;
+    let reader = client_with(&sandbox, auth(&sandbox, password(READER, PASSWORD)));
+    let err = reader
+        .patch_referral(
+            id(&created),
+            None,
+            &[PatchOp::replace("/name", json!("Renamed"))],
+        )
+        .await
+        .expect_err("must be refused");
+    assert!(matches!(err, PartnerCenterError::Auth { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn get_reads_a_referral_and_an_unknown_id_is_none() {
+    let sandbox = sandbox().await;
+    let shared = incoming(&sandbox, "co-sell", json!({"name": "Fabrikam rollout"})).await;
+    let client = admin_client(&sandbox);
+    let read = client
+        .get_referral(id(&shared))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(read.name.as_deref(), Some("Fabrikam rollout"));
+    assert_eq!(read.status, Some(Status::New));
+    assert!(read.e_tag.is_some());
+    assert_eq!(
+        client
+            .get_referral("00000000-0000-0000-0000-000000000000")
+            .await,
+        Ok(None)
+    );
+}
+
+#[tokio::test]
+async fn find_by_external_reference_finds_the_created_referral_even_with_a_quote() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let plain = create(&client, "Plain", "0061x00000AbCdEAAV").await;
+    let quoted = create(&client, "Quoted", "O'Brien & Sons #42").await;
+
+    let found = client
+        .find_by_external_reference("0061x00000AbCdEAAV")
+        .await
+        .expect("find")
+        .expect("present");
+    assert_eq!(found.id, plain.id);
+    let found = client
+        .find_by_external_reference("O'Brien & Sons #42")
+        .await
+        .expect("find with quote")
+        .expect("present");
+    assert_eq!(found.id, quoted.id);
+    assert_eq!(
+        client.find_by_external_reference("no-such-record").await,
+        Ok(None)
+    );
+}
+
+#[tokio::test]
+async fn engagement_referrals_holds_both_sides_of_a_co_sell() {
+    let sandbox = sandbox().await;
+    let shared = incoming(&sandbox, "co-sell", json!({})).await;
+    let engagement = shared.engagement_id.clone().expect("engagement id");
+    let client = admin_client(&sandbox);
+    let referrals = client
+        .engagement_referrals(&engagement)
+        .await
+        .expect("list");
+    assert_eq!(referrals.len(), 2, "{referrals:?}");
+    assert!(referrals.iter().any(|r| r.id == shared.id));
+    assert!(
+        referrals
+            .iter()
+            .all(|r| r.engagement_id.as_deref() == Some(&engagement))
+    );
+}
+
+#[tokio::test]
+async fn list_changed_since_follows_every_page_in_update_order() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    for _ in 0..3 {
+        incoming(&sandbox, "lead", json!({"name": "Before the watermark"})).await;
+    }
+    // Later changes happen an hour on, so the watermark cleanly separates them.
+    let clock = control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/clock/advance",
+        json!({"hours": 1}),
+    )
+    .await;
+    let since = clock["now"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| panic!("sandbox clock: {clock}"));
+    let mut expected = HashSet::new();
+    for i in 0..230 {
+        let r = incoming(&sandbox, "lead", json!({"name": format!("Lead {i}")})).await;
+        expected.insert(r.id.clone().expect("id"));
+    }
+    control(
+        &sandbox,
+        reqwest::Method::DELETE,
+        "/_sandbox/stats",
+        Value::Null,
+    )
+    .await;
+
+    let changed = client.list_changed_since(since).await.expect("list");
+    let ids: HashSet<_> = changed.iter().filter_map(|r| r.id.clone()).collect();
+    assert_eq!(changed.len(), 230);
+    assert_eq!(ids, expected);
+    let stamps: Vec<_> = changed
+        .iter()
+        .map(|r| r.updated_date_time.clone().unwrap_or_default())
+        .collect();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(stamps, sorted, "oldest change first");
+    // Pages of 100: 100 + 100 + 30.
+    assert_eq!(count(&stats(&sandbox).await, LIST), 3);
+}
+
+#[tokio::test]
+async fn a_patch_under_a_stale_etag_fails_and_one_without_an_etag_succeeds() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let created = create(&client, "Contoso", "crm-patch").await;
+    let first_etag = created.e_tag.clone().expect("eTag");
+
+    let new_etag = client
+        .patch_referral(
+            id(&created),
+            Some(&first_etag),
+            &[PatchOp::replace("/name", json!("Contoso phase 2"))],
+        )
+        .await
+        .expect("patch under the current eTag");
+    let new_etag = new_etag.expect("the new eTag from the ETag header");
+    assert_ne!(new_etag, first_etag);
+
+    let stale = client
+        .patch_referral(
+            id(&created),
+            Some(&first_etag),
+            &[PatchOp::replace("/name", json!("Lost update"))],
+        )
+        .await;
+    assert_eq!(stale, Err(PartnerCenterError::PreconditionFailed));
+
+    client
+        .patch_referral(
+            id(&created),
+            None,
+            &[
+                PatchOp::replace("/status", json!("Closed")),
+                PatchOp::replace("/substatus", json!("Won")),
+            ],
+        )
+        .await
+        .expect("last writer wins without If-Match");
+    let read = client
+        .get_referral(id(&created))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(read.name.as_deref(), Some("Contoso phase 2"));
+    assert_eq!(read.substatus, Some(Substatus::Won));
+}
+
+#[tokio::test]
+async fn patching_an_unknown_referral_is_not_found() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let err = client
+        .patch_referral("nope", None, &[PatchOp::replace("/name", json!("x"))])
+        .await;
+    assert_eq!(err, Err(PartnerCenterError::NotFound { id: "nope".into() }));
+}
+
+#[tokio::test]
+async fn put_replaces_the_referral_under_its_etag() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let created = create(&client, "Contoso", "crm-put").await;
+    let mut edited = created.clone();
+    edited.name = Some("Contoso, renamed".into());
+    let stored = client.put_referral(&edited).await.expect("put");
+    assert_eq!(stored.name.as_deref(), Some("Contoso, renamed"));
+    assert_ne!(stored.e_tag, created.e_tag);
+
+    // `edited` still carries the eTag from before the replace.
+    edited.name = Some("Lost update".into());
+    assert_eq!(
+        client.put_referral(&edited).await,
+        Err(PartnerCenterError::PreconditionFailed)
+    );
+}
+
+#[tokio::test]
+async fn a_three_letter_country_is_rejected_naming_the_field() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let err = client
+        .create_referral(&deal("Contoso", "crm-usa", "USA"))
+        .await
+        .expect_err("must be rejected");
+    let PartnerCenterError::Rejected { message, target } = &err else {
+        panic!("expected Rejected, got {err:?}");
+    };
+    assert_eq!(target.as_deref(), Some("customerProfile.address.country"));
+    assert!(
+        message.contains("customerProfile.address.country"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_waited_out_and_the_read_succeeds() {
+    let sandbox = sandbox().await;
+    let shared = incoming(&sandbox, "lead", json!({})).await;
+    let client = admin_client(&sandbox);
+    add_fault(
+        &sandbox,
+        json!({"method": "GET", "route": "/v1.0/engagements/referrals/{id}",
+               "status": 429, "retryAfter": 1, "count": 1}),
+    )
+    .await;
+    let read = client.get_referral(id(&shared)).await.expect("get");
+    assert_eq!(read.map(|r| r.id), Some(shared.id.clone()));
+    assert_eq!(count(&stats(&sandbox).await, GET_ONE), 2);
+}
+
+#[tokio::test]
+async fn a_lasting_outage_ends_transient_after_the_policy_s_retries() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    add_fault(
+        &sandbox,
+        json!({"method": "GET", "route": "/v1.0/engagements/referrals/{id}",
+               "status": 503, "count": 100}),
+    )
+    .await;
+    let err = client.get_referral("any").await.expect_err("must fail");
+    assert!(
+        matches!(
+            err,
+            PartnerCenterError::Transient {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The first attempt and the policy's three retries.
+    assert_eq!(count(&stats(&sandbox).await, GET_ONE), 4);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_transient_and_not_sent_again() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    add_fault(
+        &sandbox,
+        json!({"method": "POST", "route": "/v1.0/engagements/referrals",
+               "dropAfterCommit": true, "count": 1}),
+    )
+    .await;
+    let err = client
+        .create_referral(&deal("Contoso", "crm-dropped", "US"))
+        .await
+        .expect_err("no answer");
+    assert!(err.is_transient(), "{err:?}");
+    // Sending it again could have made a duplicate; the write did happen once.
+    assert_eq!(count(&stats(&sandbox).await, CREATE), 1);
+    let found = client
+        .find_by_external_reference("crm-dropped")
+        .await
+        .expect("find");
+    assert!(found.is_some());
+}
