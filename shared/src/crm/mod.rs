@@ -2,6 +2,8 @@
 //! adapter (Dataverse, Salesforce) maps these to its API and to the field names the admin
 //! configured, so the sync rules never see a CRM-specific name.
 
+pub mod dataverse;
+pub mod salesforce;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

@@ -562,6 +562,12 @@ pub fn seed(config: &Config) -> Vec<SObject> {
             Field::new("Microsoft_Status__c", s(100)),
             Field::new("Audit__c", FieldType::Textarea { length: 100_000 }),
         ]);
+        // Leads the connector creates carry the referral they came from and an Audit trail.
+        lead.extend([
+            Field::new("Referral_Identifier__c", s(100)).external_id(),
+            Field::new("Referral_Link__c", FieldType::Url { length: 255 }),
+            Field::new("Audit__c", FieldType::Textarea { length: 100_000 }),
+        ]);
     }
     let contact_role = object(
         "OpportunityContactRole",

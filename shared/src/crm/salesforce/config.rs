@@ -1,0 +1,467 @@
+//! What an admin configures for the Salesforce adapter: where to log in, how, and the API names
+//! of every field and value the connector touches (sync-rules.md: every connector field's API
+//! name is configurable, and stage names are the admin's).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::retry::RetryPolicy;
+
+/// A secret (a private key, a client secret, an access token). Its `Debug` never shows the
+/// value, so a secret cannot reach a log line or an error message through formatting.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> SecretString {
+        SecretString(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no secret was given (a configuration error worth naming at start).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        SecretString(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        SecretString(value.to_string())
+    }
+}
+
+/// The login host of production orgs.
+pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
+/// The REST API version the adapter was written against (Winter '25).
+pub const DEFAULT_API_VERSION: &str = "v62.0";
+
+/// How the connector signs in to Salesforce (crm-apis.md B1).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SalesforceAuth {
+    /// OAuth 2.0 JWT bearer flow: a connected app with the certificate of `private_key_pem`
+    /// and a pre-approved integration user. Salesforce issues no refresh token, so the adapter
+    /// signs a new assertion whenever it needs a new access token.
+    JwtBearer {
+        /// The connected app's consumer key (`iss`).
+        consumer_key: String,
+        /// The integration user's username (`sub`).
+        username: String,
+        /// PEM RSA private key (PKCS#1 or PKCS#8) whose certificate the connected app holds.
+        private_key_pem: SecretString,
+        /// `aud`; `None` means the login URL (`https://login.salesforce.com`, or
+        /// `https://test.salesforce.com` for sandboxes when that is the login URL).
+        audience: Option<String>,
+    },
+    /// OAuth 2.0 client credentials flow: the connected app's run-as user makes the calls. The
+    /// login URL must then be the org's My Domain host.
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+    },
+}
+
+/// The API names of the fields the connector reads and writes. Defaults are those of
+/// sync-rules.md; a managed package or an admin's own naming changes them here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SalesforceFieldNames {
+    /// Opportunity checkbox: the seller shares this opportunity with Partner Center.
+    pub sync_with_partner_center: String,
+    /// Opportunity field holding the referral id. Must be an External ID field: creates are
+    /// upserts on it, so a retried create never makes a second opportunity.
+    pub referral_id: String,
+    pub referral_link: String,
+    /// Opportunity picklist "How can Microsoft help?".
+    pub microsoft_help: String,
+    pub visibility: String,
+    pub microsoft_crm_id: String,
+    pub microsoft_status: String,
+    pub audit: String,
+    /// The deal value (`Amount`, or a custom currency field).
+    pub deal_value: String,
+    /// The deal currency; only read and written when [`SalesforceConfig::multi_currency`].
+    pub currency: String,
+    /// Account field holding the ISO 3166 alpha-2 country.
+    pub account_country: String,
+    /// Lead field holding the referral id; like the opportunity's, it must be an External ID.
+    pub lead_referral_id: String,
+    pub lead_referral_link: String,
+    pub lead_audit: String,
+    /// Lead field for the referral's topic. Salesforce's Lead has none, so by default (`None`)
+    /// the topic goes into the description.
+    pub lead_topic: Option<String>,
+    /// The solution-link object and its fields.
+    pub solution_object: String,
+    pub solution_id: String,
+    /// The solution link's lookup to its opportunity.
+    pub solution_opportunity: String,
+    /// A text field of the solution link set to the solution id, so sellers see which solution
+    /// a row is; `None` when the object's name is an auto-number.
+    pub solution_name: Option<String>,
+}
+
+impl Default for SalesforceFieldNames {
+    fn default() -> Self {
+        let s = |v: &str| v.to_string();
+        SalesforceFieldNames {
+            sync_with_partner_center: s("Sync_with_Partner_Center__c"),
+            referral_id: s("Referral_Identifier__c"),
+            referral_link: s("Referral_Link__c"),
+            microsoft_help: s("How_can_Microsoft_help__c"),
+            visibility: s("Referral_Visibility__c"),
+            microsoft_crm_id: s("Microsoft_CRM_Identifier__c"),
+            microsoft_status: s("Microsoft_Status__c"),
+            audit: s("Audit__c"),
+            deal_value: s("Amount"),
+            currency: s("CurrencyIsoCode"),
+            account_country: s("BillingCountry"),
+            lead_referral_id: s("Referral_Identifier__c"),
+            lead_referral_link: s("Referral_Link__c"),
+            lead_audit: s("Audit__c"),
+            lead_topic: None,
+            solution_object: s("Microsoft_Solution__c"),
+            solution_id: s("Solution_Id__c"),
+            solution_opportunity: s("Opportunity__c"),
+            solution_name: Some(s("Name")),
+        }
+    }
+}
+
+/// The opportunity stages that stand for the connector's states. Reading, a stage that is none
+/// of these counts as active while open, and as won or lost by its `IsWon` once closed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct StageNames {
+    /// Where an accepted referral's opportunity goes (and where a new one starts).
+    pub active: String,
+    /// Where an incoming referral waits until it is accepted.
+    pub on_hold: String,
+    pub won: String,
+    pub lost: String,
+}
+
+impl Default for StageNames {
+    fn default() -> Self {
+        StageNames {
+            active: "Qualification".into(),
+            on_hold: "On Hold".into(),
+            won: "Closed Won".into(),
+            lost: "Closed Lost".into(),
+        }
+    }
+}
+
+/// Lead `Status` values per lead state. The first value of each list is the one written; every
+/// value listed is recognised when reading. A status in no list reads as no state.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LeadStatuses {
+    pub open: Vec<String>,
+    /// Defaults to the standard converted status. Some orgs refuse a converted status outside
+    /// lead conversion; their admin names another value here.
+    pub qualified: Vec<String>,
+    pub disqualified: Vec<String>,
+}
+
+impl Default for LeadStatuses {
+    fn default() -> Self {
+        LeadStatuses {
+            open: vec!["Open - Not Contacted".into(), "Working - Contacted".into()],
+            qualified: vec!["Closed - Converted".into()],
+            disqualified: vec!["Closed - Not Converted".into()],
+        }
+    }
+}
+
+/// The visibility picklist's two values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VisibilityValues {
+    pub private: String,
+    pub visible: String,
+}
+
+impl Default for VisibilityValues {
+    fn default() -> Self {
+        VisibilityValues {
+            private: "Private".into(),
+            visible: "Visible".into(),
+        }
+    }
+}
+
+/// "How can Microsoft help?" picklist values per `assistanceRequestCode` (crm-apis.md C4).
+pub fn default_microsoft_help_values() -> Vec<(String, String)> {
+    [
+        (
+            "WorkloadSpecificValueProposition",
+            "Workload specific value proposition",
+        ),
+        (
+            "CustomerTechnicalArchitecture",
+            "Customer technical architecture",
+        ),
+        ("ProofOfConceptOrDemo", "Proof of concept or demo"),
+        ("QuotesOrLicensing", "Quotes or licensing"),
+        ("PostSalesCustomerSuccess", "Post sales customer success"),
+        ("GeneralOrOther", "General or other"),
+    ]
+    .into_iter()
+    .map(|(c, v)| (c.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Everything the Salesforce adapter needs. Build with [`SalesforceConfig::new`] and change
+/// what differs from the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalesforceConfig {
+    /// Where tokens come from: `{login_url}/services/oauth2/token`. API calls go to the
+    /// `instance_url` the token response names.
+    pub login_url: String,
+    /// The REST API version, `vNN.N`.
+    pub api_version: String,
+    pub auth: SalesforceAuth,
+    /// Longest wait for one HTTP response; a timeout is transient and retried.
+    pub timeout: Duration,
+    /// Retries of transient failures (5xx, 429, timeouts) within one call.
+    pub retry: RetryPolicy,
+    pub fields: SalesforceFieldNames,
+    pub stages: StageNames,
+    pub lead_statuses: LeadStatuses,
+    /// The values of the visibility picklist.
+    pub visibility: VisibilityValues,
+    /// (`assistanceRequestCode`, picklist value) pairs. A code not listed is written as is.
+    pub microsoft_help: Vec<(String, String)>,
+    /// The org has multi-currency on, so the currency field exists and is written.
+    pub multi_currency: bool,
+    /// The org's currency (ISO 4217). Without multi-currency every amount is in it, and a deal
+    /// in another currency is refused rather than stored with the wrong unit.
+    pub corporate_currency: String,
+    /// Values for fields the org requires on create (the admin's "mandatory CRM fields"),
+    /// merged under what the connector writes.
+    pub opportunity_create_values: Map<String, Value>,
+    pub lead_create_values: Map<String, Value>,
+    /// `Role` of the customer contact's opportunity contact role; `None` leaves it empty.
+    pub contact_role: Option<String>,
+    /// `Sforce-Query-Options: batchSize=N` (Salesforce allows 200–2,000); `None` keeps the
+    /// server's default.
+    pub query_batch_size: Option<u32>,
+}
+
+impl SalesforceConfig {
+    /// The defaults of sync-rules.md, signing in with `auth` at `https://login.salesforce.com`.
+    pub fn new(auth: SalesforceAuth) -> SalesforceConfig {
+        SalesforceConfig {
+            login_url: DEFAULT_LOGIN_URL.into(),
+            api_version: DEFAULT_API_VERSION.into(),
+            auth,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            fields: SalesforceFieldNames::default(),
+            stages: StageNames::default(),
+            lead_statuses: LeadStatuses::default(),
+            visibility: VisibilityValues::default(),
+            microsoft_help: default_microsoft_help_values(),
+            multi_currency: false,
+            corporate_currency: "USD".into(),
+            opportunity_create_values: Map::new(),
+            lead_create_values: Map::new(),
+            contact_role: None,
+            query_batch_size: None,
+        }
+    }
+
+    /// Checks every value, so a bad one is reported at start with its name rather than as a
+    /// refused request later.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.login_url)
+            .map_err(|e| format!("login_url is not a URL ({e}): {}", self.login_url))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(format!("login_url must be http(s): {}", self.login_url));
+        }
+        let version_ok = self
+            .api_version
+            .strip_prefix('v')
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(major, minor)| {
+                !major.is_empty()
+                    && major.bytes().all(|b| b.is_ascii_digit())
+                    && minor.bytes().all(|b| b.is_ascii_digit())
+                    && !minor.is_empty()
+            });
+        if !version_ok {
+            return Err(format!(
+                "api_version must look like v62.0: {}",
+                self.api_version
+            ));
+        }
+        match &self.auth {
+            SalesforceAuth::JwtBearer {
+                consumer_key,
+                username,
+                private_key_pem,
+                ..
+            } => {
+                if consumer_key.trim().is_empty() || username.trim().is_empty() {
+                    return Err("JWT bearer auth needs a consumer key and a username".into());
+                }
+                if private_key_pem.is_empty() {
+                    return Err("JWT bearer auth needs the connected app's private key".into());
+                }
+            }
+            SalesforceAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            } => {
+                if client_id.trim().is_empty() || client_secret.is_empty() {
+                    return Err("client credentials auth needs a client id and a secret".into());
+                }
+            }
+        }
+        let f = &self.fields;
+        let names = [
+            (
+                "sync_with_partner_center",
+                Some(&f.sync_with_partner_center),
+            ),
+            ("referral_id", Some(&f.referral_id)),
+            ("referral_link", Some(&f.referral_link)),
+            ("microsoft_help", Some(&f.microsoft_help)),
+            ("visibility", Some(&f.visibility)),
+            ("microsoft_crm_id", Some(&f.microsoft_crm_id)),
+            ("microsoft_status", Some(&f.microsoft_status)),
+            ("audit", Some(&f.audit)),
+            ("deal_value", Some(&f.deal_value)),
+            ("currency", Some(&f.currency)),
+            ("account_country", Some(&f.account_country)),
+            ("lead_referral_id", Some(&f.lead_referral_id)),
+            ("lead_referral_link", Some(&f.lead_referral_link)),
+            ("lead_audit", Some(&f.lead_audit)),
+            ("lead_topic", f.lead_topic.as_ref()),
+            ("solution_object", Some(&f.solution_object)),
+            ("solution_id", Some(&f.solution_id)),
+            ("solution_opportunity", Some(&f.solution_opportunity)),
+            ("solution_name", f.solution_name.as_ref()),
+        ];
+        for (what, name) in names {
+            if let Some(name) = name
+                && !is_api_name(name)
+            {
+                return Err(format!("field name {what} is not an API name: {name:?}"));
+            }
+        }
+        for key in self
+            .opportunity_create_values
+            .keys()
+            .chain(self.lead_create_values.keys())
+        {
+            if !is_api_name(key) {
+                return Err(format!(
+                    "a mandatory-field value names no API field: {key:?}"
+                ));
+            }
+        }
+        let s = &self.stages;
+        let stages = [&s.active, &s.on_hold, &s.won, &s.lost];
+        if stages.iter().any(|n| n.trim().is_empty()) {
+            return Err("every stage name (active, on hold, won, lost) must be set".into());
+        }
+        for (i, a) in stages.iter().enumerate() {
+            if stages[..i].contains(a) {
+                return Err(format!("stage {a:?} stands for two states"));
+            }
+        }
+        let l = &self.lead_statuses;
+        if l.open.is_empty() || l.qualified.is_empty() || l.disqualified.is_empty() {
+            return Err("lead statuses need a value for open, qualified and disqualified".into());
+        }
+        if self.visibility.private == self.visibility.visible {
+            return Err("the two visibility values must differ".into());
+        }
+        let currency = &self.corporate_currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!(
+                "corporate_currency must be an ISO 4217 code: {currency:?}"
+            ));
+        }
+        if let Some(n) = self.query_batch_size
+            && !(200..=2000).contains(&n)
+        {
+            return Err(format!(
+                "query_batch_size must be between 200 and 2000: {n}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Letters, digits and underscores, starting with a letter (`ns__Field__c` included).
+fn is_api_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SalesforceConfig {
+        SalesforceConfig::new(SalesforceAuth::ClientCredentials {
+            client_id: "id".into(),
+            client_secret: "hunter2".into(),
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid_and_name_the_documented_fields() {
+        let c = config();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.fields.referral_id, "Referral_Identifier__c");
+        assert_eq!(c.fields.solution_object, "Microsoft_Solution__c");
+        assert_eq!(c.login_url, "https://login.salesforce.com");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = config();
+        c.fields.audit = "Audit c".into();
+        assert!(c.validate().unwrap_err().contains("audit"));
+        let mut c = config();
+        c.stages.won = c.stages.lost.clone();
+        assert!(c.validate().unwrap_err().contains("two states"));
+        let mut c = config();
+        c.api_version = "62".into();
+        assert!(c.validate().unwrap_err().contains("api_version"));
+        let mut c = config();
+        c.query_batch_size = Some(10);
+        assert!(c.validate().unwrap_err().contains("query_batch_size"));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let c = config();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+}

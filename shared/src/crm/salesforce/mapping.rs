@@ -1,0 +1,785 @@
+//! Between the connector's neutral CRM records and Salesforce's JSON, under the admin's field
+//! names: no I/O, so every rule is tested here with plain data.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde_json::{Map, Value, json};
+
+use super::config::SalesforceConfig;
+use crate::crm::{
+    AccountFields, ContactFields, CrmError, LeadFields, LeadState, OpportunityFields,
+    OpportunityState, Visibility,
+};
+
+/// A Salesforce record as the REST API returns it.
+pub type Record = Map<String, Value>;
+
+/// How far out the close date of a new opportunity lies when the referral names none:
+/// Salesforce requires `CloseDate`, and a month ahead is what a seller would type for a deal
+/// that just arrived. The sync overwrites it as soon as Partner Center has a date.
+pub const DEFAULT_CLOSE_IN_DAYS: u64 = 30;
+
+/// What a lead's required `LastName` and `Company` become when the referral has neither:
+/// Salesforce refuses a lead without them, and a placeholder a seller can fix beats a lead
+/// that never arrives.
+pub const UNKNOWN: &str = "Unknown";
+
+/// A SOQL string literal, quotes included: backslashes, quotes and control characters are
+/// escaped as SOQL requires, so a value can never end the literal early.
+pub fn soql_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Two record ids name the same record: the 15-character form is case-sensitive and the
+/// 18-character form only adds a checksum, so the first 15 characters decide.
+pub fn same_id(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    if a.len() < 15 || b.len() < 15 {
+        return a == b;
+    }
+    a.get(..15) == b.get(..15)
+}
+
+fn text(rec: &Record, field: &str) -> Option<String> {
+    rec.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn number(rec: &Record, field: &str) -> Option<f64> {
+    match rec.get(field)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn boolean(rec: &Record, field: &str) -> Option<bool> {
+    match rec.get(field)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn date(rec: &Record, field: &str) -> Option<NaiveDate> {
+    text(rec, field).and_then(|s| NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
+}
+
+/// Salesforce writes `2024-05-01T12:00:00.000+0000`; RFC 3339 is accepted too.
+pub fn datetime(rec: &Record, field: &str) -> Option<DateTime<Utc>> {
+    let s = text(rec, field)?;
+    DateTime::parse_from_rfc3339(&s)
+        .or_else(|_| DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The record's `Id`.
+pub fn id_of(rec: &Record) -> Option<String> {
+    text(rec, "Id")
+}
+
+/// Sets `field` to `value` when the neutral value is `Some` (a write leaves `None` alone).
+fn put<T: Into<Value>>(body: &mut Record, field: &str, value: Option<T>) {
+    if let Some(v) = value {
+        body.insert(field.to_string(), v.into());
+    }
+}
+
+/// Why a write was refused before it was sent.
+fn rejected(field: &str, message: String) -> CrmError {
+    CrmError::Rejected {
+        message,
+        field: Some(field.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------- opportunities
+
+/// The fields an opportunity read asks for, in a stable order.
+pub fn opportunity_select(c: &SalesforceConfig) -> Vec<String> {
+    let f = &c.fields;
+    let mut out: Vec<String> = [
+        "Id",
+        "Name",
+        "CloseDate",
+        "Description",
+        "StageName",
+        "IsClosed",
+        "IsWon",
+        "AccountId",
+        "LastModifiedById",
+        "LastModifiedDate",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    out.push(f.deal_value.clone());
+    if c.multi_currency {
+        out.push(f.currency.clone());
+    }
+    out.extend(
+        [
+            &f.sync_with_partner_center,
+            &f.referral_id,
+            &f.referral_link,
+            &f.microsoft_help,
+            &f.visibility,
+            &f.microsoft_crm_id,
+            &f.microsoft_status,
+            &f.audit,
+        ]
+        .into_iter()
+        .cloned(),
+    );
+    dedup(out)
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for f in list {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&f)) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The stage name that stands for `state`.
+pub fn stage_for(c: &SalesforceConfig, state: OpportunityState) -> &str {
+    match state {
+        OpportunityState::Active => &c.stages.active,
+        OpportunityState::OnHold => &c.stages.on_hold,
+        OpportunityState::Won => &c.stages.won,
+        OpportunityState::Lost => &c.stages.lost,
+    }
+}
+
+/// The state an opportunity is in: the configured stages first, then any other stage by
+/// whether Salesforce counts it closed and won.
+pub fn state_of(c: &SalesforceConfig, rec: &Record) -> OpportunityState {
+    let stage = text(rec, "StageName").unwrap_or_default();
+    let s = &c.stages;
+    if stage == s.on_hold {
+        OpportunityState::OnHold
+    } else if stage == s.won {
+        OpportunityState::Won
+    } else if stage == s.lost {
+        OpportunityState::Lost
+    } else if stage == s.active {
+        OpportunityState::Active
+    } else if boolean(rec, "IsClosed").unwrap_or(false) {
+        if boolean(rec, "IsWon").unwrap_or(false) {
+            OpportunityState::Won
+        } else {
+            OpportunityState::Lost
+        }
+    } else {
+        OpportunityState::Active
+    }
+}
+
+/// Whether this write creates the record (required fields get defaults) or updates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Create { today: NaiveDate },
+    Update,
+}
+
+/// The picklist value of an `assistanceRequestCode`; `none`/`Unknown` mean no help (empty).
+fn help_value(c: &SalesforceConfig, code: &str) -> Value {
+    if code.eq_ignore_ascii_case("none") || code.eq_ignore_ascii_case("unknown") || code.is_empty()
+    {
+        return Value::Null;
+    }
+    c.microsoft_help
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(code))
+        .map(|(_, v)| json!(v))
+        .unwrap_or_else(|| json!(code))
+}
+
+fn help_code(c: &SalesforceConfig, value: &str) -> String {
+    c.microsoft_help
+        .iter()
+        .find(|(_, v)| v.eq_ignore_ascii_case(value))
+        .map(|(k, _)| k.clone())
+        .unwrap_or_else(|| value.to_string())
+}
+
+/// The JSON body of an opportunity write. Not included: the stage on update (the adapter
+/// decides after reading the current stage) and the contact (a contact role, not a field).
+pub fn opportunity_body(
+    c: &SalesforceConfig,
+    o: &OpportunityFields,
+    write: Write,
+) -> Result<Record, CrmError> {
+    let f = &c.fields;
+    let mut body = Record::new();
+    if let Write::Create { .. } = write {
+        for (k, v) in &c.opportunity_create_values {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    put(&mut body, "Name", o.name.clone());
+    if let Some(v) = o.deal_value {
+        if !v.is_finite() {
+            return Err(rejected(
+                &f.deal_value,
+                format!("the deal value {v} is not a number Salesforce can store"),
+            ));
+        }
+        body.insert(f.deal_value.clone(), json!(v));
+    }
+    if let Some(code) = &o.currency {
+        let code = code.trim().to_ascii_uppercase();
+        if c.multi_currency {
+            body.insert(f.currency.clone(), json!(code));
+        } else if !code.eq_ignore_ascii_case(&c.corporate_currency) {
+            return Err(rejected(
+                &f.currency,
+                format!(
+                    "the deal is in {code}, but this Salesforce org is not multi-currency and keeps every amount in {}; convert the deal value to {} in Partner Center, or turn on multi-currency in Salesforce and in the connector",
+                    c.corporate_currency, c.corporate_currency
+                ),
+            ));
+        }
+    }
+    match (o.close_date, write) {
+        (Some(d), _) => {
+            body.insert("CloseDate".into(), json!(d.format("%Y-%m-%d").to_string()));
+        }
+        (None, Write::Create { today }) if !body.contains_key("CloseDate") => {
+            let d = today
+                .checked_add_days(Days::new(DEFAULT_CLOSE_IN_DAYS))
+                .unwrap_or(today);
+            body.insert("CloseDate".into(), json!(d.format("%Y-%m-%d").to_string()));
+        }
+        _ => {}
+    }
+    put(&mut body, "Description", o.description.clone());
+    if let Write::Create { .. } = write {
+        let state = o.state.unwrap_or(OpportunityState::Active);
+        body.insert("StageName".into(), json!(stage_for(c, state)));
+    }
+    put(&mut body, "AccountId", o.account_id.clone());
+    put(
+        &mut body,
+        &f.sync_with_partner_center,
+        o.sync_with_partner_center,
+    );
+    put(&mut body, &f.referral_id, o.referral_id.clone());
+    put(&mut body, &f.referral_link, o.referral_link.clone());
+    if let Some(code) = &o.microsoft_help {
+        body.insert(f.microsoft_help.clone(), help_value(c, code));
+    }
+    put(
+        &mut body,
+        &f.visibility,
+        o.visibility.map(|v| match v {
+            Visibility::Private => c.visibility.private.clone(),
+            Visibility::Visible => c.visibility.visible.clone(),
+        }),
+    );
+    put(&mut body, &f.microsoft_crm_id, o.microsoft_crm_id.clone());
+    put(&mut body, &f.microsoft_status, o.microsoft_status.clone());
+    put(&mut body, &f.audit, o.audit.clone());
+    Ok(body)
+}
+
+/// The neutral fields of an opportunity record. `contact_id` comes from its primary contact
+/// role, which is not a field of the record.
+pub fn opportunity_fields(
+    c: &SalesforceConfig,
+    rec: &Record,
+    contact_id: Option<String>,
+) -> OpportunityFields {
+    let f = &c.fields;
+    let visibility = text(rec, &f.visibility).and_then(|v| {
+        if v.eq_ignore_ascii_case(&c.visibility.visible) {
+            Some(Visibility::Visible)
+        } else if v.eq_ignore_ascii_case(&c.visibility.private) {
+            Some(Visibility::Private)
+        } else {
+            None
+        }
+    });
+    let currency = if c.multi_currency {
+        text(rec, &f.currency)
+    } else {
+        // Every amount of a single-currency org is in its currency.
+        Some(c.corporate_currency.to_ascii_uppercase())
+    };
+    OpportunityFields {
+        name: text(rec, "Name"),
+        deal_value: number(rec, &f.deal_value),
+        currency,
+        close_date: date(rec, "CloseDate"),
+        description: text(rec, "Description"),
+        state: Some(state_of(c, rec)),
+        account_id: text(rec, "AccountId"),
+        contact_id,
+        sync_with_partner_center: boolean(rec, &f.sync_with_partner_center),
+        referral_id: text(rec, &f.referral_id),
+        referral_link: text(rec, &f.referral_link),
+        microsoft_help: text(rec, &f.microsoft_help).map(|v| help_code(c, &v)),
+        visibility,
+        microsoft_crm_id: text(rec, &f.microsoft_crm_id),
+        microsoft_status: text(rec, &f.microsoft_status),
+        audit: text(rec, &f.audit),
+    }
+}
+
+// ---------------------------------------------------------------- leads
+
+pub fn lead_select(c: &SalesforceConfig) -> Vec<String> {
+    let f = &c.fields;
+    let mut out: Vec<String> = [
+        "Id",
+        "FirstName",
+        "LastName",
+        "Company",
+        "Email",
+        "Phone",
+        "PostalCode",
+        "Country",
+        "Description",
+        "Status",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    out.extend([
+        f.lead_referral_id.clone(),
+        f.lead_referral_link.clone(),
+        f.lead_audit.clone(),
+    ]);
+    out.extend(f.lead_topic.clone());
+    dedup(out)
+}
+
+fn lead_status(c: &SalesforceConfig, state: LeadState) -> Option<&str> {
+    let l = &c.lead_statuses;
+    match state {
+        LeadState::Open => l.open.first(),
+        LeadState::Qualified => l.qualified.first(),
+        LeadState::Disqualified => l.disqualified.first(),
+    }
+    .map(String::as_str)
+}
+
+fn lead_state(c: &SalesforceConfig, status: &str) -> Option<LeadState> {
+    let l = &c.lead_statuses;
+    let has = |list: &[String]| list.iter().any(|v| v.eq_ignore_ascii_case(status));
+    if has(&l.open) {
+        Some(LeadState::Open)
+    } else if has(&l.qualified) {
+        Some(LeadState::Qualified)
+    } else if has(&l.disqualified) {
+        Some(LeadState::Disqualified)
+    } else {
+        None
+    }
+}
+
+/// The JSON body of a lead write. On create, Salesforce's required `LastName` falls back to the
+/// company and then to [`UNKNOWN`], `Company` to [`UNKNOWN`]; without a topic field the topic
+/// leads the description.
+pub fn lead_body(c: &SalesforceConfig, l: &LeadFields, write: Write) -> Record {
+    let f = &c.fields;
+    let mut body = Record::new();
+    let creating = matches!(write, Write::Create { .. });
+    if creating {
+        for (k, v) in &c.lead_create_values {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    let present = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    put(&mut body, "FirstName", l.first_name.clone());
+    let (last_name, company) = if creating {
+        let company = present(&l.company);
+        (
+            Some(
+                present(&l.last_name)
+                    .or_else(|| company.clone())
+                    .unwrap_or_else(|| UNKNOWN.to_string()),
+            ),
+            Some(company.unwrap_or_else(|| UNKNOWN.to_string())),
+        )
+    } else {
+        (l.last_name.clone(), l.company.clone())
+    };
+    put(&mut body, "LastName", last_name);
+    put(&mut body, "Company", company);
+    put(&mut body, "Email", l.email.clone());
+    put(&mut body, "Phone", l.phone.clone());
+    put(&mut body, "PostalCode", l.postal_code.clone());
+    put(&mut body, "Country", l.country.clone());
+    match &f.lead_topic {
+        Some(topic_field) => {
+            put(&mut body, topic_field, l.topic.clone());
+            put(&mut body, "Description", l.description.clone());
+        }
+        None => {
+            let joined = match (present(&l.topic), present(&l.description)) {
+                (Some(t), Some(d)) => Some(format!("{t}\n\n{d}")),
+                (t, d) => t.or(d),
+            };
+            put(&mut body, "Description", joined);
+        }
+    }
+    let state = l
+        .state
+        .or(creating.then_some(LeadState::Open))
+        .and_then(|s| lead_status(c, s));
+    put(&mut body, "Status", state);
+    put(&mut body, &f.lead_referral_id, l.referral_id.clone());
+    put(&mut body, &f.lead_referral_link, l.referral_link.clone());
+    put(&mut body, &f.lead_audit, l.audit.clone());
+    body
+}
+
+pub fn lead_fields(c: &SalesforceConfig, rec: &Record) -> LeadFields {
+    let f = &c.fields;
+    LeadFields {
+        topic: f.lead_topic.as_ref().and_then(|t| text(rec, t)),
+        first_name: text(rec, "FirstName"),
+        last_name: text(rec, "LastName"),
+        company: text(rec, "Company"),
+        email: text(rec, "Email"),
+        phone: text(rec, "Phone"),
+        postal_code: text(rec, "PostalCode"),
+        country: text(rec, "Country"),
+        description: text(rec, "Description"),
+        state: text(rec, "Status").and_then(|s| lead_state(c, &s)),
+        referral_id: text(rec, &f.lead_referral_id),
+        referral_link: text(rec, &f.lead_referral_link),
+        audit: text(rec, &f.lead_audit),
+    }
+}
+
+// ---------------------------------------------------------------- accounts and contacts
+
+pub fn account_select(c: &SalesforceConfig) -> Vec<String> {
+    dedup(
+        [
+            "Id",
+            "Name",
+            "BillingStreet",
+            "BillingCity",
+            "BillingState",
+            "BillingPostalCode",
+            c.fields.account_country.as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+}
+
+pub fn account_body(c: &SalesforceConfig, a: &AccountFields) -> Record {
+    let mut body = Record::new();
+    body.insert("Name".into(), json!(a.name));
+    put(&mut body, "BillingStreet", a.street.clone());
+    put(&mut body, "BillingCity", a.city.clone());
+    put(&mut body, "BillingState", a.state.clone());
+    put(&mut body, "BillingPostalCode", a.postal_code.clone());
+    put(&mut body, &c.fields.account_country, a.country.clone());
+    body
+}
+
+pub fn account_fields(c: &SalesforceConfig, rec: &Record) -> AccountFields {
+    AccountFields {
+        name: text(rec, "Name").unwrap_or_default(),
+        street: text(rec, "BillingStreet"),
+        city: text(rec, "BillingCity"),
+        state: text(rec, "BillingState"),
+        postal_code: text(rec, "BillingPostalCode"),
+        country: text(rec, &c.fields.account_country),
+    }
+}
+
+/// The spellings of a match key worth asking Salesforce for: SOQL's `=` ignores case but not
+/// spaces, and the caller matches ignoring both.
+pub fn spellings(value: &str) -> Vec<String> {
+    let trimmed = value.trim();
+    let collapsed = trimmed.split_whitespace().collect::<Vec<_>>().join(" ");
+    let squashed: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut out = Vec::new();
+    for v in [value.to_string(), trimmed.to_string(), collapsed, squashed] {
+        if !v.is_empty() && !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+pub const CONTACT_SELECT: &[&str] = &["Id", "FirstName", "LastName", "Email", "Phone", "AccountId"];
+
+pub fn contact_body(c: &ContactFields) -> Record {
+    let mut body = Record::new();
+    put(&mut body, "FirstName", c.first_name.clone());
+    body.insert("LastName".into(), json!(c.last_name));
+    put(&mut body, "Email", c.email.clone());
+    put(&mut body, "Phone", c.phone.clone());
+    put(&mut body, "AccountId", c.account_id.clone());
+    body
+}
+
+pub fn contact_fields(rec: &Record) -> ContactFields {
+    ContactFields {
+        first_name: text(rec, "FirstName"),
+        last_name: text(rec, "LastName").unwrap_or_default(),
+        email: text(rec, "Email"),
+        phone: text(rec, "Phone"),
+        account_id: text(rec, "AccountId"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::salesforce::config::SalesforceAuth;
+
+    fn config() -> SalesforceConfig {
+        SalesforceConfig::new(SalesforceAuth::ClientCredentials {
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+        })
+    }
+
+    fn rec(v: Value) -> Record {
+        match v {
+            Value::Object(m) => m,
+            _ => Record::new(),
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, 20).unwrap_or_default()
+    }
+
+    #[test]
+    fn soql_literals_escape_quotes_and_backslashes() {
+        assert_eq!(soql_quote("plain"), "'plain'");
+        assert_eq!(soql_quote("O'Brien"), r"'O\'Brien'");
+        assert_eq!(soql_quote(r"a\b"), r"'a\\b'");
+        assert_eq!(soql_quote(r"\'; DELETE"), r"'\\\'; DELETE'");
+        assert_eq!(soql_quote("two\nlines"), r"'two\nlines'");
+    }
+
+    #[test]
+    fn ids_compare_on_their_case_sensitive_part() {
+        assert!(same_id("0055g00000000A1AAA", "0055g00000000A1"));
+        assert!(!same_id("0055g00000000A1AAA", "0055g00000000a1AAA"));
+        assert!(!same_id("short", "other"));
+    }
+
+    #[test]
+    fn stages_map_both_ways_and_unknown_stages_follow_closed_and_won() {
+        let c = config();
+        for state in [
+            OpportunityState::Active,
+            OpportunityState::OnHold,
+            OpportunityState::Won,
+            OpportunityState::Lost,
+        ] {
+            let r = rec(json!({"StageName": stage_for(&c, state)}));
+            assert_eq!(state_of(&c, &r), state);
+        }
+        let cases = [
+            (
+                json!({"StageName": "Negotiation/Review", "IsClosed": false}),
+                OpportunityState::Active,
+            ),
+            (
+                json!({"StageName": "Won Big", "IsClosed": true, "IsWon": true}),
+                OpportunityState::Won,
+            ),
+            (
+                json!({"StageName": "Cancelled", "IsClosed": true, "IsWon": false}),
+                OpportunityState::Lost,
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(state_of(&c, &rec(r.clone())), want, "{r}");
+        }
+    }
+
+    #[test]
+    fn a_create_fills_required_fields_and_an_update_writes_only_what_is_set() {
+        let c = config();
+        let fields = OpportunityFields {
+            name: Some("Contoso".into()),
+            state: Some(OpportunityState::OnHold),
+            microsoft_help: Some("ProofOfConceptOrDemo".into()),
+            visibility: Some(Visibility::Visible),
+            ..Default::default()
+        };
+        let body =
+            opportunity_body(&c, &fields, Write::Create { today: today() }).unwrap_or_default();
+        assert_eq!(body["CloseDate"], json!("2025-02-19"));
+        assert_eq!(body["StageName"], json!("On Hold"));
+        assert_eq!(
+            body["How_can_Microsoft_help__c"],
+            json!("Proof of concept or demo")
+        );
+        assert_eq!(body["Referral_Visibility__c"], json!("Visible"));
+        let update = opportunity_body(
+            &c,
+            &OpportunityFields {
+                description: Some("notes".into()),
+                state: Some(OpportunityState::Won),
+                ..Default::default()
+            },
+            Write::Update,
+        )
+        .unwrap_or_default();
+        assert_eq!(update, rec(json!({"Description": "notes"})));
+    }
+
+    #[test]
+    fn no_help_clears_the_picklist_and_reads_back_as_none() {
+        let c = config();
+        let body = opportunity_body(
+            &c,
+            &OpportunityFields {
+                microsoft_help: Some("none".into()),
+                ..Default::default()
+            },
+            Write::Update,
+        )
+        .unwrap_or_default();
+        assert_eq!(body["How_can_Microsoft_help__c"], Value::Null);
+        let read = opportunity_fields(&c, &body, None);
+        assert_eq!(read.microsoft_help, None);
+    }
+
+    #[test]
+    fn a_foreign_currency_is_refused_unless_the_org_is_multi_currency() {
+        let mut c = config();
+        let eur = OpportunityFields {
+            currency: Some("eur".into()),
+            ..Default::default()
+        };
+        match opportunity_body(&c, &eur, Write::Update) {
+            Err(CrmError::Rejected { message, field }) => {
+                assert_eq!(field.as_deref(), Some("CurrencyIsoCode"));
+                assert!(message.contains("EUR") && message.contains("multi-currency"));
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let usd = OpportunityFields {
+            currency: Some("usd".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            opportunity_body(&c, &usd, Write::Update).map(|b| b.is_empty()),
+            Ok(true)
+        );
+        c.multi_currency = true;
+        let body = opportunity_body(&c, &eur, Write::Update).unwrap_or_default();
+        assert_eq!(body["CurrencyIsoCode"], json!("EUR"));
+    }
+
+    #[test]
+    fn configured_create_values_are_kept_unless_the_connector_sets_the_field() {
+        let mut c = config();
+        c.opportunity_create_values
+            .insert("LeadSource".into(), json!("Partner Referral"));
+        c.opportunity_create_values
+            .insert("CloseDate".into(), json!("2030-01-01"));
+        let body = opportunity_body(
+            &c,
+            &OpportunityFields::default(),
+            Write::Create { today: today() },
+        )
+        .unwrap_or_default();
+        assert_eq!(body["LeadSource"], json!("Partner Referral"));
+        assert_eq!(body["CloseDate"], json!("2030-01-01"));
+    }
+
+    #[test]
+    fn a_lead_without_names_gets_placeholders_and_the_topic_leads_the_description() {
+        let c = config();
+        let body = lead_body(
+            &c,
+            &LeadFields {
+                topic: Some("Cloud migration".into()),
+                description: Some("500 seats".into()),
+                ..Default::default()
+            },
+            Write::Create { today: today() },
+        );
+        assert_eq!(body["LastName"], json!(UNKNOWN));
+        assert_eq!(body["Company"], json!(UNKNOWN));
+        assert_eq!(body["Description"], json!("Cloud migration\n\n500 seats"));
+        assert_eq!(body["Status"], json!("Open - Not Contacted"));
+        let with_company = lead_body(
+            &c,
+            &LeadFields {
+                company: Some("Fabrikam".into()),
+                ..Default::default()
+            },
+            Write::Create { today: today() },
+        );
+        assert_eq!(with_company["LastName"], json!("Fabrikam"));
+        let update = lead_body(
+            &c,
+            &LeadFields {
+                state: Some(LeadState::Disqualified),
+                ..Default::default()
+            },
+            Write::Update,
+        );
+        assert_eq!(update, rec(json!({"Status": "Closed - Not Converted"})));
+    }
+
+    #[test]
+    fn lead_statuses_read_back_to_states() {
+        let c = config();
+        let state = |s: &str| lead_fields(&c, &rec(json!({"Status": s}))).state;
+        assert_eq!(state("Working - Contacted"), Some(LeadState::Open));
+        assert_eq!(state("closed - converted"), Some(LeadState::Qualified));
+        assert_eq!(
+            state("Closed - Not Converted"),
+            Some(LeadState::Disqualified)
+        );
+        assert_eq!(state("Nurture"), None);
+    }
+
+    #[test]
+    fn match_keys_are_asked_for_in_every_spacing() {
+        assert_eq!(
+            spellings(" SW1A  1AA"),
+            vec![" SW1A  1AA", "SW1A  1AA", "SW1A 1AA", "SW1A1AA"]
+        );
+        assert_eq!(spellings("98052"), vec!["98052"]);
+    }
+
+    #[test]
+    fn salesforce_datetimes_parse() {
+        let r = rec(json!({"LastModifiedDate": "2024-05-01T12:30:00.000+0000"}));
+        assert_eq!(
+            datetime(&r, "LastModifiedDate").map(|t| t.to_rfc3339()),
+            Some("2024-05-01T12:30:00+00:00".to_string())
+        );
+    }
+}

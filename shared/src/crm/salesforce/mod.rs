@@ -1,0 +1,622 @@
+//! The [`Crm`] port on the Salesforce REST API (crm-apis.md section B).
+//!
+//! - Sign-in: OAuth JWT bearer (an RS256 assertion per sign-in, as Salesforce gives no refresh
+//!   token) or client credentials, at `{login_url}/services/oauth2/token`; API calls go to the
+//!   `instance_url` of the token response. The access token is kept until a call answers 401,
+//!   then the adapter signs in once more and repeats the call.
+//! - Every call runs through [`RetryPolicy::run`](crate::retry::RetryPolicy::run): 5xx,
+//!   timeouts and 429 are retried. The org's daily request limit (403 `REQUEST_LIMIT_EXCEEDED`)
+//!   is a [`CrmError::Transient`] without `retry_after` and is **not** retried in-process: the
+//!   allocation rolls over 24 hours, so the message goes back to the queue and is redelivered
+//!   later. Usage from `Sforce-Limit-Info` is logged at debug level (warn past 90 %).
+//! - Opportunities carry the connector's fields under the configured names; the customer contact
+//!   is the primary `OpportunityContactRole`; the state is the configured stage names (any other
+//!   stage reads as active while open, then won or lost by `IsWon`). Creates with a referral id
+//!   are upserts on the referral-id external id, so a repeated create finds the first one; a
+//!   300 (several records share the id) is refused with a message saying so.
+//! - Reads follow `nextRecordsUrl` until `done`.
+
+mod config;
+mod http;
+mod mapping;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub use config::{
+    DEFAULT_API_VERSION, DEFAULT_LOGIN_URL, LeadStatuses, SalesforceAuth, SalesforceConfig,
+    SalesforceFieldNames, SecretString, StageNames, VisibilityValues,
+    default_microsoft_help_values,
+};
+pub use http::SalesforceSetupError;
+pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
+
+use super::{
+    Account, AccountFields, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind, CrmResult, Lead,
+    LeadFields, Opportunity, OpportunityFields,
+};
+use http::{Http, Target};
+use mapping::Write;
+
+/// Most account candidates one lookup returns.
+const CANDIDATE_LIMIT: usize = 50;
+
+/// The Salesforce adapter. Cheap to share behind an `Arc`; it keeps one access token for all
+/// callers.
+pub struct SalesforceCrm {
+    config: Arc<SalesforceConfig>,
+    http: Http,
+}
+
+impl std::fmt::Debug for SalesforceCrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesforceCrm")
+            .field("login_url", &self.config.login_url)
+            .field("api_version", &self.config.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SalesforceCrm {
+    /// Checks the configuration (and that the private key is a usable RSA key) without calling
+    /// Salesforce; the first call signs in.
+    pub fn new(config: SalesforceConfig) -> Result<SalesforceCrm, SalesforceSetupError> {
+        let config = Arc::new(config);
+        let http = Http::new(config.clone())?;
+        Ok(SalesforceCrm { config, http })
+    }
+
+    /// The configuration the adapter runs with.
+    pub fn config(&self) -> &SalesforceConfig {
+        &self.config
+    }
+
+    /// The id of the user the connector signs in as: records it last modified carry it in
+    /// `LastModifiedById`.
+    pub async fn integration_user_id(&self) -> CrmResult<String> {
+        self.http.user_id().await
+    }
+
+    /// Runs a SOQL query and returns every record, following `nextRecordsUrl` until `done`.
+    /// Quote values with [`soql_quote`].
+    pub async fn query(&self, soql: &str) -> CrmResult<Vec<Record>> {
+        let mut reply = self
+            .http
+            .call(
+                Method::GET,
+                Target::Api {
+                    segments: &["query"],
+                    query: &[("q", soql)],
+                },
+                None,
+                "query",
+            )
+            .await?;
+        let mut records = Vec::new();
+        loop {
+            let body = std::mem::take(&mut reply.body);
+            let done = body.get("done").and_then(Value::as_bool).unwrap_or(true);
+            let next = body
+                .get("nextRecordsUrl")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(Value::Array(batch)) = body.get("records").cloned() {
+                records.extend(batch.into_iter().filter_map(|r| match r {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                }));
+            }
+            let Some(next) = next.filter(|_| !done) else {
+                return Ok(records);
+            };
+            reply = self
+                .http
+                .call(Method::GET, Target::Relative(&next), None, "query batch")
+                .await?;
+        }
+    }
+
+    async fn get_record(
+        &self,
+        object: &str,
+        id: &str,
+        fields: &[String],
+    ) -> CrmResult<Option<Record>> {
+        let list = fields.join(",");
+        let what = format!("{object} {id}");
+        match self
+            .http
+            .call(
+                Method::GET,
+                Target::Api {
+                    segments: &["sobjects", object, id],
+                    query: &[("fields", &list)],
+                },
+                None,
+                &what,
+            )
+            .await
+        {
+            Ok(reply) => Ok(match reply.body {
+                Value::Object(m) => Some(m),
+                _ => None,
+            }),
+            Err(CrmError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_record(&self, object: &str, body: Record) -> CrmResult<CrmId> {
+        let what = format!("{object} (new)");
+        let reply = self
+            .http
+            .call(
+                Method::POST,
+                Target::Api {
+                    segments: &["sobjects", object],
+                    query: &[],
+                },
+                Some(&Value::Object(body)),
+                &what,
+            )
+            .await?;
+        new_id(&reply.body, object)
+    }
+
+    async fn update_record(&self, object: &str, id: &str, body: Record) -> CrmResult<()> {
+        let what = format!("{object} {id}");
+        self.http
+            .call(
+                Method::PATCH,
+                Target::Api {
+                    segments: &["sobjects", object, id],
+                    query: &[],
+                },
+                Some(&Value::Object(body)),
+                &what,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the record whose external id `field` is `key`, or updates the one that has it.
+    async fn upsert(
+        &self,
+        object: &str,
+        field: &str,
+        key: &str,
+        mut body: Record,
+    ) -> CrmResult<CrmId> {
+        // The key travels in the URL; Salesforce refuses a body that names it differently.
+        body.retain(|k, _| !k.eq_ignore_ascii_case(field));
+        let what = format!("{object} with {field} {key}");
+        let reply = self
+            .http
+            .call(
+                Method::PATCH,
+                Target::Api {
+                    segments: &["sobjects", object, field, key],
+                    query: &[],
+                },
+                Some(&Value::Object(body)),
+                &what,
+            )
+            .await
+            .map_err(|e| match e {
+                // The upsert URL 404s when the field is missing or not an External ID.
+                CrmError::NotFound { .. } => CrmError::Rejected {
+                    message: format!(
+                        "{object}.{field} does not exist or is not an External ID field; the connector needs it marked External ID to find its records"
+                    ),
+                    field: Some(field.to_string()),
+                },
+                e => e,
+            })?;
+        match reply.status {
+            StatusCode::MULTIPLE_CHOICES => Err(several(object, field, key, &reply.body)),
+            // Before v46 an update answers 204 without the id.
+            StatusCode::NO_CONTENT => {
+                let soql = format!(
+                    "SELECT Id FROM {object} WHERE {field} = {} LIMIT 2",
+                    soql_quote(key)
+                );
+                let hits = self.query(&soql).await?;
+                match hits.as_slice() {
+                    [one] => mapping::id_of(one).ok_or_else(|| missing_id(object)),
+                    [] => Err(CrmError::NotFound { what }),
+                    _ => Err(several(object, field, key, &Value::Null)),
+                }
+            }
+            _ => new_id(&reply.body, object),
+        }
+    }
+
+    /// The one record of `object` whose `field` is `key`; several is an error a person must
+    /// resolve, as writing to either could be wrong.
+    async fn find_one(
+        &self,
+        object: &str,
+        fields: &[String],
+        field: &str,
+        key: &str,
+    ) -> CrmResult<Option<Record>> {
+        let soql = format!(
+            "SELECT {} FROM {object} WHERE {field} = {} ORDER BY CreatedDate ASC LIMIT 2",
+            fields.join(", "),
+            soql_quote(key)
+        );
+        let mut hits = self.query(&soql).await?;
+        if hits.len() > 1 {
+            let ids: Vec<Value> = hits
+                .iter()
+                .filter_map(mapping::id_of)
+                .map(Value::String)
+                .collect();
+            return Err(several(object, field, key, &Value::Array(ids)));
+        }
+        Ok(hits.pop())
+    }
+
+    async fn primary_contact(&self, opportunity_id: &str) -> CrmResult<Option<String>> {
+        let soql = format!(
+            "SELECT ContactId FROM OpportunityContactRole WHERE OpportunityId = {} AND IsPrimary = true ORDER BY CreatedDate ASC LIMIT 1",
+            soql_quote(opportunity_id)
+        );
+        Ok(self
+            .query(&soql)
+            .await?
+            .first()
+            .and_then(|r| r.get("ContactId"))
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
+    async fn opportunity(&self, rec: Record) -> CrmResult<Opportunity> {
+        let id = mapping::id_of(&rec).ok_or_else(|| missing_id("Opportunity"))?;
+        let contact = self.primary_contact(&id).await?;
+        let me = self.http.user_id().await?;
+        let modified_by_connector = rec
+            .get("LastModifiedById")
+            .and_then(Value::as_str)
+            .is_some_and(|by| mapping::same_id(by, &me));
+        Ok(Opportunity {
+            fields: mapping::opportunity_fields(&self.config, &rec, contact),
+            modified_at: mapping::datetime(&rec, "LastModifiedDate"),
+            modified_by_connector,
+            id,
+        })
+    }
+
+    fn lead(&self, rec: &Record) -> CrmResult<Lead> {
+        Ok(Lead {
+            id: mapping::id_of(rec).ok_or_else(|| missing_id("Lead"))?,
+            fields: mapping::lead_fields(&self.config, rec),
+        })
+    }
+}
+
+fn new_id(body: &Value, object: &str) -> CrmResult<CrmId> {
+    body.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| missing_id(object))
+}
+
+fn missing_id(object: &str) -> CrmError {
+    CrmError::Transient {
+        status: None,
+        retry_after: None,
+        message: format!("Salesforce answered a {object} request without a record id"),
+    }
+}
+
+/// Several records share what should identify one: a person must merge them or clear the
+/// field on all but one.
+fn several(object: &str, field: &str, key: &str, matches: &Value) -> CrmError {
+    let ids: Vec<&str> = matches
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|s| s.rsplit('/').next().unwrap_or(s))
+                .collect()
+        })
+        .unwrap_or_default();
+    let listed = if ids.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", ids.join(", "))
+    };
+    CrmError::Rejected {
+        message: format!(
+            "several {object} records share referral id {key}{listed}; keep {field} on one of them only"
+        ),
+        field: Some(field.to_string()),
+    }
+}
+
+#[async_trait]
+impl Crm for SalesforceCrm {
+    fn kind(&self) -> CrmKind {
+        CrmKind::Salesforce
+    }
+
+    async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>> {
+        let fields = mapping::opportunity_select(&self.config);
+        match self.get_record("Opportunity", id, &fields).await? {
+            Some(rec) => self.opportunity(rec).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_opportunity_by_referral(
+        &self,
+        referral_id: &str,
+    ) -> CrmResult<Option<Opportunity>> {
+        let fields = mapping::opportunity_select(&self.config);
+        let field = &self.config.fields.referral_id;
+        match self
+            .find_one("Opportunity", &fields, field, referral_id)
+            .await?
+        {
+            Some(rec) => self.opportunity(rec).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Salesforce requires a close date: without one in `fields` the opportunity closes
+    /// [`DEFAULT_CLOSE_IN_DAYS`] days from today (UTC) until the sync writes the referral's own.
+    /// Without a state it starts in the active stage. With a referral id it is an upsert on the
+    /// referral-id field, so creating twice yields one opportunity.
+    async fn create_opportunity(&self, fields: &OpportunityFields) -> CrmResult<CrmId> {
+        let today = chrono::Utc::now().date_naive();
+        let body = mapping::opportunity_body(&self.config, fields, Write::Create { today })?;
+        let id = match fields.referral_id.as_deref().filter(|r| !r.is_empty()) {
+            Some(referral) => {
+                let field = &self.config.fields.referral_id;
+                self.upsert("Opportunity", field, referral, body).await?
+            }
+            None => self.create_record("Opportunity", body).await?,
+        };
+        if let Some(contact) = &fields.contact_id {
+            self.attach_contact(&id, contact).await?;
+        }
+        Ok(id)
+    }
+
+    /// A state change writes the configured stage only when the opportunity is not already in
+    /// that state: an opportunity a seller moved to, say, "Negotiation/Review" is active and
+    /// stays where the seller put it.
+    async fn update_opportunity(&self, id: &str, fields: &OpportunityFields) -> CrmResult<()> {
+        let mut body = mapping::opportunity_body(&self.config, fields, Write::Update)?;
+        if let Some(state) = fields.state {
+            let stage_fields = ["StageName".to_string(), "IsClosed".into(), "IsWon".into()];
+            let current = self
+                .get_record("Opportunity", id, &stage_fields)
+                .await?
+                .ok_or_else(|| CrmError::NotFound {
+                    what: format!("Opportunity {id}"),
+                })?;
+            if mapping::state_of(&self.config, &current) != state {
+                body.insert(
+                    "StageName".into(),
+                    json!(mapping::stage_for(&self.config, state)),
+                );
+            }
+        }
+        if !body.is_empty() {
+            self.update_record("Opportunity", id, body).await?;
+        }
+        if let Some(contact) = &fields.contact_id {
+            self.attach_contact(id, contact).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_lead(&self, id: &str) -> CrmResult<Option<Lead>> {
+        let fields = mapping::lead_select(&self.config);
+        match self.get_record("Lead", id, &fields).await? {
+            Some(rec) => self.lead(&rec).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_lead_by_referral(&self, referral_id: &str) -> CrmResult<Option<Lead>> {
+        let fields = mapping::lead_select(&self.config);
+        let field = &self.config.fields.lead_referral_id;
+        match self.find_one("Lead", &fields, field, referral_id).await? {
+            Some(rec) => self.lead(&rec).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `LastName` and `Company` are required by Salesforce: a lead without a last name gets the
+    /// company (or [`UNKNOWN`]), one without a company [`UNKNOWN`]. With a referral id it is an
+    /// upsert on the lead's referral-id field (which must be an External ID).
+    async fn create_lead(&self, fields: &LeadFields) -> CrmResult<CrmId> {
+        let today = chrono::Utc::now().date_naive();
+        let body = mapping::lead_body(&self.config, fields, Write::Create { today });
+        match fields.referral_id.as_deref().filter(|r| !r.is_empty()) {
+            Some(referral) => {
+                let field = &self.config.fields.lead_referral_id;
+                self.upsert("Lead", field, referral, body).await
+            }
+            None => self.create_record("Lead", body).await,
+        }
+    }
+
+    async fn update_lead(&self, id: &str, fields: &LeadFields) -> CrmResult<()> {
+        let body = mapping::lead_body(&self.config, fields, Write::Update);
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.update_record("Lead", id, body).await
+    }
+
+    /// Asks for the postal code (or the name) in each spacing worth trying, since SOQL's `=`
+    /// ignores case but not spaces; oldest first, at most 50.
+    async fn account_candidates(
+        &self,
+        name: &str,
+        postal_code: Option<&str>,
+    ) -> CrmResult<Vec<Account>> {
+        let postal_code = postal_code.filter(|p| !p.trim().is_empty());
+        let (field, key) = match postal_code {
+            Some(p) => ("BillingPostalCode", p),
+            None => ("Name", name),
+        };
+        let keys: Vec<String> = mapping::spellings(key)
+            .iter()
+            .map(|k| soql_quote(k))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let soql = format!(
+            "SELECT {} FROM Account WHERE {field} IN ({}) ORDER BY CreatedDate ASC LIMIT {CANDIDATE_LIMIT}",
+            mapping::account_select(&self.config).join(", "),
+            keys.join(", ")
+        );
+        self.query(&soql)
+            .await?
+            .iter()
+            .map(|rec| {
+                Ok(Account {
+                    id: mapping::id_of(rec).ok_or_else(|| missing_id("Account"))?,
+                    fields: mapping::account_fields(&self.config, rec),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_account(&self, fields: &AccountFields) -> CrmResult<CrmId> {
+        self.create_record("Account", mapping::account_body(&self.config, fields))
+            .await
+    }
+
+    /// The oldest contact with this email (SOQL compares it case-insensitively).
+    async fn find_contact_by_email(&self, email: &str) -> CrmResult<Option<Contact>> {
+        let email = email.trim();
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let soql = format!(
+            "SELECT {} FROM Contact WHERE Email = {} ORDER BY CreatedDate ASC LIMIT 1",
+            mapping::CONTACT_SELECT.join(", "),
+            soql_quote(email)
+        );
+        match self.query(&soql).await?.first() {
+            Some(rec) => Ok(Some(Contact {
+                id: mapping::id_of(rec).ok_or_else(|| missing_id("Contact"))?,
+                fields: mapping::contact_fields(rec),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn create_contact(&self, fields: &ContactFields) -> CrmResult<CrmId> {
+        self.create_record("Contact", mapping::contact_body(fields))
+            .await
+    }
+
+    /// Reads the opportunity's contact roles first: the contact's role is made primary (created
+    /// when missing) and any other primary role is cleared, so repeating it changes nothing.
+    async fn attach_contact(&self, opportunity_id: &str, contact_id: &str) -> CrmResult<()> {
+        let soql = format!(
+            "SELECT Id, ContactId, IsPrimary FROM OpportunityContactRole WHERE OpportunityId = {} ORDER BY CreatedDate ASC",
+            soql_quote(opportunity_id)
+        );
+        let roles = self.query(&soql).await?;
+        let role_of = |r: &Record| {
+            (
+                mapping::id_of(r).unwrap_or_default(),
+                r.get("ContactId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                r.get("IsPrimary").and_then(Value::as_bool).unwrap_or(false),
+            )
+        };
+        let roles: Vec<(String, String, bool)> = roles.iter().map(role_of).collect();
+        match roles
+            .iter()
+            .find(|(_, c, _)| mapping::same_id(c, contact_id))
+        {
+            Some((_, _, true)) => {}
+            Some((role, _, false)) => {
+                let mut body = Record::new();
+                body.insert("IsPrimary".into(), json!(true));
+                self.update_record("OpportunityContactRole", role, body)
+                    .await?;
+            }
+            None => {
+                let mut body = Record::new();
+                body.insert("OpportunityId".into(), json!(opportunity_id));
+                body.insert("ContactId".into(), json!(contact_id));
+                body.insert("IsPrimary".into(), json!(true));
+                if let Some(role) = &self.config.contact_role {
+                    body.insert("Role".into(), json!(role));
+                }
+                self.create_record("OpportunityContactRole", body).await?;
+            }
+        }
+        // Salesforce itself demotes the previous primary; orgs and stand-ins that do not get
+        // the same result from this.
+        for (role, contact, primary) in &roles {
+            if *primary && !mapping::same_id(contact, contact_id) {
+                let mut body = Record::new();
+                body.insert("IsPrimary".into(), json!(false));
+                self.update_record("OpportunityContactRole", role, body)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn solution_links(&self, opportunity_id: &str) -> CrmResult<Vec<String>> {
+        let f = &self.config.fields;
+        let soql = format!(
+            "SELECT Id, {} FROM {} WHERE {} = {} ORDER BY CreatedDate ASC",
+            f.solution_id,
+            f.solution_object,
+            f.solution_opportunity,
+            soql_quote(opportunity_id)
+        );
+        let mut out: Vec<String> = Vec::new();
+        for rec in self.query(&soql).await? {
+            if let Some(id) = rec
+                .get(&f.solution_id)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && !out.iter().any(|o| o.eq_ignore_ascii_case(id))
+            {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nothing happens when the opportunity already links the solution (compared ignoring
+    /// case).
+    async fn add_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        let existing = self.solution_links(opportunity_id).await?;
+        if existing.iter().any(|s| s.eq_ignore_ascii_case(solution_id)) {
+            return Ok(());
+        }
+        let f = &self.config.fields;
+        let mut body = Record::new();
+        body.insert(f.solution_opportunity.clone(), json!(opportunity_id));
+        body.insert(f.solution_id.clone(), json!(solution_id));
+        if let Some(name) = &f.solution_name {
+            // Salesforce's Name fields hold 80 characters.
+            let short: String = solution_id.chars().take(80).collect();
+            body.insert(name.clone(), json!(short));
+        }
+        self.create_record(&f.solution_object, body)
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,1169 @@
+//! The Salesforce adapter against the sandbox's Salesforce REST API, over real HTTP: sign-in,
+//! token reuse and renewal, opportunities with their connector fields, stages, leads, accounts,
+//! contacts, solution links, and the errors a user or an operator would see.
+//!
+//! Each test starts its own sandbox, so no test sees another's records or counters.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use cosell_sandbox::{Sandbox, SandboxConfig};
+use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
+use cosell_shared::crm::{
+    AccountFields, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState, OpportunityFields,
+    OpportunityState, Visibility,
+};
+use cosell_shared::retry::RetryPolicy;
+use serde_json::{Value, json};
+
+/// A sandbox and a plain HTTP client for its control API.
+struct Env {
+    sandbox: Sandbox,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Env {
+        Env::with(SandboxConfig::default()).await
+    }
+
+    async fn with(config: SandboxConfig) -> Env {
+        let sandbox = Sandbox::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"));
+        Env {
+            sandbox,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method.clone(), self.sandbox.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("control call");
+        let status = resp.status();
+        let text = resp.text().await.expect("control body");
+        assert!(
+            status.is_success(),
+            "{method} {path} answered {status}: {text}"
+        );
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("control JSON")
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.control(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.control(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Value {
+        self.control(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Value {
+        self.control(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// A row as stored, read without a token.
+    async fn row(&self, object: &str, id: &str) -> Value {
+        self.get(&format!("/_sandbox/salesforce/{object}/{id}"))
+            .await
+    }
+
+    async fn rows(&self, object: &str) -> Vec<Value> {
+        match self.get(&format!("/_sandbox/salesforce/{object}")).await {
+            Value::Array(a) => a,
+            other => panic!("expected a list of {object}, got {other}"),
+        }
+    }
+
+    /// Requests counted for `key` (`METHOD /route`) since the last reset.
+    async fn count(&self, key: &str) -> u64 {
+        self.get("/_sandbox/stats")
+            .await
+            .get(key)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    async fn reset_stats(&self) {
+        self.control(reqwest::Method::DELETE, "/_sandbox/stats", None)
+            .await;
+    }
+
+    async fn connected_app(&self) -> Value {
+        self.get("/_sandbox/salesforce/connected-app").await
+    }
+
+    /// The adapter with JWT bearer sign-in and the default field names.
+    async fn config(&self) -> SalesforceConfig {
+        let app = self.connected_app().await;
+        let s = |k: &str| app[k].as_str().expect(k).to_string();
+        let mut c = SalesforceConfig::new(SalesforceAuth::JwtBearer {
+            consumer_key: s("consumerKey"),
+            username: s("username"),
+            private_key_pem: s("privateKeyPem").into(),
+            audience: None,
+        });
+        c.login_url = s("loginUrl");
+        c.retry = fast_retries();
+        c.timeout = Duration::from_secs(10);
+        c
+    }
+
+    async fn crm(&self) -> SalesforceCrm {
+        SalesforceCrm::new(self.config().await).expect("a valid configuration")
+    }
+}
+
+const TOKEN: &str = "POST /services/oauth2/token";
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        retries: 3,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(1),
+    }
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a valid date")
+}
+
+fn opportunity(name: &str, referral_id: &str) -> OpportunityFields {
+    OpportunityFields {
+        name: Some(name.into()),
+        close_date: Some(date(2030, 6, 30)),
+        state: Some(OpportunityState::Active),
+        referral_id: Some(referral_id.into()),
+        ..Default::default()
+    }
+}
+
+async fn read(crm: &SalesforceCrm, id: &str) -> cosell_shared::crm::Opportunity {
+    crm.get_opportunity(id)
+        .await
+        .expect("read")
+        .expect("exists")
+}
+
+fn rejected_field(e: &CrmError) -> Option<&str> {
+    match e {
+        CrmError::Rejected { field, .. } => field.as_deref(),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn jwt_bearer_and_client_credentials_both_sign_in() {
+    let env = Env::start().await;
+    let app = env.connected_app().await;
+    let jwt = env.crm().await;
+    assert_eq!(jwt.kind(), CrmKind::Salesforce);
+    let account = jwt
+        .create_account(&AccountFields {
+            name: "Contoso".into(),
+            postal_code: Some("98052".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("JWT bearer session creates an account");
+
+    let mut config = env.config().await;
+    config.auth = SalesforceAuth::ClientCredentials {
+        client_id: app["consumerKey"].as_str().expect("key").into(),
+        client_secret: app["consumerSecret"].as_str().expect("secret").into(),
+    };
+    let cc = SalesforceCrm::new(config).expect("valid");
+    let found = cc
+        .account_candidates("Contoso", Some("98052"))
+        .await
+        .expect("client credentials session queries");
+    assert_eq!(found.iter().map(|a| &a.id).collect::<Vec<_>>(), [&account]);
+
+    let user = app["userId"].as_str().expect("integration user id");
+    assert_eq!(jwt.integration_user_id().await.as_deref(), Ok(user));
+    assert_eq!(cc.integration_user_id().await.as_deref(), Ok(user));
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_an_auth_error_and_not_retried() {
+    let env = Env::start().await;
+    let mut config = env.config().await;
+    config.auth = SalesforceAuth::ClientCredentials {
+        client_id: "sandbox-client".into(),
+        client_secret: "not-the-secret".into(),
+    };
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let err = crm
+        .find_contact_by_email("a@example.com")
+        .await
+        .expect_err("a wrong secret cannot sign in");
+    match &err {
+        CrmError::Auth { message } => {
+            assert!(message.contains("invalid_client"), "{message}");
+            assert!(!message.contains("not-the-secret"), "{message}");
+        }
+        other => panic!("expected an auth error, got {other:?}"),
+    }
+    assert_eq!(env.count(TOKEN).await, 1);
+}
+
+#[tokio::test]
+async fn one_token_serves_many_calls() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    env.reset_stats().await;
+    let account = crm
+        .create_account(&AccountFields {
+            name: "Fabrikam".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            account_id: Some(account),
+            ..opportunity("Fabrikam deal", "ref-token")
+        })
+        .await
+        .expect("opportunity");
+    for _ in 0..3 {
+        crm.get_opportunity(&id).await.expect("read");
+    }
+    crm.find_opportunity_by_referral("ref-token")
+        .await
+        .expect("find");
+    assert_eq!(env.count(TOKEN).await, 1);
+}
+
+#[tokio::test]
+async fn an_expired_session_signs_in_once_more_and_the_call_succeeds() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&opportunity("Tailspin", "ref-expire"))
+        .await
+        .expect("opportunity");
+    env.reset_stats().await;
+    env.post("/_sandbox/salesforce/expire-tokens", json!({}))
+        .await;
+
+    let read = crm.get_opportunity(&id).await.expect("read after expiry");
+    assert_eq!(read.map(|o| o.id), Some(id.clone()));
+    assert_eq!(env.count(TOKEN).await, 1, "exactly one new sign-in");
+    assert_eq!(
+        env.count("GET /services/data/v{version}/sobjects/Opportunity/{id}")
+            .await,
+        2,
+        "the refused call and its repeat"
+    );
+    crm.get_opportunity(&id).await.expect("read again");
+    assert_eq!(env.count(TOKEN).await, 1, "the new token is kept");
+}
+
+#[tokio::test]
+async fn an_opportunity_reads_back_as_written() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let account = crm
+        .create_account(&AccountFields {
+            name: "Northwind Traders".into(),
+            street: Some("1 Main St".into()),
+            city: Some("Redmond".into()),
+            state: Some("WA".into()),
+            postal_code: Some("98052".into()),
+            country: Some("US".into()),
+        })
+        .await
+        .expect("account");
+    let contact = crm
+        .create_contact(&ContactFields {
+            first_name: Some("Ana".into()),
+            last_name: "Bowman".into(),
+            email: Some("ana@northwind.example".into()),
+            phone: Some("+1 425 555 0100".into()),
+            account_id: Some(account.clone()),
+        })
+        .await
+        .expect("contact");
+    let written = OpportunityFields {
+        name: Some("Northwind cloud migration".into()),
+        deal_value: Some(125_000.5),
+        currency: Some("USD".into()),
+        close_date: Some(date(2030, 3, 31)),
+        description: Some("Move 400 seats".into()),
+        state: Some(OpportunityState::OnHold),
+        account_id: Some(account.clone()),
+        contact_id: Some(contact.clone()),
+        sync_with_partner_center: Some(true),
+        referral_id: Some("8f2c6c1e-0b6a-4c39-9b7e-1d1f0e3b7a11".into()),
+        referral_link: Some("https://partner.microsoft.com/referrals/8f2c".into()),
+        microsoft_help: Some("ProofOfConceptOrDemo".into()),
+        visibility: Some(Visibility::Visible),
+        microsoft_crm_id: Some("7-ABCDEF".into()),
+        microsoft_status: Some("Active/Accepted".into()),
+        audit: Some("2030-01-01 created from Partner Center".into()),
+    };
+    let id = crm.create_opportunity(&written).await.expect("create");
+
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.id, id);
+    assert_eq!(read.fields, written);
+    assert!(read.modified_by_connector);
+    assert!(read.modified_at.is_some());
+
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["StageName"], "On Hold");
+    assert_eq!(row["How_can_Microsoft_help__c"], "Proof of concept or demo");
+    let roles = env.rows("OpportunityContactRole").await;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["ContactId"], json!(contact));
+    assert_eq!(roles[0]["IsPrimary"], json!(true));
+
+    // Attaching again changes nothing.
+    crm.attach_contact(&id, &contact).await.expect("attach");
+    assert_eq!(env.rows("OpportunityContactRole").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_primary_contact_replaces_the_old_one() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let first = crm
+        .create_contact(&ContactFields {
+            last_name: "First".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    let second = crm
+        .create_contact(&ContactFields {
+            last_name: "Second".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            contact_id: Some(first.clone()),
+            ..opportunity("Contacts", "ref-contacts")
+        })
+        .await
+        .expect("create");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            contact_id: Some(second.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update");
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.contact_id, Some(second.clone()));
+    let primaries: Vec<Value> = env
+        .rows("OpportunityContactRole")
+        .await
+        .into_iter()
+        .filter(|r| r["IsPrimary"] == json!(true))
+        .map(|r| r["ContactId"].clone())
+        .collect();
+    assert_eq!(primaries, [json!(second)]);
+}
+
+#[tokio::test]
+async fn opportunities_are_found_by_referral_id_among_many() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    // Many opportunities a seller made, none of them ours.
+    for i in 0..40 {
+        env.post(
+            "/_sandbox/salesforce/Opportunity",
+            json!({
+                "Name": format!("Seller deal {i}"),
+                "StageName": "Prospecting",
+                "CloseDate": "2030-01-01",
+                "Referral_Identifier__c": format!("seller-{i}"),
+            }),
+        )
+        .await;
+    }
+    let tricky = [
+        "plain-id",
+        "o'brien's referral",
+        r"back\slash",
+        r"quote\'mix",
+        "slash/and?query#frag",
+    ];
+    let mut ids = Vec::new();
+    for referral in tricky {
+        let id = crm
+            .create_opportunity(&opportunity(&format!("Deal {referral}"), referral))
+            .await
+            .unwrap_or_else(|e| panic!("create {referral}: {e}"));
+        ids.push(id);
+    }
+    for (referral, id) in tricky.iter().zip(&ids) {
+        let found = crm
+            .find_opportunity_by_referral(referral)
+            .await
+            .unwrap_or_else(|e| panic!("find {referral}: {e}"))
+            .unwrap_or_else(|| panic!("{referral} not found"));
+        assert_eq!(&found.id, id, "{referral}");
+        assert_eq!(found.fields.referral_id.as_deref(), Some(*referral));
+    }
+    let seller = crm
+        .find_opportunity_by_referral("seller-17")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(seller.fields.name.as_deref(), Some("Seller deal 17"));
+    assert!(!seller.modified_by_connector);
+    assert_eq!(
+        crm.find_opportunity_by_referral("o'brien")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        crm.find_opportunity_by_referral("' OR Name != '")
+            .await
+            .expect("an injection attempt is just a value"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn creating_twice_with_one_referral_id_makes_one_opportunity() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let first = crm
+        .create_opportunity(&opportunity("Once", "ref-once"))
+        .await
+        .expect("first");
+    let second = crm
+        .create_opportunity(&opportunity("Once", "ref-once"))
+        .await
+        .expect("second");
+    assert_eq!(first, second);
+    assert_eq!(env.rows("Opportunity").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_retried_without_a_duplicate() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    // Whichever way the adapter creates, the first answer is lost after the write committed.
+    let lost = |method: &str, route: &str| json!({"method": method, "route": route, "dropAfterCommit": true, "count": 1});
+    env.post(
+        "/_sandbox/faults",
+        json!([
+            lost("POST", "/services/data/v{version}/sobjects/Opportunity"),
+            lost(
+                "PATCH",
+                "/services/data/v{version}/sobjects/Opportunity/Referral_Identifier__c/{value}"
+            ),
+        ]),
+    )
+    .await;
+    env.reset_stats().await;
+    let id = crm
+        .create_opportunity(&opportunity("Lost answer", "ref-lost"))
+        .await
+        .expect("the retry finds the committed record");
+    let rows = env.rows("Opportunity").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["Id"], json!(id));
+    let stats = env.get("/_sandbox/stats").await;
+    let creates: u64 = stats
+        .as_object()
+        .expect("stats")
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("POST /services/data/") || k.starts_with("PATCH /services/data/")
+        })
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    assert_eq!(creates, 2, "the lost attempt and its retry: {stats}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    env.post(
+        "/_sandbox/faults",
+        json!({"method": "POST", "route": "/services/data/v{version}/sobjects/Account", "status": 503, "count": 2}),
+    )
+    .await;
+    env.reset_stats().await;
+    crm.create_account(&AccountFields {
+        name: "Retried".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("succeeds on the third attempt");
+    assert_eq!(
+        env.count("POST /services/data/v{version}/sobjects/Account")
+            .await,
+        3
+    );
+    assert_eq!(env.rows("Account").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_salesforce_that_does_not_answer_in_time_is_transient() {
+    let env = Env::start().await;
+    let mut config = env.config().await;
+    config.timeout = Duration::from_millis(200);
+    let crm = SalesforceCrm::new(config).expect("valid");
+    crm.integration_user_id().await.expect("signed in");
+    env.post(
+        "/_sandbox/faults",
+        json!({"method": "GET", "route": "/services/data/v{version}/query", "latencyMs": 1000, "count": 10}),
+    )
+    .await;
+    env.reset_stats().await;
+    let err = crm
+        .find_contact_by_email("slow@example.com")
+        .await
+        .expect_err("every attempt times out");
+    assert!(
+        matches!(err, CrmError::Transient { status: None, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(
+        env.count("GET /services/data/v{version}/query").await,
+        4,
+        "the first attempt and three retries"
+    );
+}
+
+#[tokio::test]
+async fn an_update_changes_only_the_fields_given() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            deal_value: Some(1000.0),
+            description: Some("before".into()),
+            microsoft_status: Some("New/Pending".into()),
+            ..opportunity("Partial", "ref-partial")
+        })
+        .await
+        .expect("create");
+    // A seller's own field, which the connector must never touch.
+    env.patch(
+        &format!("/_sandbox/salesforce/Opportunity/{id}"),
+        json!({"NextStep": "Call the CIO"}),
+    )
+    .await;
+    let before = env.row("Opportunity", &id).await;
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            deal_value: Some(2500.0),
+            description: Some("after".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update");
+
+    let after = env.row("Opportunity", &id).await;
+    assert_eq!(after["Amount"], json!(2500.0));
+    assert_eq!(after["Description"], "after");
+    let moving = [
+        "Amount",
+        "Description",
+        "LastModifiedDate",
+        "LastModifiedById",
+        "SystemModstamp",
+    ];
+    let (Value::Object(b), Value::Object(a)) = (&before, &after) else {
+        panic!("rows are objects");
+    };
+    for (k, v) in b {
+        if !moving.contains(&k.as_str()) {
+            assert_eq!(a.get(k), Some(v), "{k} changed");
+        }
+    }
+    assert_eq!(after["NextStep"], "Call the CIO");
+    assert_eq!(after["Microsoft_Status__c"], "New/Pending");
+}
+
+#[tokio::test]
+async fn states_move_through_the_configured_stages() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let stage = |row: &Value| row["StageName"].as_str().unwrap_or_default().to_string();
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            state: Some(OpportunityState::OnHold),
+            ..opportunity("Staged", "ref-stages")
+        })
+        .await
+        .expect("create");
+    assert_eq!(stage(&env.row("Opportunity", &id).await), "On Hold");
+    let state = |s: OpportunityState| OpportunityFields {
+        state: Some(s),
+        ..Default::default()
+    };
+
+    crm.update_opportunity(&id, &state(OpportunityState::Active))
+        .await
+        .expect("accept");
+    assert_eq!(stage(&env.row("Opportunity", &id).await), "Qualification");
+
+    // A seller moves it further along: still active, and an "active" write leaves it there.
+    env.patch(
+        &format!("/_sandbox/salesforce/Opportunity/{id}"),
+        json!({"StageName": "Negotiation/Review"}),
+    )
+    .await;
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.state, Some(OpportunityState::Active));
+    crm.update_opportunity(&id, &state(OpportunityState::Active))
+        .await
+        .expect("active again");
+    assert_eq!(
+        stage(&env.row("Opportunity", &id).await),
+        "Negotiation/Review"
+    );
+
+    crm.update_opportunity(&id, &state(OpportunityState::Won))
+        .await
+        .expect("win");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(stage(&row), "Closed Won");
+    assert_eq!(row["IsWon"], json!(true));
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.state, Some(OpportunityState::Won));
+
+    let lost = crm
+        .create_opportunity(&opportunity("Lost one", "ref-lost-stage"))
+        .await
+        .expect("create");
+    crm.update_opportunity(&lost, &state(OpportunityState::Lost))
+        .await
+        .expect("lose");
+    let row = env.row("Opportunity", &lost).await;
+    assert_eq!(stage(&row), "Closed Lost");
+    assert_eq!(row["IsClosed"], json!(true));
+    assert_eq!(row["IsWon"], json!(false));
+}
+
+#[tokio::test]
+async fn stages_an_admin_renamed_are_used() {
+    let env = Env::start().await;
+    let mut stages = env.get("/_sandbox/salesforce/stages").await;
+    let list = stages.as_array_mut().expect("stages");
+    list.push(json!({"name": "Awaiting Microsoft", "isClosed": false}));
+    list.push(json!({"name": "Signed", "isClosed": true, "isWon": true}));
+    env.put("/_sandbox/salesforce/stages", stages).await;
+    let mut config = env.config().await;
+    config.stages.on_hold = "Awaiting Microsoft".into();
+    config.stages.won = "Signed".into();
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            state: Some(OpportunityState::OnHold),
+            ..opportunity("Renamed", "ref-renamed")
+        })
+        .await
+        .expect("create");
+    assert_eq!(
+        env.row("Opportunity", &id).await["StageName"],
+        "Awaiting Microsoft"
+    );
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.state, Some(OpportunityState::OnHold));
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            state: Some(OpportunityState::Won),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("win");
+    assert_eq!(env.row("Opportunity", &id).await["StageName"], "Signed");
+}
+
+#[tokio::test]
+async fn leads_are_created_found_and_disqualified() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let written = LeadFields {
+        topic: Some("Teams rollout".into()),
+        first_name: Some("Kim".into()),
+        last_name: None,
+        company: Some("Wide World Importers".into()),
+        email: Some("kim@wwi.example".into()),
+        phone: Some("+44 20 7946 0000".into()),
+        postal_code: Some("SW1A 1AA".into()),
+        country: Some("GB".into()),
+        description: Some("Needs 200 seats".into()),
+        state: Some(LeadState::Open),
+        referral_id: Some("lead-ref-1".into()),
+        referral_link: Some("https://partner.microsoft.com/referrals/lead-ref-1".into()),
+        audit: Some("created".into()),
+    };
+    let id = crm.create_lead(&written).await.expect("create lead");
+    let row = env.row("Lead", &id).await;
+    assert_eq!(row["LastName"], "Wide World Importers", "company stands in");
+    assert_eq!(row["Status"], "Open - Not Contacted");
+    assert_eq!(row["Description"], "Teams rollout\n\nNeeds 200 seats");
+
+    let found = crm
+        .find_lead_by_referral("lead-ref-1")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, id);
+    assert_eq!(
+        found.fields,
+        LeadFields {
+            topic: None,
+            last_name: Some("Wide World Importers".into()),
+            description: Some("Teams rollout\n\nNeeds 200 seats".into()),
+            ..written.clone()
+        }
+    );
+
+    crm.update_lead(
+        &id,
+        &LeadFields {
+            state: Some(LeadState::Disqualified),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("disqualify");
+    let row = env.row("Lead", &id).await;
+    assert_eq!(row["Status"], "Closed - Not Converted");
+    assert_eq!(row["Email"], "kim@wwi.example", "untouched");
+    let read = crm.get_lead(&id).await.expect("read").expect("exists");
+    assert_eq!(read.fields.state, Some(LeadState::Disqualified));
+
+    let anonymous = crm
+        .create_lead(&LeadFields {
+            referral_id: Some("lead-ref-2".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a lead with no names");
+    let row = env.row("Lead", &anonymous).await;
+    assert_eq!(row["LastName"], "Unknown");
+    assert_eq!(row["Company"], "Unknown");
+    assert_eq!(crm.find_lead_by_referral("lead-ref-3").await, Ok(None));
+}
+
+#[tokio::test]
+async fn account_candidates_match_the_postal_code_or_else_the_name() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let account = |name: &str, postal: Option<&str>| AccountFields {
+        name: name.into(),
+        postal_code: postal.map(str::to_string),
+        country: Some("GB".into()),
+        city: Some("London".into()),
+        ..Default::default()
+    };
+    let a = crm
+        .create_account(&account("Contoso", Some("SW1A 1AA")))
+        .await
+        .expect("a");
+    let b = crm
+        .create_account(&account("Contoso UK", Some("sw1a1aa")))
+        .await
+        .expect("b");
+    crm.create_account(&account("Elsewhere", Some("EC1A 1BB")))
+        .await
+        .expect("c");
+    let d = crm
+        .create_account(&account("Fabrikam", None))
+        .await
+        .expect("d");
+
+    let by_postal = crm
+        .account_candidates("Contoso", Some("SW1A 1AA"))
+        .await
+        .expect("by postal code");
+    let ids: Vec<&str> = by_postal.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(ids, [a.as_str(), b.as_str()]);
+    assert_eq!(by_postal[0].fields, account("Contoso", Some("SW1A 1AA")));
+
+    let by_name = crm
+        .account_candidates("fabrikam", None)
+        .await
+        .expect("by name");
+    assert_eq!(
+        by_name.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        [d.as_str()]
+    );
+    assert!(
+        crm.account_candidates("Nobody", Some("00000"))
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn account_candidates_follow_next_records_url_across_batches() {
+    let mut config = SandboxConfig::default();
+    config.salesforce.query_batch_size = 4;
+    let env = Env::with(config).await;
+    let crm = env.crm().await;
+    for i in 0..11 {
+        env.post(
+            "/_sandbox/salesforce/Account",
+            json!({"Name": format!("Branch {i}"), "BillingPostalCode": "10115"}),
+        )
+        .await;
+    }
+    env.reset_stats().await;
+    let all = crm
+        .account_candidates("Branch", Some("10115"))
+        .await
+        .expect("candidates");
+    let names: Vec<String> = all.iter().map(|a| a.fields.name.clone()).collect();
+    let want: Vec<String> = (0..11).map(|i| format!("Branch {i}")).collect();
+    assert_eq!(names, want);
+    assert_eq!(
+        env.count("GET /services/data/v{version}/query/{locator}")
+            .await,
+        2,
+        "batches of 4, 4 and 3"
+    );
+}
+
+#[tokio::test]
+async fn contacts_are_found_by_email() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let account = crm
+        .create_account(&AccountFields {
+            name: "Adventure Works".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let fields = ContactFields {
+        first_name: Some("Jo".into()),
+        last_name: "Berry".into(),
+        email: Some("jo.berry@adventure-works.example".into()),
+        phone: Some("+1 206 555 0199".into()),
+        account_id: Some(account),
+    };
+    let id = crm.create_contact(&fields).await.expect("contact");
+    let found = crm
+        .find_contact_by_email("JO.BERRY@adventure-works.example")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, id);
+    assert_eq!(found.fields, fields);
+    assert_eq!(
+        crm.find_contact_by_email("someone.else@adventure-works.example")
+            .await,
+        Ok(None)
+    );
+}
+
+#[tokio::test]
+async fn solution_links_are_added_once() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&opportunity("Solutions", "ref-solutions"))
+        .await
+        .expect("create");
+    assert_eq!(crm.solution_links(&id).await, Ok(vec![]));
+    for s in ["sol-azure-1", "sol-azure-1", "SOL-AZURE-1", "sol-m365-2"] {
+        crm.add_solution_link(&id, s).await.expect("add");
+    }
+    assert_eq!(
+        crm.solution_links(&id).await,
+        Ok(vec!["sol-azure-1".to_string(), "sol-m365-2".to_string()])
+    );
+    let rows = env.rows("Microsoft_Solution__c").await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["Opportunity__c"] == json!(id)));
+}
+
+#[tokio::test]
+async fn a_sellers_edit_is_not_the_connectors_own() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&opportunity("Echo", "ref-echo"))
+        .await
+        .expect("create");
+    assert!(read(&crm, &id).await.modified_by_connector);
+
+    env.patch(
+        &format!("/_sandbox/salesforce/Opportunity/{id}"),
+        json!({"Description": "the seller's note"}),
+    )
+    .await;
+    let after_seller = read(&crm, &id).await;
+    assert!(!after_seller.modified_by_connector);
+    assert_eq!(
+        after_seller.fields.description.as_deref(),
+        Some("the seller's note")
+    );
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            audit: Some("synced".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update");
+    assert!(read(&crm, &id).await.modified_by_connector);
+}
+
+#[tokio::test]
+async fn a_differently_named_referral_field_is_used_when_configured() {
+    let env = Env::start().await;
+    env.post(
+        "/_sandbox/salesforce/schema/Opportunity/fields",
+        json!({"name": "Alt_Referral_Id__c", "type": "string", "length": 80, "externalId": true}),
+    )
+    .await;
+    let mut config = env.config().await;
+    config.fields.referral_id = "Alt_Referral_Id__c".into();
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let id = crm
+        .create_opportunity(&opportunity("Alt", "alt-ref-1"))
+        .await
+        .expect("create");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Alt_Referral_Id__c"], "alt-ref-1");
+    assert_eq!(row["Referral_Identifier__c"], Value::Null);
+    let found = crm
+        .find_opportunity_by_referral("alt-ref-1")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, id);
+    assert_eq!(found.fields.referral_id.as_deref(), Some("alt-ref-1"));
+    let again = crm
+        .create_opportunity(&opportunity("Alt", "alt-ref-1"))
+        .await
+        .expect("create again");
+    assert_eq!(again, id);
+}
+
+#[tokio::test]
+async fn a_referral_field_that_is_not_an_external_id_is_refused_by_name() {
+    let env = Env::start().await;
+    env.post(
+        "/_sandbox/salesforce/schema/Opportunity/fields",
+        json!({"name": "Plain_Referral__c", "type": "string", "length": 80}),
+    )
+    .await;
+    let mut config = env.config().await;
+    config.fields.referral_id = "Plain_Referral__c".into();
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let err = crm
+        .create_opportunity(&opportunity("Plain", "plain-1"))
+        .await
+        .expect_err("an upsert needs an external id");
+    assert_eq!(rejected_field(&err), Some("Plain_Referral__c"));
+    assert!(err.to_string().contains("External ID"), "{err}");
+}
+
+#[tokio::test]
+async fn several_records_with_one_referral_id_are_refused() {
+    let env = Env::start().await;
+    for name in ["Copy A", "Copy B"] {
+        env.post(
+            "/_sandbox/salesforce/Opportunity",
+            json!({"Name": name, "StageName": "Prospecting", "CloseDate": "2030-01-01", "Referral_Identifier__c": "dup-ref"}),
+        )
+        .await;
+    }
+    let crm = env.crm().await;
+    let err = crm
+        .create_opportunity(&opportunity("Third", "dup-ref"))
+        .await
+        .expect_err("ambiguous upsert");
+    assert!(err.to_string().contains("several"), "{err}");
+    assert!(err.to_string().contains("dup-ref"), "{err}");
+    assert_eq!(rejected_field(&err), Some("Referral_Identifier__c"));
+    let err = crm
+        .find_opportunity_by_referral("dup-ref")
+        .await
+        .expect_err("ambiguous find");
+    assert!(err.to_string().contains("several"), "{err}");
+    assert_eq!(env.rows("Opportunity").await.len(), 2, "nothing written");
+}
+
+#[tokio::test]
+async fn a_foreign_currency_needs_a_multi_currency_org() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let eur = OpportunityFields {
+        deal_value: Some(5000.0),
+        currency: Some("EUR".into()),
+        ..opportunity("Euro deal", "ref-eur")
+    };
+    let err = crm
+        .create_opportunity(&eur)
+        .await
+        .expect_err("EUR in a USD-only org");
+    assert_eq!(rejected_field(&err), Some("CurrencyIsoCode"));
+    assert!(err.to_string().contains("multi-currency"), "{err}");
+    assert!(env.rows("Opportunity").await.is_empty());
+
+    let mut multi = SandboxConfig::default();
+    multi.salesforce.multi_currency = true;
+    let env = Env::with(multi).await;
+    let mut config = env.config().await;
+    config.multi_currency = true;
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let id = crm.create_opportunity(&eur).await.expect("stored");
+    assert_eq!(env.row("Opportunity", &id).await["CurrencyIsoCode"], "EUR");
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.currency.as_deref(), Some("EUR"));
+}
+
+#[tokio::test]
+async fn a_spent_daily_budget_is_transient_and_not_retried_in_process() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    crm.integration_user_id().await.expect("signed in");
+    let budget = env.get("/_sandbox/salesforce/budget").await;
+    env.put(
+        "/_sandbox/salesforce/budget",
+        json!({"used": budget["max"]}),
+    )
+    .await;
+    env.reset_stats().await;
+    let err = crm
+        .find_contact_by_email("x@example.com")
+        .await
+        .expect_err("no budget left");
+    assert!(
+        matches!(
+            err,
+            CrmError::Transient {
+                status: Some(403),
+                retry_after: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(
+        env.count("GET /services/data/v{version}/query").await,
+        1,
+        "the limit rolls over 24 hours: no in-process retries"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_required_field_is_named_and_can_be_configured() {
+    let env = Env::start().await;
+    env.patch(
+        "/_sandbox/salesforce/schema/Opportunity/fields/NextStep",
+        json!({"required": true}),
+    )
+    .await;
+    let crm = env.crm().await;
+    let err = crm
+        .create_opportunity(&opportunity("Needs a step", "ref-required"))
+        .await
+        .expect_err("NextStep is required");
+    assert_eq!(rejected_field(&err), Some("NextStep"));
+    assert!(err.to_string().contains("NextStep"), "{err}");
+
+    let mut config = env.config().await;
+    config
+        .opportunity_create_values
+        .insert("NextStep".into(), json!("Qualify with Microsoft"));
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let id = crm
+        .create_opportunity(&opportunity("Needs a step", "ref-required"))
+        .await
+        .expect("the admin's value fills it");
+    assert_eq!(
+        env.row("Opportunity", &id).await["NextStep"],
+        "Qualify with Microsoft"
+    );
+}
+
+#[tokio::test]
+async fn missing_records_read_as_none_and_updates_say_not_found() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&opportunity("Doomed", "ref-doomed"))
+        .await
+        .expect("create");
+    env.control(
+        reqwest::Method::DELETE,
+        &format!("/_sandbox/salesforce/Opportunity/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(crm.get_opportunity(&id).await, Ok(None));
+    assert_eq!(
+        crm.find_opportunity_by_referral("ref-doomed").await,
+        Ok(None)
+    );
+    assert_eq!(crm.get_lead("00Q5g000000000zAAA").await, Ok(None));
+    let err = crm
+        .update_opportunity(
+            &id,
+            &OpportunityFields {
+                description: Some("too late".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
+}
