@@ -5,6 +5,7 @@
 //! behind a port: [`partner_center::PartnerCenter`], [`crm::Crm`], [`store::Store`] and
 //! [`queue::Queue`], each with its adapters beside it.
 
+pub mod config;
 pub mod crm;
 pub mod domain;
 pub mod ingress;

@@ -1,0 +1,423 @@
+//! One typed configuration, read from environment variables (the Lambda functions) and
+//! validated at start: a bad value stops start-up with a message naming the variable.
+//! Every variable, its meaning and its default is listed in the README ("Configuration").
+
+use std::time::Duration;
+
+use crate::crm::CrmKind;
+use crate::crm::dataverse::{DataverseConfig, DataverseFields};
+use crate::crm::salesforce::{SalesforceAuth, SalesforceConfig};
+use crate::partner_center::http::PartnerCenterConfig;
+use crate::partner_center::signature::SignatureVerifierConfig;
+use crate::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
+use crate::sync::SyncOptions;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required{hint}")]
+    Missing { name: String, hint: String },
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// Which CRM, with its adapter's settings.
+#[derive(Debug, Clone)]
+pub enum CrmConfig {
+    Dynamics(Box<DataverseConfig>),
+    Salesforce(Box<SalesforceConfig>),
+}
+
+impl CrmConfig {
+    pub fn kind(&self) -> CrmKind {
+        match self {
+            CrmConfig::Dynamics(_) => CrmKind::Dynamics,
+            CrmConfig::Salesforce(_) => CrmKind::Salesforce,
+        }
+    }
+}
+
+/// Where the connector keeps its state and passes its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub table_name: Option<String>,
+    pub queue_url: Option<String>,
+    /// An endpoint for every AWS service (moto or another emulator); unset in AWS.
+    pub endpoint_url: Option<String>,
+    pub region: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub crm: CrmConfig,
+    pub partner_center: PartnerCenterConfig,
+    pub partner_center_auth: PartnerCenterAuth,
+    pub signature: SignatureVerifierConfig,
+    pub sync: SyncOptions,
+    pub aws: AwsConfig,
+}
+
+/// Reads settings by name; `std::env::var` in the functions, a map in tests.
+pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str, hint: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::Missing {
+            name: name.into(),
+            hint: hint.into(),
+        })
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("true" | "yes" | "1" | "on") => Ok(true),
+            Some("false" | "no" | "0" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("'{other}' is not true or false"),
+            }),
+        }
+    }
+
+    fn number(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("'{v}' is not a whole number"),
+            }),
+        }
+    }
+
+    fn url(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let v = self.get(name).unwrap_or_else(|| default.to_string());
+        match url::Url::parse(&v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(v.trim_end_matches('/').into()),
+            _ => Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("'{v}' is not an http(s) URL"),
+            }),
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|v| {
+                serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
+                    name: name.into(),
+                    reason: format!("not the expected JSON: {e}"),
+                })
+            })
+            .transpose()
+    }
+}
+
+impl Config {
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        Config::from_env(&Env(&|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_env(env: &Env<'_>) -> Result<Config, ConfigError> {
+        let crm_kind = env.required("COSELL_CRM", " (dynamics or salesforce)")?;
+        let crm = match crm_kind.to_ascii_lowercase().as_str() {
+            "dynamics" | "dataverse" => CrmConfig::Dynamics(Box::new(dataverse(env)?)),
+            "salesforce" => CrmConfig::Salesforce(Box::new(salesforce(env)?)),
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "COSELL_CRM".into(),
+                    reason: format!("'{other}' is neither dynamics nor salesforce"),
+                });
+            }
+        };
+        let credential = match (
+            env.get("COSELL_PC_USERNAME"),
+            env.get("COSELL_PC_PASSWORD"),
+            env.get("COSELL_PC_REFRESH_TOKEN"),
+        ) {
+            (_, _, Some(token)) => UserCredential::RefreshToken(Secret::new(token)),
+            (Some(username), Some(password), None) => UserCredential::Password {
+                username,
+                password: Secret::new(password),
+            },
+            _ => {
+                return Err(ConfigError::Missing {
+                    name: "COSELL_PC_REFRESH_TOKEN".into(),
+                    hint: " (or COSELL_PC_USERNAME and COSELL_PC_PASSWORD of a Referral Admin)"
+                        .into(),
+                });
+            }
+        };
+        let mut auth = PartnerCenterAuth::new(
+            env.required("COSELL_PC_CLIENT_ID", " (the Entra app registration)")?,
+            Secret::new(env.required("COSELL_PC_CLIENT_SECRET", "")?),
+            credential,
+        );
+        auth.authority_url = env.url("COSELL_PC_AUTHORITY_URL", &auth.authority_url)?;
+        if let Some(tenant) = env.get("COSELL_PC_TENANT") {
+            auth.tenant = tenant;
+        }
+        let partner_center = PartnerCenterConfig {
+            api_base_url: env.url(
+                "COSELL_PC_API_URL",
+                &PartnerCenterConfig::default().api_base_url,
+            )?,
+            ..PartnerCenterConfig::default()
+        };
+        let mut signature = SignatureVerifierConfig::default();
+        for prefix in env
+            .get("COSELL_WEBHOOK_CERT_PREFIXES")
+            .into_iter()
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| !p.is_empty())
+        {
+            if url::Url::parse(&prefix).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "COSELL_WEBHOOK_CERT_PREFIXES".into(),
+                    reason: format!("'{prefix}' is not a URL prefix"),
+                });
+            }
+            signature.allowed_certificate_prefixes.push(prefix);
+        }
+        if let Some(org) = env.get("COSELL_WEBHOOK_CERT_ORGANIZATION") {
+            signature.expected_organization = org;
+        }
+        let defaults = SyncOptions::default();
+        let sync = SyncOptions {
+            marker: env.bool("COSELL_MARKER", defaults.marker)?,
+            co_sell_only: env.bool("COSELL_SYNC_CO_SELL_ONLY", defaults.co_sell_only)?,
+            referral_link_template: env
+                .get("COSELL_REFERRAL_LINK_TEMPLATE")
+                .unwrap_or(defaults.referral_link_template),
+            audit_max_chars: env
+                .number("COSELL_AUDIT_MAX_CHARS", defaults.audit_max_chars as u64)?
+                as usize,
+            idempotency_ttl: Duration::from_secs(env.number(
+                "COSELL_IDEMPOTENCY_TTL_SECS",
+                defaults.idempotency_ttl.as_secs(),
+            )?),
+            in_progress_ttl: Duration::from_secs(env.number(
+                "COSELL_IN_PROGRESS_TTL_SECS",
+                defaults.in_progress_ttl.as_secs(),
+            )?),
+        };
+        let aws = AwsConfig {
+            table_name: env.get("COSELL_TABLE_NAME"),
+            queue_url: env.get("COSELL_QUEUE_URL"),
+            endpoint_url: env.get("AWS_ENDPOINT_URL"),
+            region: env
+                .get("AWS_REGION")
+                .unwrap_or_else(|| "us-east-1".to_string()),
+        };
+        Ok(Config {
+            crm,
+            partner_center,
+            partner_center_auth: auth,
+            signature,
+            sync,
+            aws,
+        })
+    }
+}
+
+fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
+    let mut c = DataverseConfig::new(
+        env.url("COSELL_DATAVERSE_URL", "")?,
+        env.required(
+            "COSELL_DATAVERSE_TENANT",
+            " (the Entra tenant of the environment)",
+        )?,
+        env.required("COSELL_DATAVERSE_CLIENT_ID", "")?,
+        serde_json::from_value(serde_json::Value::String(
+            env.required("COSELL_DATAVERSE_CLIENT_SECRET", "")?,
+        ))
+        .map_err(|e| ConfigError::Invalid {
+            name: "COSELL_DATAVERSE_CLIENT_SECRET".into(),
+            reason: e.to_string(),
+        })?,
+    );
+    c.authority_url = env.url("COSELL_DATAVERSE_AUTHORITY_URL", &c.authority_url)?;
+    if let Some(fields) = env.json::<DataverseFields>("COSELL_DATAVERSE_FIELDS")? {
+        c.fields = fields;
+    }
+    c.validate().map_err(|e| ConfigError::Invalid {
+        name: "COSELL_DATAVERSE_FIELDS".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(c)
+}
+
+fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
+    let auth = match (
+        env.get("COSELL_SALESFORCE_PRIVATE_KEY"),
+        env.get("COSELL_SALESFORCE_CLIENT_SECRET"),
+    ) {
+        (Some(key), _) => SalesforceAuth::JwtBearer {
+            consumer_key: env.required(
+                "COSELL_SALESFORCE_CLIENT_ID",
+                " (the connected app's consumer key)",
+            )?,
+            username: env.required(
+                "COSELL_SALESFORCE_USERNAME",
+                " (the pre-approved integration user)",
+            )?,
+            private_key_pem: key.into(),
+            audience: env.get("COSELL_SALESFORCE_AUDIENCE"),
+        },
+        (None, Some(secret)) => SalesforceAuth::ClientCredentials {
+            client_id: env.required("COSELL_SALESFORCE_CLIENT_ID", "")?,
+            client_secret: secret.into(),
+        },
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                name: "COSELL_SALESFORCE_PRIVATE_KEY".into(),
+                hint: " (JWT bearer) or COSELL_SALESFORCE_CLIENT_SECRET (client credentials)"
+                    .into(),
+            });
+        }
+    };
+    let mut c = SalesforceConfig::new(auth);
+    c.login_url = env.url("COSELL_SALESFORCE_LOGIN_URL", &c.login_url)?;
+    c.multi_currency = env.bool("COSELL_SALESFORCE_MULTI_CURRENCY", c.multi_currency)?;
+    if let Some(fields) = env.json("COSELL_SALESFORCE_FIELDS")? {
+        c.fields = fields;
+    }
+    if let Some(stages) = env.json("COSELL_SALESFORCE_STAGES")? {
+        c.stages = stages;
+    }
+    c.validate().map_err(|reason| ConfigError::Invalid {
+        name: "COSELL_SALESFORCE_*".into(),
+        reason,
+    })?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_env(&Env(&|name| map.get(name).cloned()))
+    }
+
+    const PC: &[(&str, &str)] = &[
+        ("COSELL_PC_CLIENT_ID", "app"),
+        ("COSELL_PC_CLIENT_SECRET", "s3cret"),
+        ("COSELL_PC_USERNAME", "admin@partner.example"),
+        ("COSELL_PC_PASSWORD", "pw"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        PC.iter().chain(extra).copied().collect()
+    }
+
+    #[test]
+    fn a_dynamics_deployment_loads_with_defaults() {
+        let c = load(&with(&[
+            ("COSELL_CRM", "dynamics"),
+            ("COSELL_DATAVERSE_URL", "https://contoso.crm4.dynamics.com/"),
+            ("COSELL_DATAVERSE_TENANT", "contoso.onmicrosoft.com"),
+            ("COSELL_DATAVERSE_CLIENT_ID", "dv-app"),
+            ("COSELL_DATAVERSE_CLIENT_SECRET", "dv-secret"),
+            ("COSELL_SYNC_CO_SELL_ONLY", "no"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.crm.kind(), CrmKind::Dynamics);
+        assert!(!c.sync.co_sell_only);
+        assert!(c.sync.marker);
+        assert_eq!(
+            c.partner_center.api_base_url,
+            "https://api.partner.microsoft.com"
+        );
+        let CrmConfig::Dynamics(dv) = &c.crm else {
+            panic!("dynamics")
+        };
+        assert_eq!(dv.org_url, "https://contoso.crm4.dynamics.com");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets never printed"
+        );
+        assert!(!format!("{c:?}").contains("dv-secret"));
+    }
+
+    #[test]
+    fn bad_values_stop_start_up_naming_the_setting() {
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (PC.to_vec(), "COSELL_CRM"),
+            (with(&[("COSELL_CRM", "hubspot")]), "COSELL_CRM"),
+            (
+                with(&[("COSELL_CRM", "salesforce")]),
+                "COSELL_SALESFORCE_PRIVATE_KEY",
+            ),
+            (
+                with(&[
+                    ("COSELL_CRM", "salesforce"),
+                    ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
+                    ("COSELL_SALESFORCE_CLIENT_ID", "y"),
+                    ("COSELL_MARKER", "maybe"),
+                ]),
+                "COSELL_MARKER",
+            ),
+            (
+                with(&[
+                    ("COSELL_CRM", "salesforce"),
+                    ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
+                    ("COSELL_SALESFORCE_CLIENT_ID", "y"),
+                    ("COSELL_PC_API_URL", "not a url"),
+                ]),
+                "COSELL_PC_API_URL",
+            ),
+            (
+                vec![
+                    ("COSELL_CRM", "salesforce"),
+                    ("COSELL_PC_CLIENT_ID", "a"),
+                    ("COSELL_PC_CLIENT_SECRET", "b"),
+                    ("COSELL_SALESFORCE_CLIENT_ID", "y"),
+                    ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
+                ],
+                "COSELL_PC_REFRESH_TOKEN",
+            ),
+        ];
+        for (env, name) in cases {
+            let err = load(&env).expect_err(name);
+            assert!(
+                err.to_string().starts_with(name),
+                "{err} should name {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn salesforce_client_credentials_and_field_overrides() {
+        let c = load(&with(&[
+            ("COSELL_CRM", "salesforce"),
+            ("COSELL_SALESFORCE_CLIENT_ID", "ck"),
+            ("COSELL_SALESFORCE_CLIENT_SECRET", "cs"),
+            (
+                "COSELL_SALESFORCE_LOGIN_URL",
+                "https://contoso.my.salesforce.com",
+            ),
+        ]))
+        .expect("valid");
+        let CrmConfig::Salesforce(sf) = &c.crm else {
+            panic!("salesforce")
+        };
+        assert_eq!(sf.login_url, "https://contoso.my.salesforce.com");
+        assert!(matches!(sf.auth, SalesforceAuth::ClientCredentials { .. }));
+    }
+}
