@@ -15,3 +15,4 @@ pub mod referral;
 pub mod retry;
 pub mod store;
 pub mod sync;
+pub mod wiring;

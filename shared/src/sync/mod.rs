@@ -82,3 +82,56 @@ pub enum Handled {
         reason: String,
     },
 }
+
+/// Runs one queue message against the ports: what the queue processor (and the local runner)
+/// does for every message.
+pub struct Processor {
+    pub pc: std::sync::Arc<dyn crate::partner_center::PartnerCenter>,
+    pub crm: std::sync::Arc<dyn crate::crm::Crm>,
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    pub options: SyncOptions,
+}
+
+impl Processor {
+    /// `Err` leaves the message for redelivery; everything else is acknowledged, including
+    /// failures a person must fix (they are in Audit and the journal).
+    pub async fn handle(&self, body: &str) -> Result<(), String> {
+        let command = crate::queue::sqs::parse_message(body).map_err(|e| {
+            // A message nobody can read would fail forever: it goes to the dead-letter queue.
+            e.to_string()
+        })?;
+        match command {
+            crate::queue::SyncCommand::PartnerCenterChanged { referral_id, event } => {
+                let inbound = inbound::Inbound {
+                    pc: self.pc.as_ref(),
+                    crm: self.crm.as_ref(),
+                    store: self.store.as_ref(),
+                    options: &self.options,
+                };
+                match inbound
+                    .referral_changed(&referral_id, &event, chrono::Utc::now())
+                    .await
+                {
+                    Ok(handled) => {
+                        match &handled {
+                            Handled::Failed { reason } => {
+                                tracing::warn!(%referral_id, %event, %reason, "sync failed; shown in Audit")
+                            }
+                            other => {
+                                tracing::info!(%referral_id, %event, outcome = ?other, "synced")
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            crate::queue::SyncCommand::CrmChanged { crm_id } => {
+                // CRM → Partner Center arrives with the change poller; until then the command
+                // is acknowledged so it does not block its group.
+                tracing::info!(%crm_id, "CRM change noted; outbound sync is not enabled");
+                Ok(())
+            }
+        }
+    }
+}

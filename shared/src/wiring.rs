@@ -1,0 +1,96 @@
+//! Builds the adapters a configuration names. The function binaries (and the local runner) call
+//! this once at start; everything after works through the ports.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+
+use crate::config::{Config, CrmConfig};
+use crate::crm::Crm;
+use crate::crm::dataverse::DataverseCrm;
+use crate::crm::salesforce::SalesforceCrm;
+use crate::ingress::SignatureCheck;
+use crate::partner_center::PartnerCenter;
+use crate::partner_center::http::PartnerCenterClient;
+use crate::partner_center::signature::SignatureVerifier;
+use crate::queue::Queue;
+use crate::queue::sqs::SqsQueue;
+use crate::store::Store;
+use crate::store::dynamodb::{DynamoStore, DynamoStoreConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("{setting}: {reason}")]
+    Setting {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+fn setting(setting: &'static str) -> impl FnOnce(String) -> WiringError {
+    move |reason| WiringError::Setting { setting, reason }
+}
+
+#[async_trait]
+impl SignatureCheck for SignatureVerifier {
+    async fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+        self.verify(headers, body).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The AWS SDK configuration: the Lambda's own credentials and region, or an emulator's
+/// endpoint when `AWS_ENDPOINT_URL` is set.
+pub async fn aws_sdk_config(config: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.aws.region.clone()));
+    if let Some(endpoint) = &config.aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+pub fn partner_center(config: &Config) -> Result<Arc<dyn PartnerCenter>, WiringError> {
+    let client = PartnerCenterClient::new(
+        config.partner_center.clone(),
+        config.partner_center_auth.clone(),
+    )
+    .map_err(|e| setting("COSELL_PC_*")(e.to_string()))?;
+    Ok(Arc::new(client))
+}
+
+pub fn crm(config: &Config) -> Result<Arc<dyn Crm>, WiringError> {
+    Ok(match &config.crm {
+        CrmConfig::Dynamics(c) => Arc::new(
+            DataverseCrm::new((**c).clone())
+                .map_err(|e| setting("COSELL_DATAVERSE_*")(e.to_string()))?,
+        ),
+        CrmConfig::Salesforce(c) => Arc::new(
+            SalesforceCrm::new((**c).clone())
+                .map_err(|e| setting("COSELL_SALESFORCE_*")(e.to_string()))?,
+        ),
+    })
+}
+
+pub fn verifier(config: &Config) -> Result<Arc<SignatureVerifier>, WiringError> {
+    SignatureVerifier::new(config.signature.clone())
+        .map(Arc::new)
+        .map_err(|e| setting("COSELL_WEBHOOK_CERT_PREFIXES")(e.to_string()))
+}
+
+pub fn store(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Store>, WiringError> {
+    let table_name = config.aws.table_name.clone().ok_or_else(|| {
+        setting("COSELL_TABLE_NAME")("is required (the StateTableName output of the stack)".into())
+    })?;
+    Ok(Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        DynamoStoreConfig { table_name },
+    )))
+}
+
+pub fn queue(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Queue>, WiringError> {
+    let url = config.aws.queue_url.clone().ok_or_else(|| {
+        setting("COSELL_QUEUE_URL")("is required (the SyncQueueUrl output of the stack)".into())
+    })?;
+    Ok(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url)))
+}
