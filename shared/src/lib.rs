@@ -13,6 +13,7 @@ pub mod partner_center;
 pub mod queue;
 pub mod referral;
 pub mod retry;
+pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod wiring;

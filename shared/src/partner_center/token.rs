@@ -31,46 +31,7 @@ const FALLBACK_LIFETIME: Duration = Duration::from_secs(600);
 /// How much of Entra's error description goes into an error message.
 const MAX_DESCRIPTION_CHARS: usize = 300;
 
-/// A value that must never appear in a log line or an error message: `Debug` and `Display`
-/// print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Secret {
-        Secret(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Secret {
-        Secret(value.to_string())
-    }
-}
+pub use crate::secret::Secret;
 
 /// How the connector signs in as the Partner Center user (Referral Admin) it acts for.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@
 //! name of every column the connector reads or writes (sync-rules.md, "Connector fields" and
 //! "Options"), because each partner's environment is customised differently.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -10,35 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::retry::RetryPolicy;
 
-/// A credential that never shows itself: `Debug` and `Display` print `***`, so a config or an
-/// error can be logged whole without leaking it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a credential read from configuration.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// How the referral-visibility column stores private / visible.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,46 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::retry::RetryPolicy;
 
-/// A secret (a private key, a client secret, an access token). Its `Debug` never shows the
-/// value, so a secret cannot reach a log line or an error message through formatting.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> SecretString {
-        SecretString(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether no secret was given (a configuration error worth naming at start).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretString(<redacted>)")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(value: String) -> Self {
-        SecretString(value)
-    }
-}
-
-impl From<&str> for SecretString {
-    fn from(value: &str) -> Self {
-        SecretString(value.to_string())
-    }
-}
+pub use crate::secret::Secret as SecretString;
 
 /// The login host of production orgs.
 pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
@@ -462,6 +423,6 @@ mod tests {
         let c = config();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("redacted"));
+        assert!(shown.contains("***"));
     }
 }
