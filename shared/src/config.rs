@@ -249,6 +249,12 @@ fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
     if let Some(fields) = env.json::<DataverseFields>("COSELL_DATAVERSE_FIELDS")? {
         c.fields = fields;
     }
+    if let Some(values) = env.json("COSELL_OPPORTUNITY_CREATE_VALUES")? {
+        c.fields.opportunity_create_defaults = values;
+    }
+    if let Some(values) = env.json("COSELL_LEAD_CREATE_VALUES")? {
+        c.fields.lead_create_defaults = values;
+    }
     c.validate().map_err(|e| ConfigError::Invalid {
         name: "COSELL_DATAVERSE_FIELDS".into(),
         reason: e.to_string(),
@@ -293,6 +299,12 @@ fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
     }
     if let Some(stages) = env.json("COSELL_SALESFORCE_STAGES")? {
         c.stages = stages;
+    }
+    if let Some(values) = env.json("COSELL_OPPORTUNITY_CREATE_VALUES")? {
+        c.opportunity_create_values = values;
+    }
+    if let Some(values) = env.json("COSELL_LEAD_CREATE_VALUES")? {
+        c.lead_create_values = values;
     }
     c.validate().map_err(|reason| ConfigError::Invalid {
         name: "COSELL_SALESFORCE_*".into(),
@@ -419,5 +431,39 @@ mod tests {
         };
         assert_eq!(sf.login_url, "https://contoso.my.salesforce.com");
         assert!(matches!(sf.auth, SalesforceAuth::ClientCredentials { .. }));
+        let with_values = load(&with(&[
+            ("COSELL_CRM", "salesforce"),
+            ("COSELL_SALESFORCE_CLIENT_ID", "ck"),
+            ("COSELL_SALESFORCE_CLIENT_SECRET", "cs"),
+            (
+                "COSELL_SALESFORCE_FIELDS",
+                r#"{"referralId": "PC_Referral__c"}"#,
+            ),
+            (
+                "COSELL_OPPORTUNITY_CREATE_VALUES",
+                r#"{"Type": "New Business"}"#,
+            ),
+        ]))
+        .expect("valid");
+        let CrmConfig::Salesforce(sf) = &with_values.crm else {
+            panic!("salesforce")
+        };
+        assert_eq!(sf.fields.referral_id, "PC_Referral__c");
+        assert_eq!(
+            sf.fields.audit, "Audit__c",
+            "unnamed fields keep their defaults"
+        );
+        assert_eq!(sf.opportunity_create_values["Type"], "New Business");
+        let bad = load(&with(&[
+            ("COSELL_CRM", "salesforce"),
+            ("COSELL_SALESFORCE_CLIENT_ID", "ck"),
+            ("COSELL_SALESFORCE_CLIENT_SECRET", "cs"),
+            ("COSELL_OPPORTUNITY_CREATE_VALUES", "[1,2]"),
+        ]));
+        assert!(
+            bad.expect_err("not an object")
+                .to_string()
+                .starts_with("COSELL_OPPORTUNITY_CREATE_VALUES")
+        );
     }
 }
