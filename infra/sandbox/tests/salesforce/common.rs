@@ -64,7 +64,12 @@ impl Env {
             .to_string()
     }
 
-    /// Sandbox time as seconds since the epoch (JWT `exp` is checked against it).
+    /// The client's clock: a JWT's times are the client's, whatever the sandbox clock says.
+    pub fn client_now(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    /// Sandbox time as seconds since the epoch (record timestamps and Get Updated use it).
     pub async fn now(&self) -> i64 {
         let clock: Value = self
             .control(Method::GET, "/_sandbox/clock", None)
@@ -97,7 +102,7 @@ impl Env {
 
     /// An assertion with the default claims, changed by `patch` (keys set to null are dropped).
     pub async fn assertion(&self, patch: Value, key_pem: &str) -> String {
-        let now = self.now().await;
+        let now = self.client_now();
         let mut claims = json!({
             "iss": self.app["consumerKey"],
             "sub": self.app["username"],
