@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Handled, SyncError, SyncOptions};
-use crate::crm::{Crm, CrmError, OpportunityFields};
+use crate::crm::{Account, AccountFields, Crm, CrmError, OpportunityFields};
 use crate::domain::audit;
 use crate::domain::classify::{Kind, classify};
 use crate::domain::mapping::{self, Changed};
@@ -20,6 +20,16 @@ pub struct Inbound<'a> {
     pub crm: &'a dyn Crm,
     pub store: &'a dyn Store,
     pub options: &'a SyncOptions,
+}
+
+/// Sets `externalReferenceId`. JSON Patch `replace` fails on a member the referral does not
+/// have yet (a new incoming referral has none), while `add` sets it either way.
+fn external_reference_op(crm_id: &str) -> PatchOp {
+    PatchOp {
+        op: "add",
+        path: "/externalReferenceId".into(),
+        value: serde_json::Value::String(crm_id.to_string()),
+    }
 }
 
 fn chrono_after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
@@ -134,9 +144,10 @@ impl Inbound<'_> {
         let id = own.id.clone().unwrap_or_default();
         let kind = classify(own);
         if !kind.comes_into_crm(self.options.co_sell_only) {
-            return Ok(Handled::Skipped {
-                reason: "a lead, and \"sync co-sell only\" is on".into(),
-            });
+            // Journaled, so an admin asking why a referral is not in the CRM finds the answer.
+            let reason = "a lead, and \"sync co-sell only\" is on".to_string();
+            self.journal(&id, now, Outcome::Skipped, &reason).await?;
+            return Ok(Handled::Skipped { reason });
         }
         let record = if kind == Kind::Lead {
             RecordKind::Lead
@@ -174,20 +185,26 @@ impl Inbound<'_> {
                 .map(|o| o.id),
             RecordKind::Lead => self.crm.find_lead_by_referral(&id).await?.map(|l| l.id),
         };
-        let crm_id = match found {
-            Some(existing) => existing,
-            None => match self.create_record(own, record, &projection, now).await {
-                Ok(crm_id) => crm_id,
-                Err(CrmError::Rejected { message, field }) => {
-                    let reason = match field {
-                        Some(f) => format!("the CRM refused the new record ({f}): {message}"),
-                        None => format!("the CRM refused the new record: {message}"),
-                    };
-                    self.journal(&id, now, Outcome::Failed, &reason).await?;
-                    return Ok(Handled::Failed { reason });
-                }
-                Err(e) => return Err(e.into()),
-            },
+        let created = match found {
+            // A previous attempt created it and may have stopped before its contact or
+            // solution links were in place.
+            Some(existing) => self
+                .complete_record(own, record, &existing)
+                .await
+                .map(|()| existing),
+            None => self.create_record(own, record, &projection, now).await,
+        };
+        let crm_id = match created {
+            Ok(crm_id) => crm_id,
+            Err(CrmError::Rejected { message, field }) => {
+                let reason = match field {
+                    Some(f) => format!("the CRM refused the new record ({f}): {message}"),
+                    None => format!("the CRM refused the new record: {message}"),
+                };
+                self.journal(&id, now, Outcome::Failed, &reason).await?;
+                return Ok(Handled::Failed { reason });
+            }
+            Err(e) => return Err(e.into()),
         };
         let e_tag = self.write_back(own, &crm_id).await?;
         let mut link = self.new_link(own, &crm_id, record, Some(projection));
@@ -236,31 +253,13 @@ impl Inbound<'_> {
             return self.crm.create_lead(&lead).await;
         }
         let account_id = match mapping::account_fields(own) {
-            Some(wanted) => {
-                let candidates = self
-                    .crm
-                    .account_candidates(&wanted.name, wanted.postal_code.as_deref())
-                    .await?;
-                match candidates
-                    .into_iter()
-                    .find(|a| mapping::same_account(&a.fields, &wanted))
-                {
-                    Some(a) => Some(a.id),
-                    None => Some(self.crm.create_account(&wanted).await?),
-                }
-            }
+            Some(wanted) => match self.matching_account(&wanted).await? {
+                Some(id) => Some(id),
+                None => Some(self.crm.create_account(&wanted).await?),
+            },
             None => None,
         };
-        let mut contact_id = None;
-        for contact in mapping::contact_fields(own, account_id.as_deref()) {
-            let email = contact.email.clone().unwrap_or_default();
-            let cid = match self.crm.find_contact_by_email(&email).await? {
-                Some(c) => c.id,
-                None => self.crm.create_contact(&contact).await?,
-            };
-            // The first contact is the customer contact of the deal.
-            contact_id.get_or_insert(cid);
-        }
+        let contact_id = self.customer_contact(own, account_id.as_deref()).await?;
         let mut fields = mapping::opportunity_update(projection, &Changed::all());
         fields.name = Some(marker::apply(
             projection.name.as_deref().unwrap_or(&id),
@@ -283,6 +282,81 @@ impl Inbound<'_> {
         Ok(crm_id)
     }
 
+    /// The existing account that is the referral's customer: same name and postal code,
+    /// ignoring case and spaces.
+    async fn matching_account(&self, wanted: &AccountFields) -> Result<Option<String>, CrmError> {
+        let pick = |candidates: Vec<Account>| {
+            candidates
+                .into_iter()
+                .find(|a| mapping::same_account(&a.fields, wanted))
+                .map(|a| a.id)
+        };
+        let by_postal_code = self
+            .crm
+            .account_candidates(&wanted.name, wanted.postal_code.as_deref())
+            .await?;
+        if let Some(id) = pick(by_postal_code) {
+            return Ok(Some(id));
+        }
+        // The CRM is asked for the postal code as given and without its spaces, which misses
+        // an account typed with a space the referral does not have ("EC1A 1BB" for
+        // "EC1A1BB"); asking by name finds it.
+        if wanted.postal_code.is_some() {
+            return Ok(pick(self.crm.account_candidates(&wanted.name, None).await?));
+        }
+        Ok(None)
+    }
+
+    /// Finds or creates every customer contact of the referral; answers the first, the deal's
+    /// customer contact.
+    async fn customer_contact(
+        &self,
+        own: &Referral,
+        account_id: Option<&str>,
+    ) -> Result<Option<String>, CrmError> {
+        let mut contact_id = None;
+        for contact in mapping::contact_fields(own, account_id) {
+            let email = contact.email.clone().unwrap_or_default();
+            let cid = match self.crm.find_contact_by_email(&email).await? {
+                Some(c) => c.id,
+                None => self.crm.create_contact(&contact).await?,
+            };
+            contact_id.get_or_insert(cid);
+        }
+        Ok(contact_id)
+    }
+
+    /// Gives an opportunity that exists already (created by an attempt that stopped half-way,
+    /// or a seller's record the referral names) what a new one gets besides its fields: the
+    /// customer contact when it has none, and a link for every solution not linked yet.
+    async fn complete_record(
+        &self,
+        own: &Referral,
+        record: RecordKind,
+        crm_id: &str,
+    ) -> Result<(), CrmError> {
+        if record != RecordKind::Opportunity {
+            return Ok(());
+        }
+        let Some(existing) = self.crm.get_opportunity(crm_id).await? else {
+            return Ok(());
+        };
+        if existing.fields.contact_id.is_none()
+            && let Some(contact) = self
+                .customer_contact(own, existing.fields.account_id.as_deref())
+                .await?
+        {
+            self.crm.attach_contact(crm_id, &contact).await?;
+        }
+        let linked = self.crm.solution_links(crm_id).await?;
+        for solution in mapping::solution_ids(own) {
+            if !linked.iter().any(|l| l.eq_ignore_ascii_case(&solution)) {
+                self.crm.add_solution_link(crm_id, &solution).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records the CRM id on the referral (`externalReferenceId`), unless it is closed (no
     /// writes after a terminal state) or already there. Returns the new eTag when known.
     async fn write_back(&self, own: &Referral, crm_id: &str) -> Result<Option<String>, SyncError> {
@@ -292,10 +366,7 @@ impl Inbound<'_> {
             return Ok(None);
         }
         let id = own.id.clone().unwrap_or_default();
-        let ops = [PatchOp::replace(
-            "/externalReferenceId",
-            serde_json::Value::String(crm_id.to_string()),
-        )];
+        let ops = [external_reference_op(crm_id)];
         match self
             .pc
             .patch_referral(&id, own.e_tag.as_deref(), &ops)
@@ -332,15 +403,29 @@ impl Inbound<'_> {
         }
         let names = changed.names();
         let message = format!("Updated from Partner Center: {}", names.join(", "));
+        // No projection synced yet: a record the referral named that the connector adopts now.
+        // It becomes the referral's record like a new one would.
+        let adopting = link.synced.is_none();
         let outcome = match link.record {
             RecordKind::Opportunity => {
-                self.update_opportunity(&link.crm_id, &current, &changed, &message, now)
+                let identity = adopting.then_some(id.as_str());
+                match self
+                    .update_opportunity(&link.crm_id, &current, &changed, &message, identity, now)
                     .await
+                {
+                    Ok(true) if adopting => self
+                        .complete_record(own, link.record, &link.crm_id)
+                        .await
+                        .map(|()| true),
+                    other => other,
+                }
             }
             RecordKind::Lead => {
                 let mut lead = mapping::lead_fields(own, &self.options.referral_link(&id));
-                lead.referral_id = None;
-                lead.referral_link = None;
+                if !adopting {
+                    lead.referral_id = None;
+                    lead.referral_link = None;
+                }
                 self.crm
                     .update_lead(&link.crm_id, &lead)
                     .await
@@ -385,7 +470,8 @@ impl Inbound<'_> {
         })
     }
 
-    /// Writes the changed fields, the ✔ marker and an Audit line. `Ok(false)` when the
+    /// Writes the changed fields, the ✔ marker and an Audit line, and the connector's own
+    /// fields when the opportunity is `adopted_for` a referral. `Ok(false)` when the
     /// opportunity is gone.
     async fn update_opportunity(
         &self,
@@ -393,12 +479,18 @@ impl Inbound<'_> {
         current: &Projection,
         changed: &Changed,
         message: &str,
+        adopted_for: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, CrmError> {
         let Some(existing) = self.crm.get_opportunity(crm_id).await? else {
             return Ok(false);
         };
         let mut fields: OpportunityFields = mapping::opportunity_update(current, changed);
+        if let Some(referral_id) = adopted_for {
+            fields.sync_with_partner_center = Some(true);
+            fields.referral_id = Some(referral_id.to_string());
+            fields.referral_link = Some(self.options.referral_link(referral_id));
+        }
         let bare = match &fields.name {
             Some(n) => n.clone(),
             None => marker::strip(existing.fields.name.as_deref().unwrap_or("")).to_string(),
