@@ -1,3 +1,4 @@
 //! End-to-end scenarios live under `tests/tests/`; this library holds what several of them share.
 
+pub mod stack;
 pub mod store_contract;

@@ -1,0 +1,1480 @@
+//! The whole connector on loopback, for end-to-end scenarios: the sandbox (Partner Center,
+//! Entra ID, Dataverse, Salesforce), moto (the state table and the FIFO sync queue), the real
+//! adapters pointed at them, the webhook receiver as a real HTTP server running the ingress
+//! logic, and a queue processor the test drives.
+//!
+//! Methods speak the product's words (`incoming_referral`, `microsoft_changes`, `sync`,
+//! `opportunity_for`), so a scenario reads as what a seller and Microsoft do, and what the
+//! seller then sees in the CRM. Everything CRM-specific (paths, field names, stage values) is in
+//! [`CrmSide`]: a scenario is written once and runs against both CRMs.
+//!
+//! Every `TestStack` starts its own sandbox and moto, so scenarios never see each other's
+//! records, counters or messages.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::Utc;
+use cosell_localaws::Moto;
+use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET, USER_PASSWORD};
+use cosell_sandbox::{Sandbox, SandboxConfig};
+pub use cosell_shared::crm::CrmKind;
+use cosell_shared::crm::dataverse::{DataverseConfig, DataverseCrm};
+use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
+use cosell_shared::ingress::{self, SignatureCheck};
+use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
+use cosell_shared::partner_center::signature::{SignatureVerifier, SignatureVerifierConfig};
+use cosell_shared::partner_center::token::{PartnerCenterAuth, UserCredential};
+use cosell_shared::queue::Queue;
+use cosell_shared::queue::sqs::SqsQueue;
+use cosell_shared::retry::RetryPolicy;
+use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
+use cosell_shared::store::{Claim, JournalEntry, Store};
+use cosell_shared::sync::batch::{self, BatchMessage};
+use cosell_shared::sync::{Processor, SyncOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const TABLE: &str = "cosell-state";
+const QUEUE: &str = "cosell-sync.fifo";
+/// The four referral events the connector registers, as Microsoft's connector does.
+pub const REFERRAL_EVENTS: [&str; 4] = [
+    "referral-created",
+    "referral-updated",
+    "related-referral-created",
+    "related-referral-updated",
+];
+/// Retries of one external call inside the adapters (after the first attempt).
+pub const ADAPTER_RETRIES: usize = 2;
+/// A message that failed this many times goes to the dead-letter queue (`maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
+/// Guards against a hang; never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Retries fast so scenarios stay short, but waits out a `Retry-After` of up to two seconds.
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        retries: ADAPTER_RETRIES,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(2),
+    }
+}
+
+/// How the Salesforce adapter signs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SalesforceSignIn {
+    /// JWT bearer with the connected app's key, as a production org is set up.
+    #[default]
+    JwtBearer,
+    /// Client credentials of the connected app. The sandbox judges a JWT assertion's `exp`
+    /// by its own clock, so after `/_sandbox/clock/advance` only this flow can sign in again.
+    ClientCredentials,
+}
+
+/// What differs between stacks beside the CRM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Setup {
+    pub salesforce_sign_in: SalesforceSignIn,
+}
+
+/// What Microsoft sends the partner (`POST /_sandbox/partner-center/incoming?kind=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// Shared, sales-qualified, with Microsoft's own referral beside it.
+    CoSell,
+    /// Independent, marketing-qualified, alone.
+    Lead,
+    /// Shared, not qualified: Microsoft sharing its pipeline.
+    Pipeline,
+}
+
+impl Incoming {
+    fn query(self) -> &'static str {
+        match self {
+            Incoming::CoSell => "co-sell",
+            Incoming::Lead => "lead",
+            Incoming::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// Where an opportunity stands, as a seller reads it in either CRM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Dataverse: open, statuscode 2 (On Hold). Salesforce: the configured hold stage.
+    OnHold,
+    /// Open in any other status or stage.
+    Active,
+    /// Dataverse statecode 1; Salesforce "Closed Won".
+    Won,
+    /// Dataverse statecode 2; Salesforce "Closed Lost".
+    Lost,
+}
+
+/// An opportunity as the seller sees it, in neutral terms; `raw` is the CRM's own row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmOpportunity {
+    pub id: String,
+    pub name: String,
+    pub stage: Stage,
+    pub deal_value: Option<f64>,
+    pub account_id: Option<String>,
+    /// The customer contact: Dataverse `_parentcontactid_value`, Salesforce the primary
+    /// `OpportunityContactRole`.
+    pub contact_id: Option<String>,
+    pub sync_with_partner_center: bool,
+    pub referral_id: Option<String>,
+    pub referral_link: Option<String>,
+    pub microsoft_status: Option<String>,
+    pub microsoft_crm_id: Option<String>,
+    pub audit: String,
+    /// Partner Center solution ids linked to the opportunity.
+    pub solutions: Vec<String>,
+    pub raw: Value,
+}
+
+impl CrmOpportunity {
+    /// Audit lines, newest first.
+    pub fn audit_lines(&self) -> Vec<&str> {
+        self.audit
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// An account as the seller sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmAccount {
+    pub id: String,
+    pub name: String,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+}
+
+/// A lead as the seller sees it; `raw` is the CRM's own row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmLead {
+    pub id: String,
+    pub referral_id: Option<String>,
+    pub company: Option<String>,
+    pub last_name: Option<String>,
+    pub raw: Value,
+}
+
+/// What one `process_queue` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueRun {
+    /// Messages handled and deleted.
+    pub succeeded: usize,
+    /// Failed attempts (each made visible again, or dead-lettered after [`MAX_RECEIVES`]).
+    pub failed: usize,
+    /// Why each failed attempt failed.
+    pub errors: Vec<String>,
+    /// Messages given up on after [`MAX_RECEIVES`] failures.
+    pub dead_lettered: usize,
+}
+
+impl QueueRun {
+    fn received(&self) -> usize {
+        self.succeeded + self.failed
+    }
+
+    fn add(&mut self, other: QueueRun) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.errors.extend(other.errors);
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// Request counts from `GET /_sandbox/stats`, keyed `"METHOD /route/{template}"`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calls(pub BTreeMap<String, u64>);
+
+impl Calls {
+    /// The count of one `"METHOD /route"`, 0 when never called.
+    pub fn get(&self, key: &str) -> u64 {
+        self.0.get(key).copied().unwrap_or(0)
+    }
+
+    /// Every request that is not a read (`GET`).
+    pub fn writes(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| !k.starts_with("GET "))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The counts that grew since `before`.
+    pub fn since(&self, before: &Calls) -> Calls {
+        Calls(
+            self.0
+                .iter()
+                .filter_map(|(k, n)| {
+                    let d = n.saturating_sub(before.get(k));
+                    (d > 0).then(|| (k.clone(), d))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A webhook delivery as it reached the receiver, and what the receiver answered.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub status: u16,
+}
+
+/// The CRM-specific part of the stack: control-API paths, field names and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrmSide(pub CrmKind);
+
+impl CrmSide {
+    fn control(self, set: &str) -> String {
+        match self.0 {
+            CrmKind::Dynamics => format!("/_sandbox/dataverse/{set}"),
+            CrmKind::Salesforce => format!("/_sandbox/salesforce/{set}"),
+        }
+    }
+
+    fn opportunities(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "opportunities",
+            CrmKind::Salesforce => "Opportunity",
+        }
+    }
+
+    fn accounts(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "accounts",
+            CrmKind::Salesforce => "Account",
+        }
+    }
+
+    fn leads(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "leads",
+            CrmKind::Salesforce => "Lead",
+        }
+    }
+
+    /// The row id column.
+    fn id_of(self, set: &str, row: &Value) -> String {
+        let key = match self.0 {
+            CrmKind::Salesforce => "Id".to_string(),
+            CrmKind::Dynamics => match set {
+                "opportunities" => "opportunityid".into(),
+                "accounts" => "accountid".into(),
+                "contacts" => "contactid".into(),
+                "leads" => "leadid".into(),
+                other => format!("{}id", other.trim_end_matches('s')),
+            },
+        };
+        text(row, &key).unwrap_or_default()
+    }
+
+    /// The opportunity's referral identifier field (also the lead's).
+    pub fn referral_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "cosell_referralid",
+            CrmKind::Salesforce => "Referral_Identifier__c",
+        }
+    }
+
+    /// The opportunity's name field.
+    pub fn name_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "name",
+            CrmKind::Salesforce => "Name",
+        }
+    }
+
+    pub fn deal_value_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "estimatedvalue",
+            CrmKind::Salesforce => "Amount",
+        }
+    }
+
+    pub fn audit_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "cosell_audit",
+            CrmKind::Salesforce => "Audit__c",
+        }
+    }
+
+    pub fn microsoft_status_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "cosell_microsoftstatus",
+            CrmKind::Salesforce => "Microsoft_Status__c",
+        }
+    }
+
+    pub fn microsoft_crm_id_field(self) -> &'static str {
+        match self.0 {
+            CrmKind::Dynamics => "cosell_microsoftcrmid",
+            CrmKind::Salesforce => "Microsoft_CRM_Identifier__c",
+        }
+    }
+
+    /// Columns the CRM itself maintains on every write (modification time, version, who).
+    pub fn system_fields(self) -> &'static [&'static str] {
+        match self.0 {
+            CrmKind::Dynamics => &[
+                "@odata.etag",
+                "modifiedon",
+                "_modifiedby_value",
+                "versionnumber",
+            ],
+            CrmKind::Salesforce => &[
+                "attributes",
+                "LastModifiedDate",
+                "LastModifiedById",
+                "SystemModstamp",
+            ],
+        }
+    }
+
+    /// Whether a request-count key is a call to this CRM's API.
+    fn is_api_call(self, key: &str) -> bool {
+        match self.0 {
+            CrmKind::Dynamics => key.contains(" /api/data/"),
+            CrmKind::Salesforce => key.contains(" /services/"),
+        }
+    }
+
+    /// The route (as `/_sandbox/stats` counts it) of the request that creates an opportunity.
+    pub fn create_opportunity_route(self) -> (&'static str, &'static str) {
+        match self.0 {
+            // Created with a chosen GUID: PATCH opportunities(<id>) with If-None-Match: *.
+            CrmKind::Dynamics => ("PATCH", "/api/data/v9.2/opportunities({id})"),
+            // Upserted on the referral-id external id.
+            CrmKind::Salesforce => (
+                "PATCH",
+                "/services/data/v{version}/sobjects/Opportunity/Referral_Identifier__c/{value}",
+            ),
+        }
+    }
+
+    fn stage(self, row: &Value) -> Stage {
+        match self.0 {
+            CrmKind::Dynamics => match (
+                row["statecode"].as_i64().unwrap_or(-1),
+                row["statuscode"].as_i64().unwrap_or(-1),
+            ) {
+                (0, 2) => Stage::OnHold,
+                (1, _) => Stage::Won,
+                (2, _) => Stage::Lost,
+                _ => Stage::Active,
+            },
+            CrmKind::Salesforce => match row["StageName"].as_str().unwrap_or("") {
+                "On Hold" => Stage::OnHold,
+                "Closed Won" => Stage::Won,
+                "Closed Lost" => Stage::Lost,
+                _ => Stage::Active,
+            },
+        }
+    }
+
+    fn opportunity(
+        self,
+        row: Value,
+        contact_id: Option<String>,
+        solutions: Vec<String>,
+    ) -> CrmOpportunity {
+        let (account, sync, link) = match self.0 {
+            CrmKind::Dynamics => (
+                text(&row, "_parentaccountid_value").or_else(|| text(&row, "_customerid_value")),
+                row["cosell_syncwithpartnercenter"].as_bool(),
+                text(&row, "cosell_referrallink"),
+            ),
+            CrmKind::Salesforce => (
+                text(&row, "AccountId"),
+                row["Sync_with_Partner_Center__c"].as_bool(),
+                text(&row, "Referral_Link__c"),
+            ),
+        };
+        CrmOpportunity {
+            id: self.id_of(self.opportunities(), &row),
+            name: text(&row, self.name_field()).unwrap_or_default(),
+            stage: self.stage(&row),
+            deal_value: row[self.deal_value_field()].as_f64(),
+            account_id: account,
+            contact_id,
+            sync_with_partner_center: sync.unwrap_or(false),
+            referral_id: text(&row, self.referral_field()),
+            referral_link: link,
+            microsoft_status: text(&row, self.microsoft_status_field()),
+            microsoft_crm_id: text(&row, self.microsoft_crm_id_field()),
+            audit: text(&row, self.audit_field()).unwrap_or_default(),
+            solutions,
+            raw: row,
+        }
+    }
+
+    fn account(self, row: &Value) -> CrmAccount {
+        let (name, postal, country) = match self.0 {
+            CrmKind::Dynamics => ("name", "address1_postalcode", "address1_country"),
+            CrmKind::Salesforce => ("Name", "BillingPostalCode", "BillingCountry"),
+        };
+        CrmAccount {
+            id: self.id_of(self.accounts(), row),
+            name: text(row, name).unwrap_or_default(),
+            postal_code: text(row, postal),
+            country: text(row, country),
+        }
+    }
+
+    fn lead(self, row: Value) -> CrmLead {
+        let (company, last) = match self.0 {
+            CrmKind::Dynamics => ("companyname", "lastname"),
+            CrmKind::Salesforce => ("Company", "LastName"),
+        };
+        CrmLead {
+            id: self.id_of(self.leads(), &row),
+            referral_id: text(&row, self.referral_field()),
+            company: text(&row, company),
+            last_name: text(&row, last),
+            raw: row,
+        }
+    }
+
+    /// A seller's account, as the CRM's UI would create it.
+    fn account_body(self, name: &str, postal_code: &str, country: &str) -> Value {
+        match self.0 {
+            CrmKind::Dynamics => json!({
+                "name": name, "address1_postalcode": postal_code, "address1_country": country
+            }),
+            CrmKind::Salesforce => json!({
+                "Name": name, "BillingPostalCode": postal_code, "BillingCountry": country
+            }),
+        }
+    }
+
+    /// A seller's opportunity for `account_id`, not shared with Partner Center.
+    fn opportunity_body(self, name: &str, account_id: &str) -> Value {
+        match self.0 {
+            CrmKind::Dynamics => json!({
+                "name": name,
+                "customerid_account@odata.bind": format!("/accounts({account_id})"),
+                "estimatedvalue": 1000
+            }),
+            CrmKind::Salesforce => json!({
+                "Name": name,
+                "AccountId": account_id,
+                "StageName": "Prospecting",
+                "CloseDate": "2030-06-30",
+                "Amount": 1000
+            }),
+        }
+    }
+}
+
+fn text(row: &Value, key: &str) -> Option<String> {
+    row.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The receiver's state: the ingress's collaborators and what arrived.
+#[derive(Clone)]
+struct Receiver {
+    verifier: Arc<SignatureVerifier>,
+    queue: Arc<SqsQueue>,
+    captured: Arc<Mutex<Vec<Captured>>>,
+}
+
+/// The webhook endpoint: the real ingress logic behind a real HTTP server, as the
+/// webhook-ingress function runs it behind API Gateway.
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let verifier: &dyn SignatureCheck = receiver.verifier.as_ref();
+    let queue: &dyn Queue = receiver.queue.as_ref();
+    let reply = ingress::handle(&headers, &body, verifier, queue).await;
+    receiver
+        .captured
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Captured {
+            headers,
+            body: body.to_vec(),
+            status: reply.status,
+        });
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, reply.body)
+}
+
+/// Sandbox + moto + the connector, isolated per test.
+pub struct TestStack {
+    pub kind: CrmKind,
+    pub crm_side: CrmSide,
+    pub sandbox: Sandbox,
+    // Kept alive for the test; dropping it stops moto.
+    _moto: Moto,
+    http: reqwest::Client,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    pub store: Arc<DynamoStore>,
+    pc: Arc<PartnerCenterClient>,
+    crm: Arc<dyn cosell_shared::crm::Crm>,
+    /// The admin's options; change them before the messages they should apply to are processed.
+    pub options: SyncOptions,
+    receiver_url: String,
+    captured: Arc<Mutex<Vec<Captured>>>,
+    receiver_task: JoinHandle<()>,
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.receiver_task.abort();
+    }
+}
+
+impl TestStack {
+    /// Starts everything for one CRM, with the default sync options.
+    pub async fn start(kind: CrmKind) -> TestStack {
+        TestStack::start_with(kind, Setup::default()).await
+    }
+
+    /// Starts everything for one CRM, set up as `setup` says.
+    pub async fn start_with(kind: CrmKind, setup: Setup) -> TestStack {
+        init_tracing();
+        let sandbox = Sandbox::start(SandboxConfig::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"));
+        let moto = Moto::start()
+            .await
+            .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
+        let http = reqwest::Client::new();
+
+        let dynamodb = moto.dynamodb();
+        create_table(&dynamodb).await;
+        let store = Arc::new(DynamoStore::new(
+            dynamodb,
+            DynamoStoreConfig {
+                table_name: TABLE.to_string(),
+            },
+        ));
+        let sqs = moto.sqs();
+        let queue_url = create_fifo_queue(&sqs).await;
+
+        let pc = Arc::new(partner_center(&sandbox));
+        let crm: Arc<dyn cosell_shared::crm::Crm> = match kind {
+            CrmKind::Dynamics => Arc::new(dataverse(&sandbox)),
+            CrmKind::Salesforce => {
+                Arc::new(salesforce(&sandbox, &http, setup.salesforce_sign_in).await)
+            }
+        };
+
+        let verifier = SignatureVerifier::new(SignatureVerifierConfig {
+            allowed_certificate_prefixes: vec![sandbox.url("/cert/")],
+            ..SignatureVerifierConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("signature verifier: {e}"));
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let receiver = Receiver {
+            verifier: Arc::new(verifier),
+            queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+            captured: captured.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind the webhook receiver: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("receiver address: {e}"));
+        let receiver_url = format!("http://{addr}/webhooks/partner-center");
+        let router = axum::Router::new()
+            .route("/webhooks/partner-center", axum::routing::post(receive))
+            .with_state(receiver);
+        let receiver_task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+
+        let stack = TestStack {
+            kind,
+            crm_side: CrmSide(kind),
+            sandbox,
+            _moto: moto,
+            http,
+            sqs,
+            queue_url,
+            store,
+            pc,
+            crm,
+            options: SyncOptions::default(),
+            receiver_url,
+            captured,
+            receiver_task,
+        };
+        stack.register_webhooks().await;
+        stack
+    }
+
+    /// Points the Partner Center registration at the receiver with the four referral events,
+    /// the signature in `x-ms-signature` (as Microsoft's connector registers).
+    async fn register_webhooks(&self) {
+        let token: Value = self
+            .http
+            .post(self.sandbox.url("/common/oauth2/v2.0/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("scope", "https://api.partnercenter.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("webhooks token: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("webhooks token body: {e}"));
+        let token = token["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access token in {token}"));
+        let response = self
+            .http
+            .put(self.sandbox.url("/webhooks/v1/registration"))
+            .bearer_auth(token)
+            .json(&json!({
+                "WebhookUrl": self.receiver_url,
+                "WebhookEvents": REFERRAL_EVENTS,
+                "SignatureTokenToMsSignatureHeader": true,
+            }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("webhook registration: {e}"));
+        assert!(
+            response.status().is_success(),
+            "webhook registration answered {}",
+            response.status()
+        );
+    }
+
+    /// The processor as the queue-processor function builds it, with the current options.
+    pub fn processor(&self) -> Processor {
+        Processor {
+            pc: self.pc.clone(),
+            crm: self.crm.clone(),
+            store: self.store.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    // ---- the control API -------------------------------------------------------------
+
+    /// A control call that must succeed; answers its JSON (or `null`).
+    pub async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.try_control(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} answered {status}: {value}"
+        );
+        value
+    }
+
+    /// A control call; answers the status and the JSON (or `null`).
+    pub async fn try_control(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method.clone(), self.sandbox.url(path));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    // ---- Microsoft's side ------------------------------------------------------------
+
+    /// Microsoft shares a referral with the partner: the defaults of `kind` with `partial`
+    /// merged over them. Answers the referral as created.
+    pub async fn incoming_referral(&self, kind: Incoming, partial: Value) -> Value {
+        self.control(
+            Method::POST,
+            &format!("/_sandbox/partner-center/incoming?kind={}", kind.query()),
+            Some(partial),
+        )
+        .await
+    }
+
+    /// Microsoft changes the partner's referral (JSON merge patch).
+    pub async fn microsoft_changes(&self, referral_id: &str, partial: Value) -> Value {
+        self.control(
+            Method::PATCH,
+            &format!("/_sandbox/partner-center/referrals/{referral_id}"),
+            Some(partial),
+        )
+        .await
+    }
+
+    /// Microsoft changes its own referral in the engagement of `referral_id`.
+    pub async fn microsoft_changes_related(&self, referral_id: &str, partial: Value) -> Value {
+        self.control(
+            Method::PATCH,
+            &format!("/_sandbox/partner-center/referrals/{referral_id}/related"),
+            Some(partial),
+        )
+        .await
+    }
+
+    /// Every referral, the partner's and Microsoft's, as `(owner, referral)`.
+    pub async fn referrals(&self) -> Vec<(String, Value)> {
+        let rows = self
+            .control(Method::GET, "/_sandbox/partner-center/referrals", None)
+            .await;
+        rows.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                (
+                    r["owner"].as_str().unwrap_or_default().to_string(),
+                    r["referral"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The referral `id` as Partner Center holds it now.
+    pub async fn referral(&self, id: &str) -> Value {
+        self.referrals()
+            .await
+            .into_iter()
+            .map(|(_, r)| r)
+            .find(|r| r["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(id)))
+            .unwrap_or_else(|| panic!("no referral {id} in Partner Center"))
+    }
+
+    /// Microsoft's referral in the engagement of the partner's referral `id`.
+    pub async fn related_referral(&self, id: &str) -> Option<Value> {
+        let own = self.referral(id).await;
+        let engagement = own["engagementId"].as_str().unwrap_or_default().to_string();
+        self.referrals()
+            .await
+            .into_iter()
+            .find(|(owner, r)| owner == "microsoft" && r["engagementId"] == engagement)
+            .map(|(_, r)| r)
+    }
+
+    /// Moves the sandbox clock forward: tokens and unanswered referrals expire by it.
+    pub async fn advance_clock_days(&self, days: i64) {
+        self.control(
+            Method::POST,
+            "/_sandbox/clock/advance",
+            Some(json!({ "days": days })),
+        )
+        .await;
+    }
+
+    /// Adds a fault rule (`POST /_sandbox/faults`).
+    pub async fn fault(&self, rule: Value) {
+        self.control(Method::POST, "/_sandbox/faults", Some(rule))
+            .await;
+    }
+
+    /// Adds a webhook delivery fault (`duplicate`, `reorder`, `drop`, `delay`).
+    pub async fn webhook_fault(&self, rule: Value) {
+        self.control(Method::POST, "/_sandbox/faults/webhooks", Some(rule))
+            .await;
+    }
+
+    /// The next opportunity creates commit in the CRM but their answers never arrive: as many
+    /// as one sync attempt makes, so it gives up after the CRM committed.
+    pub async fn crm_dies_after_committing_opportunity_create(&self) {
+        let (method, route) = self.crm_side.create_opportunity_route();
+        self.fault(json!({
+            "method": method,
+            "route": route,
+            "dropAfterCommit": true,
+            "count": ADAPTER_RETRIES + 1,
+        }))
+        .await;
+    }
+
+    /// Faults that have not fired all their times yet.
+    pub async fn faults_left(&self) -> Value {
+        self.control(Method::GET, "/_sandbox/faults", None).await
+    }
+
+    // ---- deliveries, queue, processor ------------------------------------------------
+
+    /// Every webhook delivery the sandbox made or is making.
+    pub async fn deliveries(&self) -> Vec<Value> {
+        self.control(Method::GET, "/_sandbox/webhooks/deliveries", None)
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until no delivery is pending, twice in a row with the same number of deliveries
+    /// (an event the sandbox has just raised may not be listed yet). Answers how many
+    /// deliveries there are.
+    pub async fn wait_for_deliveries(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut last: Option<usize> = None;
+        loop {
+            let all = self.deliveries().await;
+            let pending = all.iter().any(|d| d["finished"] != Value::Bool(true));
+            if !pending && last == Some(all.len()) {
+                return all.len();
+            }
+            last = (!pending).then_some(all.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "webhook deliveries still pending after {PATIENCE:?}: {all:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// What reached the receiver, in order.
+    pub fn captured(&self) -> Vec<Captured> {
+        self.captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// POSTs straight to the receiver, as anyone on the internet could; answers the status.
+    pub async fn post_to_receiver(&self, headers: &HeaderMap, body: Vec<u8>) -> u16 {
+        let mut request = self.http.post(&self.receiver_url).body(body);
+        for (name, value) in headers {
+            if name != "host" && name != "content-length" {
+                request = request.header(name.as_str(), value.as_bytes());
+            }
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("post to the receiver: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// Messages in the sync queue, visible or in flight.
+    pub async fn queue_depth(&self) -> u64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetQueueAttributes: {e}"));
+        let map = attributes.attributes().cloned().unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| map.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
+    }
+
+    /// One receive of up to ten messages, processed as the Lambda event source mapping with
+    /// `ReportBatchItemFailures` does: succeeded messages are deleted, failed ones become
+    /// visible again at once (or go to the dead-letter queue after [`MAX_RECEIVES`]).
+    pub async fn process_batch(&self) -> QueueRun {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ReceiveMessage: {e}"))
+            .messages
+            .unwrap_or_default();
+        let mut run = QueueRun::default();
+        if received.is_empty() {
+            return run;
+        }
+        let attribute = |m: &aws_sdk_sqs::types::Message, name: MessageSystemAttributeName| {
+            m.attributes()
+                .and_then(|a| a.get(&name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let messages: Vec<BatchMessage> = received
+            .iter()
+            .map(|m| BatchMessage {
+                id: m.message_id().unwrap_or_default().to_string(),
+                group: attribute(m, MessageSystemAttributeName::MessageGroupId),
+                body: m.body().unwrap_or_default().to_string(),
+            })
+            .collect();
+        let processor = self.processor();
+        let errors = Mutex::new(Vec::new());
+        let failed = batch::process(&messages, |m| {
+            let (processor, errors, body) = (&processor, &errors, m.body.clone());
+            async move {
+                let result = processor.handle(&body).await;
+                if let Err(why) = &result {
+                    errors
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(why.clone());
+                }
+                result
+            }
+        })
+        .await;
+        run.errors = errors
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in &received {
+            let id = m.message_id().unwrap_or_default();
+            let handle = m.receipt_handle().unwrap_or_default();
+            let receives: u32 = attribute(m, MessageSystemAttributeName::ApproximateReceiveCount)
+                .parse()
+                .unwrap_or(1);
+            if !failed.iter().any(|f| f == id) {
+                run.succeeded += 1;
+                self.delete(handle).await;
+            } else if receives >= MAX_RECEIVES {
+                run.failed += 1;
+                run.dead_lettered += 1;
+                self.delete(handle).await;
+            } else {
+                run.failed += 1;
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("ChangeMessageVisibility: {e}"));
+            }
+        }
+        run
+    }
+
+    async fn delete(&self, receipt_handle: &str) {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteMessage: {e}"));
+    }
+
+    /// Processes batches until a receive comes back empty.
+    pub async fn process_queue(&self) -> QueueRun {
+        let mut run = QueueRun::default();
+        for _ in 0..200 {
+            let batch = self.process_batch().await;
+            if batch.received() == 0 {
+                return run;
+            }
+            run.add(batch);
+        }
+        panic!("the sync queue was not drained after 200 batches: {run:?}");
+    }
+
+    /// Waits for the webhooks, processes the queue, and again, until both are quiet: what a
+    /// seller waits for after a change in Partner Center (the connector's own write-back
+    /// raises a webhook too).
+    pub async fn sync(&self) -> QueueRun {
+        let mut run = QueueRun::default();
+        for _ in 0..20 {
+            let before = self.wait_for_deliveries().await;
+            let batch = self.process_queue().await;
+            let quiet = batch.received() == 0;
+            run.add(batch);
+            if quiet && self.wait_for_deliveries().await == before {
+                return run;
+            }
+        }
+        panic!("webhooks and the queue did not settle after 20 rounds: {run:?}");
+    }
+
+    // ---- what the seller sees in the CRM ---------------------------------------------
+
+    async fn crm_rows(&self, set: &str) -> Vec<Value> {
+        let body = self
+            .control(Method::GET, &self.crm_side.control(set), None)
+            .await;
+        match self.kind {
+            CrmKind::Dynamics => body["value"].as_array().cloned().unwrap_or_default(),
+            CrmKind::Salesforce => body.as_array().cloned().unwrap_or_default(),
+        }
+    }
+
+    async fn crm_row(&self, set: &str, id: &str) -> Option<Value> {
+        let path = match self.kind {
+            CrmKind::Dynamics => self.crm_side.control(&format!("{set}({id})")),
+            CrmKind::Salesforce => self.crm_side.control(&format!("{set}/{id}")),
+        };
+        let (status, body) = self.try_control(Method::GET, &path, None).await;
+        match status {
+            200 => Some(body),
+            404 => None,
+            other => panic!("GET {path} answered {other}: {body}"),
+        }
+    }
+
+    /// Every opportunity in the CRM.
+    pub async fn opportunities(&self) -> Vec<CrmOpportunity> {
+        let rows = self.crm_rows(self.crm_side.opportunities()).await;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.complete_opportunity(row).await);
+        }
+        out
+    }
+
+    async fn complete_opportunity(&self, row: Value) -> CrmOpportunity {
+        let side = self.crm_side;
+        let id = side.id_of(side.opportunities(), &row);
+        let (contact, solutions) = match self.kind {
+            CrmKind::Dynamics => {
+                let solutions = self
+                    .crm_rows("cosell_solutions")
+                    .await
+                    .into_iter()
+                    .filter(|s| s["_cosell_opportunityid_value"].as_str() == Some(&id))
+                    .filter_map(|s| text(&s, "cosell_solutionid"))
+                    .collect();
+                (text(&row, "_parentcontactid_value"), solutions)
+            }
+            CrmKind::Salesforce => {
+                let contact = self
+                    .crm_rows("OpportunityContactRole")
+                    .await
+                    .into_iter()
+                    .filter(|r| r["OpportunityId"].as_str() == Some(&id))
+                    .max_by_key(|r| r["IsPrimary"].as_bool().unwrap_or(false))
+                    .and_then(|r| text(&r, "ContactId"));
+                let solutions = self
+                    .crm_rows("Microsoft_Solution__c")
+                    .await
+                    .into_iter()
+                    .filter(|s| s["Opportunity__c"].as_str() == Some(&id))
+                    .filter_map(|s| text(&s, "Solution_Id__c"))
+                    .collect();
+                (contact, solutions)
+            }
+        };
+        side.opportunity(row, contact, solutions)
+    }
+
+    /// The opportunities whose referral identifier is `referral_id`.
+    pub async fn opportunities_for(&self, referral_id: &str) -> Vec<CrmOpportunity> {
+        self.opportunities()
+            .await
+            .into_iter()
+            .filter(|o| {
+                o.referral_id
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(referral_id))
+            })
+            .collect()
+    }
+
+    /// The one opportunity for `referral_id`; `None` when there is none, a panic when several.
+    pub async fn opportunity_for(&self, referral_id: &str) -> Option<CrmOpportunity> {
+        let mut found = self.opportunities_for(referral_id).await;
+        assert!(
+            found.len() <= 1,
+            "{} opportunities for referral {referral_id}: {found:#?}",
+            found.len()
+        );
+        found.pop()
+    }
+
+    /// The opportunity `id`, read as the seller sees it.
+    pub async fn opportunity(&self, id: &str) -> Option<CrmOpportunity> {
+        let row = self.crm_row(self.crm_side.opportunities(), id).await?;
+        Some(self.complete_opportunity(row).await)
+    }
+
+    /// Every account in the CRM.
+    pub async fn accounts(&self) -> Vec<CrmAccount> {
+        self.crm_rows(self.crm_side.accounts())
+            .await
+            .iter()
+            .map(|r| self.crm_side.account(r))
+            .collect()
+    }
+
+    /// The account `id`; `None` when it does not exist.
+    pub async fn account(&self, id: &str) -> Option<CrmAccount> {
+        let row = self.crm_row(self.crm_side.accounts(), id).await?;
+        Some(self.crm_side.account(&row))
+    }
+
+    /// The email of contact `id`.
+    pub async fn contact_email(&self, id: &str) -> Option<String> {
+        let (set, field) = match self.kind {
+            CrmKind::Dynamics => ("contacts", "emailaddress1"),
+            CrmKind::Salesforce => ("Contact", "Email"),
+        };
+        let row = self.crm_row(set, id).await?;
+        text(&row, field)
+    }
+
+    /// Every lead in the CRM.
+    pub async fn leads(&self) -> Vec<CrmLead> {
+        self.crm_rows(self.crm_side.leads())
+            .await
+            .into_iter()
+            .map(|r| self.crm_side.lead(r))
+            .collect()
+    }
+
+    /// The CRM lead for `referral_id`, if any.
+    pub async fn lead_for(&self, referral_id: &str) -> Option<CrmLead> {
+        let mut found: Vec<CrmLead> = self
+            .leads()
+            .await
+            .into_iter()
+            .filter(|l| {
+                l.referral_id
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(referral_id))
+            })
+            .collect();
+        assert!(
+            found.len() <= 1,
+            "several leads for {referral_id}: {found:#?}"
+        );
+        found.pop()
+    }
+
+    /// A seller creates an account in the CRM; answers its id.
+    pub async fn seller_creates_account(
+        &self,
+        name: &str,
+        postal_code: &str,
+        country: &str,
+    ) -> String {
+        let set = self.crm_side.accounts();
+        let row = self
+            .control(
+                Method::POST,
+                &self.crm_side.control(set),
+                Some(self.crm_side.account_body(name, postal_code, country)),
+            )
+            .await;
+        let id = self.crm_side.id_of(set, &row);
+        assert!(!id.is_empty(), "no id in the created account {row}");
+        id
+    }
+
+    /// A seller creates an opportunity (not shared with Partner Center); answers its id.
+    pub async fn seller_creates_opportunity(&self, name: &str) -> String {
+        let account = self
+            .seller_creates_account("Northwind", "10001", "US")
+            .await;
+        let set = self.crm_side.opportunities();
+        let row = self
+            .control(
+                Method::POST,
+                &self.crm_side.control(set),
+                Some(self.crm_side.opportunity_body(name, &account)),
+            )
+            .await;
+        let id = self.crm_side.id_of(set, &row);
+        assert!(!id.is_empty(), "no id in the created opportunity {row}");
+        id
+    }
+
+    /// A seller deletes an opportunity.
+    pub async fn seller_deletes_opportunity(&self, id: &str) {
+        let set = self.crm_side.opportunities();
+        let path = match self.kind {
+            CrmKind::Dynamics => self.crm_side.control(&format!("{set}({id})")),
+            CrmKind::Salesforce => self.crm_side.control(&format!("{set}/{id}")),
+        };
+        self.control(Method::DELETE, &path, None).await;
+    }
+
+    // ---- counters and the connector's own records ------------------------------------
+
+    /// Request counts per route since the sandbox started.
+    pub async fn stats(&self) -> Calls {
+        let body = self.control(Method::GET, "/_sandbox/stats", None).await;
+        Calls(
+            body.as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Calls to the Partner Center Referrals API.
+    pub async fn partner_center_calls(&self) -> Calls {
+        let all = self.stats().await;
+        Calls(
+            all.0
+                .into_iter()
+                .filter(|(k, _)| k.contains(" /v1.0/engagements/referrals"))
+                .collect(),
+        )
+    }
+
+    /// Calls to the CRM's API (sign-in excluded).
+    pub async fn crm_calls(&self) -> Calls {
+        let side = self.crm_side;
+        let all = self.stats().await;
+        Calls(
+            all.0
+                .into_iter()
+                .filter(|(k, _)| side.is_api_call(k) && !k.contains("/oauth2/"))
+                .collect(),
+        )
+    }
+
+    /// Token requests, per token endpoint.
+    pub async fn sign_ins(&self) -> Calls {
+        let all = self.stats().await;
+        Calls(
+            all.0
+                .into_iter()
+                .filter(|(k, _)| k.contains("/oauth2/"))
+                .collect(),
+        )
+    }
+
+    /// The connector's history of a referral, newest first.
+    pub async fn journal(&self, referral_id: &str) -> Vec<JournalEntry> {
+        self.store
+            .journal(referral_id, 100)
+            .await
+            .unwrap_or_else(|e| panic!("journal of {referral_id}: {e}"))
+    }
+
+    /// The idempotency key the processor claims for the referral's current version (its eTag
+    /// and its related referral's).
+    pub async fn current_sync_key(&self, referral_id: &str) -> String {
+        let own = self.referral(referral_id).await;
+        let related = self.related_referral(referral_id).await;
+        format!(
+            "pc:{}:{}:{}",
+            referral_id.to_ascii_lowercase(),
+            own["eTag"].as_str().unwrap_or(""),
+            related
+                .as_ref()
+                .and_then(|r| r["eTag"].as_str())
+                .unwrap_or("")
+        )
+    }
+
+    /// A worker claimed the referral's current version and died: its claim is still in
+    /// progress, but its protection ran out five minutes ago. Answers the key.
+    pub async fn crashed_worker_claims(&self, referral_id: &str) -> String {
+        let key = self.current_sync_key(referral_id).await;
+        let now = Utc::now();
+        let claimed = self
+            .store
+            .claim(
+                &key,
+                now - chrono::Duration::minutes(10),
+                now - chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("claim {key}: {e}"));
+        assert_eq!(claimed, Claim::Acquired, "the key was free");
+        key
+    }
+
+    /// Whether the processor finished the work behind `key`: a new claim on it finds it done.
+    pub async fn sync_key_completed(&self, key: &str) -> bool {
+        let now = Utc::now();
+        let claim = self
+            .store
+            .claim(key, now, now + chrono::Duration::minutes(5))
+            .await
+            .unwrap_or_else(|e| panic!("claim {key}: {e}"));
+        if claim == Claim::Acquired {
+            let _ = self.store.release(key).await;
+        }
+        claim == Claim::Completed
+    }
+}
+
+/// The fields whose values differ between two reads of a record, CRM-maintained system
+/// fields left out.
+pub fn changed_fields(side: CrmSide, before: &Value, after: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (b, a) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = b
+        .keys()
+        .chain(a.keys())
+        .filter(|k| !side.system_fields().contains(&k.as_str()))
+        .filter(|k| b.get(*k) != a.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The connector's log lines on stderr when `TEST_LOG` is set (an `EnvFilter`, e.g.
+/// `TEST_LOG=cosell_shared=debug`); silent otherwise.
+fn init_tracing() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+fn partner_center(sandbox: &Sandbox) -> PartnerCenterClient {
+    let auth = PartnerCenterAuth {
+        authority_url: sandbox.base_url().to_string(),
+        ..PartnerCenterAuth::new(
+            CLIENT_ID,
+            CLIENT_SECRET,
+            UserCredential::Password {
+                username: ADMIN_USER.into(),
+                password: USER_PASSWORD.into(),
+            },
+        )
+    };
+    let config = PartnerCenterConfig {
+        api_base_url: sandbox.base_url().to_string(),
+        timeout: Duration::from_secs(10),
+        retry: fast_retries(),
+    };
+    PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("Partner Center client: {e}"))
+}
+
+fn dataverse(sandbox: &Sandbox) -> DataverseCrm {
+    let mut config = DataverseConfig::new(
+        sandbox.base_url(),
+        "contoso-tenant",
+        CLIENT_ID,
+        CLIENT_SECRET.into(),
+    );
+    config.authority_url = sandbox.base_url().to_string();
+    config.retry = fast_retries();
+    config.timeout = Duration::from_secs(10);
+    DataverseCrm::new(config).unwrap_or_else(|e| panic!("Dataverse adapter: {e}"))
+}
+
+async fn salesforce(
+    sandbox: &Sandbox,
+    http: &reqwest::Client,
+    sign_in: SalesforceSignIn,
+) -> SalesforceCrm {
+    let app: Value = http
+        .get(sandbox.url("/_sandbox/salesforce/connected-app"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("connected app: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("connected app body: {e}"));
+    let s = |k: &str| {
+        app[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("connected app without {k}"))
+            .to_string()
+    };
+    let auth = match sign_in {
+        SalesforceSignIn::JwtBearer => SalesforceAuth::JwtBearer {
+            consumer_key: s("consumerKey"),
+            username: s("username"),
+            private_key_pem: s("privateKeyPem").into(),
+            audience: None,
+        },
+        SalesforceSignIn::ClientCredentials => SalesforceAuth::ClientCredentials {
+            client_id: s("consumerKey"),
+            client_secret: s("consumerSecret").into(),
+        },
+    };
+    let mut config = SalesforceConfig::new(auth);
+    config.login_url = s("loginUrl");
+    config.retry = fast_retries();
+    config.timeout = Duration::from_secs(10);
+    SalesforceCrm::new(config).unwrap_or_else(|e| panic!("Salesforce adapter: {e}"))
+}
+
+/// The state table with the template's keys.
+async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap_or_else(|e| panic!("attribute {name}: {e}"))
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap_or_else(|e| panic!("key {name}: {e}"))
+    };
+    dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable: {e}"));
+}
+
+/// The sync queue as the template declares it: FIFO, explicit deduplication ids.
+async fn create_fifo_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(QUEUE)
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+        .attributes(QueueAttributeName::VisibilityTimeout, "300")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateQueue: {e}"))
+        .queue_url
+        .unwrap_or_else(|| panic!("CreateQueue returned no URL"))
+}
