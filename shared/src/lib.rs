@@ -16,4 +16,5 @@ pub mod retry;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod wiring;

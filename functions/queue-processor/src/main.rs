@@ -42,12 +42,7 @@ where
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .with_target(false)
-        .init();
+    cosell_shared::telemetry::init_for_lambda();
     let config = Config::from_process_env()?;
     let sdk = wiring::aws_sdk_config(&config).await;
     let processor = Arc::new(Processor {

@@ -26,12 +26,7 @@ async fn respond(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .with_target(false)
-        .init();
+    cosell_shared::telemetry::init_for_lambda();
     let config = Config::from_process_env()?;
     let sdk = wiring::aws_sdk_config(&config).await;
     let verifier = wiring::verifier(&config)?;
