@@ -41,26 +41,33 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// A fresh RSA-2048 key and a self-signed certificate for it, valid from yesterday for a year:
+/// the webhook signer's, and the Salesforce connected app's.
+pub fn self_signed_rsa(
+    dn: DistinguishedName,
+) -> Result<(rcgen::KeyPair, rcgen::Certificate), rcgen::Error> {
+    let key_pair = rcgen::KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?;
+    let mut params = CertificateParams::new(vec!["cosell-sandbox.local".to_string()])?;
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.self_signed(&key_pair)?;
+    Ok((key_pair, cert))
+}
+
 impl Signer {
     /// A fresh RSA-2048 key (the size of Partner Center's signatures) and a self-signed
     /// certificate valid from yesterday for a year.
     pub fn generate(organization: &str) -> Result<Signer, SigningError> {
-        let gen_err = |e: rcgen::Error| SigningError::Generate(e.to_string());
-        let key_pair = rcgen::KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)
-            .map_err(gen_err)?;
-        let mut params =
-            CertificateParams::new(vec!["cosell-sandbox.local".to_string()]).map_err(gen_err)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, organization);
         dn.push(
             DnType::CommonName,
             "cosell-sandbox pcnotifications-dispatch",
         );
-        params.distinguished_name = dn;
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(365);
-        let cert = params.self_signed(&key_pair).map_err(gen_err)?;
+        let (key_pair, cert) =
+            self_signed_rsa(dn).map_err(|e| SigningError::Generate(e.to_string()))?;
         let key_pem = key_pair.serialize_pem();
         Self::from_parts(
             &key_pair.serialize_der(),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rcgen::{CertificateParams, DistinguishedName, DnType, PKCS_RSA_SHA256, RsaKeySize};
+use rcgen::{DistinguishedName, DnType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -55,20 +55,13 @@ impl ConnectedApp {
 /// A fresh RSA-2048 key and a self-signed certificate for it, as an admin would upload to the
 /// connected app.
 fn generate() -> Result<(String, String), String> {
-    let err = |e: rcgen::Error| format!("cannot generate the connected app key: {e}");
-    let key = rcgen::KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).map_err(err)?;
-    let mut params =
-        CertificateParams::new(vec!["cosell-sandbox.local".to_string()]).map_err(err)?;
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
         "cosell-sandbox Salesforce connected app",
     );
-    params.distinguished_name = dn;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(365);
-    let cert = params.self_signed(&key).map_err(err)?;
+    let (key, cert) = crate::signing::self_signed_rsa(dn)
+        .map_err(|e| format!("cannot generate the connected app key: {e}"))?;
     Ok((key.serialize_pem(), cert.pem()))
 }
 
