@@ -11,7 +11,7 @@ use crate::domain::mapping::{self, Changed};
 use crate::domain::marker::{self, Mark};
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
-use crate::referral::{Referral, Status};
+use crate::referral::{Referral, ReferralType, Status};
 use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
 
 /// The ports one sync runs against.
@@ -50,14 +50,14 @@ impl Inbound<'_> {
                 reason: format!("referral {referral_id} is not visible in Partner Center"),
             });
         };
-        let Some((own, link)) = self.own_referral(fetched, event).await? else {
+        let Some((own, link, engagement)) = self.own_referral(fetched, event).await? else {
             return Ok(Handled::Skipped {
                 reason: format!(
                     "{event} for {referral_id}: no referral of ours in its engagement is synced"
                 ),
             });
         };
-        let related = self.related_of(&own).await?;
+        let related = self.related_of(&own, engagement).await?;
         let own_id = own.id.clone().unwrap_or_default();
         let key = format!(
             "pc:{}:{}:{}",
@@ -100,37 +100,48 @@ impl Inbound<'_> {
     }
 
     /// The partner's own referral an event is about, and its link. A `related-referral-*`
-    /// event may carry Microsoft's referral id: then ours is the synced one in its engagement.
+    /// event may carry Microsoft's referral id: then ours is the synced one in its engagement,
+    /// and the engagement's referrals read to find it are handed on so they are read once.
     async fn own_referral(
         &self,
         fetched: Referral,
         event: &str,
-    ) -> Result<Option<(Referral, Option<Link>)>, SyncError> {
+    ) -> Result<Option<(Referral, Option<Link>, Option<Vec<Referral>>)>, SyncError> {
         let id = fetched.id.clone().unwrap_or_default();
         let link = self.store.link_by_referral(&id).await?;
         if link.is_some() || !event.starts_with("related-") {
-            return Ok(Some((fetched, link)));
+            return Ok(Some((fetched, link, None)));
         }
         let Some(engagement) = fetched.engagement_id.as_deref() else {
             return Ok(None);
         };
-        for r in self.pc.engagement_referrals(engagement).await? {
+        let referrals = self.pc.engagement_referrals(engagement).await?;
+        for (i, r) in referrals.iter().enumerate() {
             let Some(rid) = r.id.as_deref() else { continue };
             if let Some(link) = self.store.link_by_referral(rid).await? {
-                return Ok(Some((r, Some(link))));
+                let own = referrals[i].clone();
+                return Ok(Some((own, Some(link), Some(referrals))));
             }
         }
         Ok(None)
     }
 
     /// Microsoft's referral beside ours: another organisation's referral in the engagement.
-    async fn related_of(&self, own: &Referral) -> Result<Option<Referral>, SyncError> {
-        let shared = own.r#type.as_ref().map(|t| t.as_str()) == Some("Shared");
+    /// `known` is the engagement's referrals when they were read already.
+    async fn related_of(
+        &self,
+        own: &Referral,
+        known: Option<Vec<Referral>>,
+    ) -> Result<Option<Referral>, SyncError> {
+        let shared = own.r#type == Some(ReferralType::Shared);
         let Some(engagement) = own.engagement_id.as_deref().filter(|_| shared) else {
             return Ok(None);
         };
-        let others = self.pc.engagement_referrals(engagement).await?;
-        Ok(others
+        let referrals = match known {
+            Some(r) => r,
+            None => self.pc.engagement_referrals(engagement).await?,
+        };
+        Ok(referrals
             .into_iter()
             .find(|r| r.id != own.id && r.organization_id != own.organization_id))
     }
