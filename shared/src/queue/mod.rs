@@ -1,8 +1,17 @@
 //! The queue port: sync commands between the ingress, the poller and the processor. One
 //! referral's commands share a group, so they run one at a time and in order.
+//!
+//! [`Queue`] is the sending side (the ingress, the poller). [`QueueConsumer`] is the receiving
+//! side as `cosell local` drives it; in AWS the Lambda event source mapping receives instead.
+//! Both adapters (SQS FIFO, and the embedded queue) behave as an SQS FIFO queue with a
+//! redrive policy does: the contract suite in the tests holds them to it.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod sqs;
 
 /// One unit of work for the processor. Commands carry ids only: the processor always reads
@@ -51,5 +60,56 @@ pub enum QueueError {
 
 #[async_trait]
 pub trait Queue: Send + Sync {
+    /// Enqueues `message` at the end of its group, unless a message with the same
+    /// deduplication id was sent within the queue's deduplication window (then it succeeds and
+    /// nothing is added).
     async fn send(&self, message: &Outgoing) -> Result<(), QueueError>;
+}
+
+/// A received message, invisible to other receivers until its visibility timeout passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: String,
+    pub group: String,
+    pub body: String,
+    /// Names this receipt of the message for [`QueueConsumer::delete`] and
+    /// [`QueueConsumer::release`]; a later receipt of the same message gets a new one.
+    pub receipt: String,
+    /// How many times the message was received, this time included.
+    pub receive_count: u32,
+}
+
+/// Messages in a queue, as SQS's approximate counts report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting to be received (including those held back behind their group).
+    pub waiting: u64,
+    /// Received and neither deleted nor visible again yet.
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> u64 {
+        self.waiting + self.in_flight
+    }
+}
+
+/// The receiving side of a FIFO queue.
+///
+/// - `receive` answers up to `max` messages, oldest first within each group, and never a message
+///   of a group that has one in flight (received, not yet deleted or visible again); it waits up
+///   to `wait` for one when none is ready.
+/// - A received message that is not deleted becomes visible again when the queue's visibility
+///   timeout passes (a crashed receiver loses nothing), or when released.
+/// - A message received the queue's maximum receive count times and still not deleted moves to
+///   the dead-letter queue at the next receive, instead of being delivered again.
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+    /// The message is done with. Deleting with a stale receipt (the message was received again
+    /// since) is not an error, as with SQS.
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Makes an in-flight message visible again after `delay` (zero: at once).
+    async fn release(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
 }

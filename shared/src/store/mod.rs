@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::crm::CrmKind;
 use crate::domain::projection::Projection;
 pub mod dynamodb;
+#[cfg(feature = "embedded")]
+pub mod sqlite;
 
 /// Which kind of CRM record a referral is linked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
