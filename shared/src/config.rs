@@ -167,6 +167,10 @@ impl Config {
                 "COSELL_PC_API_URL",
                 &PartnerCenterConfig::default().api_base_url,
             )?,
+            webhooks_base_url: env.url(
+                "COSELL_PC_WEBHOOKS_URL",
+                &PartnerCenterConfig::default().webhooks_base_url,
+            )?,
             ..PartnerCenterConfig::default()
         };
         let mut signature = SignatureVerifierConfig::default();

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use cosell_sandbox::{Sandbox, SandboxConfig};
-use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
+use cosell_shared::partner_center::http::{
+    PartnerCenterClient, PartnerCenterConfig, RegistrationChange, WebhookRegistration,
+};
 use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::{Referral, Status, Substatus};
@@ -54,6 +56,7 @@ fn auth(sandbox: &Sandbox, credential: UserCredential) -> PartnerCenterAuth {
 fn client_with(sandbox: &Sandbox, auth: PartnerCenterAuth) -> PartnerCenterClient {
     let config = PartnerCenterConfig {
         api_base_url: sandbox.base_url().to_string(),
+        webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
         retry: fast_policy(),
     };
@@ -555,4 +558,69 @@ async fn a_create_whose_answer_is_lost_is_transient_and_not_sent_again() {
         .await
         .expect("find");
     assert!(found.is_some());
+}
+
+fn registration(url: &str, events: &[&str]) -> WebhookRegistration {
+    WebhookRegistration {
+        webhook_url: url.into(),
+        webhook_events: events.iter().map(|e| e.to_string()).collect(),
+        signature_to_ms_header: true,
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_registration_is_created_kept_and_taken_back() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let ours = registration(
+        "https://connector.example/webhooks/partner-center",
+        &["referral-created", "referral-updated"],
+    );
+    assert_eq!(client.webhook_registration().await.expect("GET"), None);
+
+    assert_eq!(
+        client.ensure_webhook(&ours).await.expect("register"),
+        RegistrationChange::Created
+    );
+    assert_eq!(
+        client.webhook_registration().await.expect("GET"),
+        Some(ours.clone())
+    );
+
+    // The same events in another order and case: nothing to do.
+    let reordered = registration(
+        "https://connector.example/webhooks/partner-center",
+        &["Referral-Updated", "referral-created"],
+    );
+    assert_eq!(
+        client.ensure_webhook(&reordered).await.expect("again"),
+        RegistrationChange::Unchanged
+    );
+
+    // Another environment took the registration over: it is put back, and the change says
+    // where the events were going.
+    let theirs = registration("https://test-env.example/hook", &["referral-created"]);
+    client.ensure_webhook(&theirs).await.expect("take over");
+    assert_eq!(
+        client.ensure_webhook(&ours).await.expect("take back"),
+        RegistrationChange::Replaced { previous: theirs }
+    );
+    assert_eq!(
+        client.webhook_registration().await.expect("GET"),
+        Some(ours)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_registration_names_the_problem() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox);
+    let err = client
+        .ensure_webhook(&registration("https://c.example/hook", &["no-such-event"]))
+        .await
+        .expect_err("unknown event");
+    assert!(
+        matches!(&err, PartnerCenterError::Rejected { message, .. } if message.contains("no-such-event")),
+        "{err:?}"
+    );
 }

@@ -1,5 +1,5 @@
-//! The Partner Center Referrals API over HTTP: the real service, or the sandbox at another base
-//! URL.
+//! The Partner Center Referrals API (and the Webhooks API's registration) over HTTP: the real
+//! service, or the sandbox at another base URL.
 //!
 //! Every request carries a bearer token from [`TokenProvider`], `Accept: application/json`, a new
 //! `client-request-id` and the `MS-CorrelationId` of the logical call (shared by its retries and
@@ -23,10 +23,15 @@ use crate::retry::{RetryPolicy, Transient};
 
 /// The Referrals API's host.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.partner.microsoft.com";
+/// The Webhooks API's host (its own, not the Referrals API's).
+pub const DEFAULT_WEBHOOKS_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
+/// The Webhooks API's token audience.
+pub const PARTNER_CENTER_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 /// How long one request (connect, send, read the whole answer) may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
+const REGISTRATION_PATH: &str = "/webhooks/v1/registration";
 /// Error text from the service is kept to this length in messages (the documented maximum).
 const MAX_MESSAGE_CHARS: usize = 1024;
 
@@ -36,6 +41,9 @@ pub struct PartnerCenterConfig {
     /// Scheme and host (and an optional path prefix) the `/v1.0/engagements/referrals` routes
     /// hang off (default [`DEFAULT_API_BASE_URL`]).
     pub api_base_url: String,
+    /// Scheme and host the `/webhooks/v1/registration` routes hang off (default
+    /// [`DEFAULT_WEBHOOKS_BASE_URL`]).
+    pub webhooks_base_url: String,
     /// Per request, token requests included (default [`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
     pub retry: RetryPolicy,
@@ -45,6 +53,7 @@ impl Default for PartnerCenterConfig {
     fn default() -> Self {
         PartnerCenterConfig {
             api_base_url: DEFAULT_API_BASE_URL.to_string(),
+            webhooks_base_url: DEFAULT_WEBHOOKS_BASE_URL.to_string(),
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }
@@ -56,8 +65,49 @@ impl Default for PartnerCenterConfig {
 pub struct PartnerCenterClient {
     http: reqwest::Client,
     referrals_url: url::Url,
+    registration_url: url::Url,
     tokens: TokenProvider,
+    /// The same app and user, for the Webhooks API's audience.
+    webhook_tokens: TokenProvider,
     retry: RetryPolicy,
+}
+
+/// Which API a request goes to, and so which token it carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Referrals,
+    Webhooks,
+}
+
+/// A webhook registration: where Partner Center delivers which events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRegistration {
+    pub webhook_url: String,
+    pub webhook_events: Vec<String>,
+    /// The signature comes in `x-ms-signature` instead of `Authorization`.
+    pub signature_to_ms_header: bool,
+}
+
+/// What [`PartnerCenterClient::ensure_webhook`] had to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationChange {
+    Created,
+    /// The registration pointed elsewhere or named other events; `previous` is what it was.
+    Replaced {
+        previous: WebhookRegistration,
+    },
+    Unchanged,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistrationBody {
+    #[serde(alias = "WebhookUrl", default)]
+    webhook_url: String,
+    #[serde(alias = "WebhookEvents", default)]
+    webhook_events: Vec<String>,
+    #[serde(alias = "SignatureTokenToMsSignatureHeader", default)]
+    signature_token_to_ms_signature_header: bool,
 }
 
 /// One HTTP answer, read whole inside the attempt so a body that stalls counts as a timeout.
@@ -111,6 +161,7 @@ struct Request<'a> {
     if_match: Option<&'a str>,
     correlation_id: Uuid,
     idempotency: Idempotency,
+    api: Api,
 }
 
 #[derive(Deserialize)]
@@ -139,11 +190,27 @@ impl PartnerCenterClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cosell-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let webhooks =
+            super::token::parse_http_url("webhooks_base_url", &config.webhooks_base_url)?;
+        let registration_url = super::token::parse_http_url(
+            "webhooks_base_url",
+            &format!(
+                "{}{REGISTRATION_PATH}",
+                webhooks.as_str().trim_end_matches('/')
+            ),
+        )?;
+        let webhook_auth = PartnerCenterAuth {
+            resource: PARTNER_CENTER_RESOURCE.to_string(),
+            ..auth.clone()
+        };
         let tokens = TokenProvider::new(auth, http.clone())?;
+        let webhook_tokens = TokenProvider::new(webhook_auth, http.clone())?;
         Ok(PartnerCenterClient {
             http,
             referrals_url,
+            registration_url,
             tokens,
+            webhook_tokens,
             retry: config.retry,
         })
     }
@@ -186,12 +253,90 @@ impl PartnerCenterClient {
                 if_match: Some(e_tag),
                 correlation_id: Uuid::new_v4(),
                 idempotency: Idempotency::Safe,
+                api: Api::Referrals,
             })
             .await?;
         match reply.status.as_u16() {
             200 | 201 => parse_referral(&reply),
             204 => self.get_referral(id).await?.ok_or_else(|| not_found(id)),
             _ => Err(refusal(&reply, Some(id))),
+        }
+    }
+
+    /// The current webhook registration, if there is one.
+    pub async fn webhook_registration(&self) -> PcResult<Option<WebhookRegistration>> {
+        let reply = self
+            .execute(self.registration_request(Method::GET, None))
+            .await?;
+        match reply.status.as_u16() {
+            200 => {
+                let body: RegistrationBody = serde_json::from_slice(&reply.body)
+                    .map_err(|e| unreadable(reply.status, "webhook registration", &e))?;
+                Ok(Some(WebhookRegistration {
+                    webhook_url: body.webhook_url,
+                    webhook_events: body.webhook_events,
+                    signature_to_ms_header: body.signature_token_to_ms_signature_header,
+                }))
+            }
+            404 => Ok(None),
+            _ => Err(refusal(&reply, None)),
+        }
+    }
+
+    /// Makes the registration `wanted`: none → POST; another URL or other events → PUT; a 409
+    /// on POST (someone registered meanwhile) → PUT. Only one registration exists per partner,
+    /// so replacing one takes the events away from wherever they went before: the change says
+    /// what it was.
+    pub async fn ensure_webhook(
+        &self,
+        wanted: &WebhookRegistration,
+    ) -> PcResult<RegistrationChange> {
+        let current = self.webhook_registration().await?;
+        let change = match &current {
+            None => RegistrationChange::Created,
+            Some(c) if same_registration(c, wanted) => return Ok(RegistrationChange::Unchanged),
+            Some(c) => RegistrationChange::Replaced {
+                previous: c.clone(),
+            },
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "WebhookUrl": wanted.webhook_url,
+            "WebhookEvents": wanted.webhook_events,
+            "SignatureTokenToMsSignatureHeader": wanted.signature_to_ms_header,
+        }))
+        .map_err(|e| PartnerCenterError::Rejected {
+            message: format!("the registration cannot be written as JSON: {e}"),
+            target: None,
+        })?;
+        let method = if current.is_none() {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let mut reply = self
+            .execute(self.registration_request(method.clone(), Some(body.clone())))
+            .await?;
+        if method == Method::POST && reply.status == StatusCode::CONFLICT {
+            reply = self
+                .execute(self.registration_request(Method::PUT, Some(body)))
+                .await?;
+        }
+        match reply.status.as_u16() {
+            200 | 201 => Ok(change),
+            _ => Err(refusal(&reply, None)),
+        }
+    }
+
+    fn registration_request(&self, method: Method, body: Option<Vec<u8>>) -> Request<'static> {
+        Request {
+            method,
+            url: self.registration_url.clone(),
+            body,
+            if_match: None,
+            correlation_id: Uuid::new_v4(),
+            // Registering twice lands on the same registration.
+            idempotency: Idempotency::Safe,
+            api: Api::Webhooks,
         }
     }
 
@@ -222,6 +367,7 @@ impl PartnerCenterClient {
                     if_match: None,
                     correlation_id,
                     idempotency: Idempotency::Safe,
+                    api: Api::Referrals,
                 })
                 .await?;
             if reply.status != StatusCode::OK {
@@ -283,12 +429,16 @@ impl PartnerCenterClient {
     }
 
     async fn attempt(&self, req: &Request<'_>) -> Result<Reply, AttemptError> {
-        let token = self.tokens.access_token().await?;
+        let tokens = match req.api {
+            Api::Referrals => &self.tokens,
+            Api::Webhooks => &self.webhook_tokens,
+        };
+        let token = tokens.access_token().await?;
         let reply = self.send(req, &token).await?;
         let reply = if reply.status == StatusCode::UNAUTHORIZED {
             // The service refused the token before doing anything, so resending is safe even
             // for a create.
-            let renewed = self.tokens.renew_refused(&token).await?;
+            let renewed = tokens.renew_refused(&token).await?;
             self.send(req, &renewed).await?
         } else {
             reply
@@ -416,6 +566,7 @@ impl PartnerCenter for PartnerCenterClient {
                 if_match: None,
                 correlation_id: Uuid::new_v4(),
                 idempotency: Idempotency::Safe,
+                api: Api::Referrals,
             })
             .await?;
         match reply.status.as_u16() {
@@ -460,6 +611,7 @@ impl PartnerCenter for PartnerCenterClient {
                 if_match: None,
                 correlation_id: Uuid::new_v4(),
                 idempotency: Idempotency::Unsafe,
+                api: Api::Referrals,
             })
             .await?;
         match reply.status.as_u16() {
@@ -486,6 +638,7 @@ impl PartnerCenter for PartnerCenterClient {
                 if_match: e_tag,
                 correlation_id: Uuid::new_v4(),
                 idempotency: Idempotency::Safe,
+                api: Api::Referrals,
             })
             .await?;
         match reply.status.as_u16() {
@@ -499,6 +652,23 @@ impl PartnerCenter for PartnerCenterClient {
             _ => Err(refusal(&reply, Some(id))),
         }
     }
+}
+
+/// Same URL and the same events, in any order and case.
+fn same_registration(a: &WebhookRegistration, b: &WebhookRegistration) -> bool {
+    let events = |r: &WebhookRegistration| {
+        let mut e: Vec<String> = r
+            .webhook_events
+            .iter()
+            .map(|e| e.to_ascii_lowercase())
+            .collect();
+        e.sort();
+        e.dedup();
+        e
+    };
+    a.webhook_url == b.webhook_url
+        && events(a) == events(b)
+        && a.signature_to_ms_header == b.signature_to_ms_header
 }
 
 /// The error for an answer the call did not expect: 400 and the like, 404, 409, 412.
