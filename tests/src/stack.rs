@@ -1,5 +1,6 @@
 //! The whole connector on loopback, for end-to-end scenarios: the sandbox (Partner Center,
-//! Entra ID, Dataverse, Salesforce), moto (the state table and the FIFO sync queue), the real
+//! Entra ID, Dataverse, Salesforce), the state store and the FIFO sync queue (DynamoDB and SQS
+//! in moto, or the embedded store and queue in a temporary directory: see [`Backend`]), the real
 //! adapters pointed at them, the webhook receiver as a real HTTP server running the ingress
 //! logic, and a queue processor the test drives.
 //!
@@ -8,8 +9,8 @@
 //! seller then sees in the CRM. Everything CRM-specific (paths, field names, stage values) is in
 //! [`CrmSide`]: a scenario is written once and runs against both CRMs.
 //!
-//! Every `TestStack` starts its own sandbox and moto, so scenarios never see each other's
-//! records, counters or messages.
+//! Every `TestStack` starts its own sandbox and its own moto or data directory, so scenarios
+//! never see each other's records, counters or messages.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -33,12 +34,14 @@ use cosell_shared::ingress::{self, SignatureCheck};
 use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
 use cosell_shared::partner_center::signature::{SignatureVerifier, SignatureVerifierConfig};
 use cosell_shared::partner_center::token::{PartnerCenterAuth, UserCredential};
-use cosell_shared::queue::Queue;
+use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
+use cosell_shared::queue::{Queue, QueueConsumer};
 use cosell_shared::retry::RetryPolicy;
 use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
+use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::store::{Claim, JournalEntry, Store};
-use cosell_shared::sync::batch::{self, BatchMessage};
+use cosell_shared::sync::consume;
 use cosell_shared::sync::{Processor, SyncOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -46,6 +49,7 @@ use tokio::task::JoinHandle;
 
 const TABLE: &str = "cosell-state";
 const QUEUE: &str = "cosell-sync.fifo";
+const DEAD_LETTER_QUEUE: &str = "cosell-sync-dlq.fifo";
 /// The four referral events the connector registers, as Microsoft's connector does.
 pub const REFERRAL_EVENTS: [&str; 4] = [
     "referral-created",
@@ -82,10 +86,21 @@ pub enum SalesforceSignIn {
     ClientCredentials,
 }
 
+/// Where the connector keeps its state and messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// DynamoDB and SQS (in moto), as the Lambda functions use them.
+    #[default]
+    Aws,
+    /// The SQLite store and queue of `cosell local`, in a temporary directory.
+    Embedded,
+}
+
 /// What differs between stacks beside the CRM.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Setup {
     pub salesforce_sign_in: SalesforceSignIn,
+    pub backend: Backend,
 }
 
 /// What Microsoft sends the partner (`POST /_sandbox/partner-center/incoming?kind=`).
@@ -178,12 +193,13 @@ pub struct CrmLead {
 pub struct QueueRun {
     /// Messages handled and deleted.
     pub succeeded: usize,
-    /// Failed attempts (each made visible again, or dead-lettered after [`MAX_RECEIVES`]).
+    /// Failed attempts (each made visible again; the queue dead-letters a message after
+    /// [`MAX_RECEIVES`]).
     pub failed: usize,
     /// Why each failed attempt failed.
     pub errors: Vec<String>,
-    /// Messages given up on after [`MAX_RECEIVES`] failures.
-    pub dead_lettered: usize,
+    /// Messages the queue gave up on after [`MAX_RECEIVES`] receives.
+    pub dead_lettered: u64,
 }
 
 impl QueueRun {
@@ -245,14 +261,16 @@ pub struct Captured {
 pub struct CrmSide(pub CrmKind);
 
 impl CrmSide {
-    fn control(self, set: &str) -> String {
+    /// The control-API path of a CRM entity set (`opportunities`, `Opportunity`…).
+    pub fn control(self, set: &str) -> String {
         match self.0 {
             CrmKind::Dynamics => format!("/_sandbox/dataverse/{set}"),
             CrmKind::Salesforce => format!("/_sandbox/salesforce/{set}"),
         }
     }
 
-    fn opportunities(self) -> &'static str {
+    /// The opportunity entity set.
+    pub fn opportunities(self) -> &'static str {
         match self.0 {
             CrmKind::Dynamics => "opportunities",
             CrmKind::Salesforce => "Opportunity",
@@ -496,7 +514,7 @@ fn text(row: &Value, key: &str) -> Option<String> {
 #[derive(Clone)]
 struct Receiver {
     verifier: Arc<SignatureVerifier>,
-    queue: Arc<SqsQueue>,
+    queue: Arc<dyn Queue>,
     captured: Arc<Mutex<Vec<Captured>>>,
 }
 
@@ -528,12 +546,14 @@ pub struct TestStack {
     pub kind: CrmKind,
     pub crm_side: CrmSide,
     pub sandbox: Sandbox,
-    // Kept alive for the test; dropping it stops moto.
-    _moto: Moto,
+    pub backend: Backend,
+    // Kept alive for the test; dropping them stops moto or removes the directory.
+    _moto: Option<Moto>,
+    _data_dir: Option<tempfile::TempDir>,
     http: reqwest::Client,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    pub store: Arc<DynamoStore>,
+    consumer: Arc<dyn QueueConsumer>,
+    dead_letters: Arc<dyn QueueConsumer>,
+    pub store: Arc<dyn Store>,
     pc: Arc<PartnerCenterClient>,
     crm: Arc<dyn cosell_shared::crm::Crm>,
     /// The admin's options; change them before the messages they should apply to are processed.
@@ -550,9 +570,16 @@ impl Drop for TestStack {
 }
 
 impl TestStack {
-    /// Starts everything for one CRM, with the default sync options.
-    pub async fn start(kind: CrmKind) -> TestStack {
-        TestStack::start_with(kind, Setup::default()).await
+    /// Starts everything for one CRM on `backend`, with the default sync options.
+    pub async fn start(kind: CrmKind, backend: Backend) -> TestStack {
+        TestStack::start_with(
+            kind,
+            Setup {
+                backend,
+                ..Setup::default()
+            },
+        )
+        .await
     }
 
     /// Starts everything for one CRM, set up as `setup` says.
@@ -561,21 +588,11 @@ impl TestStack {
         let sandbox = Sandbox::start(SandboxConfig::default())
             .await
             .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"));
-        let moto = Moto::start()
-            .await
-            .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
+        let parts = match setup.backend {
+            Backend::Aws => aws_backend().await,
+            Backend::Embedded => embedded_backend(),
+        };
         let http = reqwest::Client::new();
-
-        let dynamodb = moto.dynamodb();
-        create_table(&dynamodb).await;
-        let store = Arc::new(DynamoStore::new(
-            dynamodb,
-            DynamoStoreConfig {
-                table_name: TABLE.to_string(),
-            },
-        ));
-        let sqs = moto.sqs();
-        let queue_url = create_fifo_queue(&sqs).await;
 
         let pc = Arc::new(partner_center(&sandbox));
         let crm: Arc<dyn cosell_shared::crm::Crm> = match kind {
@@ -593,7 +610,7 @@ impl TestStack {
         let captured = Arc::new(Mutex::new(Vec::new()));
         let receiver = Receiver {
             verifier: Arc::new(verifier),
-            queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+            queue: parts.queue.clone(),
             captured: captured.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -614,11 +631,13 @@ impl TestStack {
             kind,
             crm_side: CrmSide(kind),
             sandbox,
-            _moto: moto,
+            backend: setup.backend,
+            _moto: parts.moto,
+            _data_dir: parts.data_dir,
             http,
-            sqs,
-            queue_url,
-            store,
+            consumer: parts.consumer,
+            dead_letters: parts.dead_letters,
+            store: parts.store,
             pc,
             crm,
             options: SyncOptions::default(),
@@ -882,115 +901,52 @@ impl TestStack {
 
     /// Messages in the sync queue, visible or in flight.
     pub async fn queue_depth(&self) -> u64 {
-        let attributes = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
+        self.consumer
+            .depth()
             .await
-            .unwrap_or_else(|e| panic!("GetQueueAttributes: {e}"));
-        let map = attributes.attributes().cloned().unwrap_or_default();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .map(|k| map.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-        .sum()
+            .unwrap_or_else(|e| panic!("queue depth: {e}"))
+            .total()
+    }
+
+    /// Messages in the dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> u64 {
+        self.dead_letters
+            .depth()
+            .await
+            .unwrap_or_else(|e| panic!("dead-letter queue depth: {e}"))
+            .total()
     }
 
     /// One receive of up to ten messages, processed as the Lambda event source mapping with
     /// `ReportBatchItemFailures` does: succeeded messages are deleted, failed ones become
-    /// visible again at once (or go to the dead-letter queue after [`MAX_RECEIVES`]).
+    /// visible again at once; the queue moves a message to the dead-letter queue once it was
+    /// received [`MAX_RECEIVES`] times.
     pub async fn process_batch(&self) -> QueueRun {
+        let dead_before = self.dead_letter_depth().await;
         let received = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
+            .consumer
+            .receive(10, Duration::ZERO)
             .await
-            .unwrap_or_else(|e| panic!("ReceiveMessage: {e}"))
-            .messages
-            .unwrap_or_default();
-        let mut run = QueueRun::default();
-        if received.is_empty() {
-            return run;
-        }
-        let attribute = |m: &aws_sdk_sqs::types::Message, name: MessageSystemAttributeName| {
-            m.attributes()
-                .and_then(|a| a.get(&name))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let messages: Vec<BatchMessage> = received
-            .iter()
-            .map(|m| BatchMessage {
-                id: m.message_id().unwrap_or_default().to_string(),
-                group: attribute(m, MessageSystemAttributeName::MessageGroupId),
-                body: m.body().unwrap_or_default().to_string(),
-            })
-            .collect();
+            .unwrap_or_else(|e| panic!("receive: {e}"));
         let processor = self.processor();
-        let errors = Mutex::new(Vec::new());
-        let failed = batch::process(&messages, |m| {
-            let (processor, errors, body) = (&processor, &errors, m.body.clone());
-            async move {
-                let result = processor.handle(&body).await;
-                if let Err(why) = &result {
-                    errors
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(why.clone());
-                }
-                result
-            }
-        })
-        .await;
-        run.errors = errors
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for m in &received {
-            let id = m.message_id().unwrap_or_default();
-            let handle = m.receipt_handle().unwrap_or_default();
-            let receives: u32 = attribute(m, MessageSystemAttributeName::ApproximateReceiveCount)
-                .parse()
-                .unwrap_or(1);
-            if !failed.iter().any(|f| f == id) {
-                run.succeeded += 1;
-                self.delete(handle).await;
-            } else if receives >= MAX_RECEIVES {
-                run.failed += 1;
-                run.dead_lettered += 1;
-                self.delete(handle).await;
-            } else {
-                run.failed += 1;
-                self.sqs
-                    .change_message_visibility()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("ChangeMessageVisibility: {e}"));
-            }
+        let report = consume::run_batch(
+            self.consumer.as_ref(),
+            received,
+            |m| {
+                let (processor, body) = (&processor, m.body.clone());
+                async move { processor.handle(&body).await }
+            },
+            || true,
+            |_| Duration::ZERO,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("settling the batch: {e}"));
+        QueueRun {
+            succeeded: report.succeeded,
+            failed: report.failed,
+            errors: report.errors,
+            dead_lettered: self.dead_letter_depth().await - dead_before,
         }
-        run
-    }
-
-    async fn delete(&self, receipt_handle: &str) {
-        self.sqs
-            .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("DeleteMessage: {e}"));
     }
 
     /// Processes batches until a receive comes back empty.
@@ -998,10 +954,11 @@ impl TestStack {
         let mut run = QueueRun::default();
         for _ in 0..200 {
             let batch = self.process_batch().await;
-            if batch.received() == 0 {
+            let done = batch.received() == 0;
+            run.add(batch);
+            if done {
                 return run;
             }
-            run.add(batch);
         }
         panic!("the sync queue was not drained after 200 batches: {run:?}");
     }
@@ -1379,6 +1336,7 @@ fn partner_center(sandbox: &Sandbox) -> PartnerCenterClient {
     };
     let config = PartnerCenterConfig {
         api_base_url: sandbox.base_url().to_string(),
+        webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
         retry: fast_retries(),
     };
@@ -1436,8 +1394,8 @@ async fn salesforce(
     SalesforceCrm::new(config).unwrap_or_else(|e| panic!("Salesforce adapter: {e}"))
 }
 
-/// The state table with the template's keys.
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
+/// The state table with the template's keys; answers its name.
+pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client) -> &'static str {
     let attribute = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
@@ -1463,18 +1421,117 @@ async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateTable: {e}"));
+    TABLE
 }
 
-/// The sync queue as the template declares it: FIFO, explicit deduplication ids.
-async fn create_fifo_queue(sqs: &aws_sdk_sqs::Client) -> String {
-    sqs.create_queue()
-        .queue_name(QUEUE)
+/// A FIFO queue with explicit deduplication ids, redriven to `dead_letter_arn` when given.
+async fn create_fifo_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dead_letter_arn: Option<&str>,
+) -> String {
+    let mut request = sqs
+        .create_queue()
+        .queue_name(name)
         .attributes(QueueAttributeName::FifoQueue, "true")
         .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
-        .attributes(QueueAttributeName::VisibilityTimeout, "300")
+        .attributes(QueueAttributeName::VisibilityTimeout, "300");
+    if let Some(arn) = dead_letter_arn {
+        request = request.attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES}).to_string(),
+        );
+    }
+    request
         .send()
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue: {e}"))
+        .unwrap_or_else(|e| panic!("CreateQueue {name}: {e}"))
         .queue_url
-        .unwrap_or_else(|| panic!("CreateQueue returned no URL"))
+        .unwrap_or_else(|| panic!("CreateQueue {name} returned no URL"))
+}
+
+/// A stack's store and queues.
+struct BackendParts {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    consumer: Arc<dyn QueueConsumer>,
+    dead_letters: Arc<dyn QueueConsumer>,
+    moto: Option<Moto>,
+    data_dir: Option<tempfile::TempDir>,
+}
+
+/// The state table and the sync queue with its dead-letter queue, as the template declares
+/// them, in a fresh moto.
+async fn aws_backend() -> BackendParts {
+    let moto = Moto::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
+    let dynamodb = moto.dynamodb();
+    let table_name = create_state_table(&dynamodb).await.to_string();
+    let store = Arc::new(DynamoStore::new(dynamodb, DynamoStoreConfig { table_name }));
+    let sqs = moto.sqs();
+    let (queue_url, dlq_url) = create_sync_queues(&sqs).await;
+    let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url));
+    BackendParts {
+        store,
+        queue: queue.clone(),
+        consumer: queue,
+        dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
+        moto: Some(moto),
+        data_dir: None,
+    }
+}
+
+/// The sync queue and its dead-letter queue as the template declares them (FIFO, explicit
+/// deduplication ids, redrive after [`MAX_RECEIVES`]); answers their URLs.
+pub async fn create_sync_queues(sqs: &aws_sdk_sqs::Client) -> (String, String) {
+    let dlq_url = create_fifo_queue(sqs, DEAD_LETTER_QUEUE, None).await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetQueueAttributes: {e}"))
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_else(|| panic!("the dead-letter queue has no ARN"));
+    let queue_url = create_fifo_queue(sqs, QUEUE, Some(&dlq_arn)).await;
+    (queue_url, dlq_url)
+}
+
+/// The embedded store and queue, as `cosell local` opens them, in a temporary directory.
+fn embedded_backend() -> BackendParts {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
+    let store = SqliteStore::open(&dir.path().join("state.sqlite3"))
+        .unwrap_or_else(|e| panic!("the embedded store: {e}"));
+    let queue_path = dir.path().join("queue.sqlite3");
+    let settings = EmbeddedQueueSettings {
+        max_receive_count: MAX_RECEIVES,
+        dead_letter_queue: Some("sync-dlq".into()),
+        ..EmbeddedQueueSettings::default()
+    };
+    let queue = Arc::new(
+        EmbeddedQueue::open(&queue_path, "sync", settings.clone())
+            .unwrap_or_else(|e| panic!("the embedded queue: {e}")),
+    );
+    let dead_letters = Arc::new(
+        EmbeddedQueue::open(
+            &queue_path,
+            "sync-dlq",
+            EmbeddedQueueSettings {
+                dead_letter_queue: None,
+                ..settings
+            },
+        )
+        .unwrap_or_else(|e| panic!("the embedded dead-letter queue: {e}")),
+    );
+    BackendParts {
+        store: Arc::new(store),
+        queue: queue.clone(),
+        consumer: queue,
+        dead_letters,
+        moto: None,
+        data_dir: Some(dir),
+    }
 }

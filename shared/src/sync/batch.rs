@@ -13,28 +13,66 @@ pub struct BatchMessage {
     pub body: String,
 }
 
+/// What became of one message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Done,
+    /// Its handler failed, or an earlier message of its group did: it must be delivered again.
+    Failed,
+    /// Never run because the caller asked to stop: it goes back to the queue as it was.
+    NotRun,
+}
+
 /// Runs `handle` over the batch and returns the ids of the messages to report as failed
 /// (`batchItemFailures`), in batch order. Groups run one after another, which keeps each
 /// group's order and leaves concurrency to the event source mapping.
-pub async fn process<F, Fut>(messages: &[BatchMessage], mut handle: F) -> Vec<String>
+pub async fn process<F, Fut>(messages: &[BatchMessage], handle: F) -> Vec<String>
+where
+    F: FnMut(&BatchMessage) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    process_each(messages, handle, || true)
+        .await
+        .into_iter()
+        .zip(messages)
+        .filter(|(outcome, _)| *outcome != ItemOutcome::Done)
+        .map(|(_, m)| m.id.clone())
+        .collect()
+}
+
+/// Like [`process`], answering each message's outcome, and checking `keep_going` before each
+/// message: once it says no, the rest of the batch is left [`ItemOutcome::NotRun`] (a shutdown
+/// finishes the message in hand and starts no other).
+pub async fn process_each<F, Fut>(
+    messages: &[BatchMessage],
+    mut handle: F,
+    keep_going: impl Fn() -> bool,
+) -> Vec<ItemOutcome>
 where
     F: FnMut(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let mut failed_groups: HashSet<&str> = HashSet::new();
-    let mut failed = Vec::new();
+    let mut outcomes = Vec::with_capacity(messages.len());
     for m in messages {
         if failed_groups.contains(m.group.as_str()) {
-            failed.push(m.id.clone());
+            outcomes.push(ItemOutcome::Failed);
             continue;
         }
-        if let Err(why) = handle(m).await {
-            tracing::warn!(message_id = %m.id, group = %m.group, error = %why, "sync command failed; it will be retried");
-            failed_groups.insert(&m.group);
-            failed.push(m.id.clone());
+        if !keep_going() {
+            outcomes.push(ItemOutcome::NotRun);
+            continue;
+        }
+        match handle(m).await {
+            Ok(()) => outcomes.push(ItemOutcome::Done),
+            Err(why) => {
+                tracing::warn!(message_id = %m.id, group = %m.group, error = %why, "sync command failed; it will be retried");
+                failed_groups.insert(&m.group);
+                outcomes.push(ItemOutcome::Failed);
+            }
         }
     }
-    failed
+    outcomes
 }
 
 #[cfg(test)]
@@ -73,6 +111,27 @@ mod tests {
         .await;
         assert_eq!(failed, ["a2", "a3"]);
         assert_eq!(ran, ["a1", "b1", "a2", "b2"], "a3 never ran");
+    }
+
+    #[tokio::test]
+    async fn a_stop_finishes_the_message_in_hand_and_runs_no_other() {
+        use std::cell::Cell;
+        let batch = [msg("a1", "A"), msg("b1", "B"), msg("a2", "A")];
+        let stop = Cell::new(false);
+        let outcomes = process_each(
+            &batch,
+            |_| {
+                // The stop arrives while the first message is being handled.
+                stop.set(true);
+                async { Ok(()) }
+            },
+            || !stop.get(),
+        )
+        .await;
+        assert_eq!(
+            outcomes,
+            [ItemOutcome::Done, ItemOutcome::NotRun, ItemOutcome::NotRun]
+        );
     }
 
     #[tokio::test]

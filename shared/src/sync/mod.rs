@@ -2,6 +2,7 @@
 //! the adapters and hand them in.
 
 pub mod batch;
+pub mod consume;
 pub mod inbound;
 
 use std::time::Duration;
