@@ -1,0 +1,5 @@
+//! The `cosell` command: the connector on one machine.
+
+pub mod demo;
+pub mod local;
+pub mod settings;

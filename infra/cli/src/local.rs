@@ -1,0 +1,576 @@
+//! `cosell local`: the whole connector in one process. The webhook ingress runs as an HTTP
+//! server (the same `ingress::handle` as the Lambda function) and the processor as a loop over
+//! the queue (the same `Processor` as the queue-processor function), with the embedded store and
+//! queue under a data directory, or DynamoDB and SQS when they are configured.
+//!
+//! Partner Center and the CRM are the sandbox unless real ones are configured: started in this
+//! process, or a running one (`--sandbox-url`), used with its default identities, with the
+//! webhook registered at this process's listen address.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET, USER_PASSWORD};
+use cosell_sandbox::{Sandbox, SandboxConfig};
+use cosell_shared::config::Config;
+use cosell_shared::crm::{Crm, CrmKind};
+use cosell_shared::ingress::{self, SignatureCheck};
+use cosell_shared::partner_center::http::{
+    PartnerCenterClient, RegistrationChange, WebhookRegistration,
+};
+use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
+use cosell_shared::queue::sqs::SqsQueue;
+use cosell_shared::queue::{Queue, QueueConsumer};
+use cosell_shared::store::Store;
+use cosell_shared::store::sqlite::SqliteStore;
+use cosell_shared::sync::consume;
+use cosell_shared::sync::{Processor, SyncOptions};
+use cosell_shared::wiring;
+use tokio::sync::Notify;
+
+use crate::demo;
+use crate::settings::Settings;
+
+/// The path Partner Center delivers to.
+pub const WEBHOOK_PATH: &str = "/webhooks/partner-center";
+/// The four referral events the connector registers, as Microsoft's connector does.
+pub const REFERRAL_EVENTS: [&str; 4] = [
+    "referral-created",
+    "referral-updated",
+    "related-referral-created",
+    "related-referral-updated",
+];
+/// The embedded sync queue's name, and its dead-letter queue's, in `queue.sqlite3`.
+pub const QUEUE_NAME: &str = "sync";
+pub const DEAD_LETTER_QUEUE_NAME: &str = "sync-dlq";
+
+/// What `cosell local` was asked to do.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub crm: Option<CrmKind>,
+    pub sandbox_url: Option<String>,
+    pub listen: SocketAddr,
+    /// The URL Partner Center should deliver to, when it is not the listen address (real
+    /// Partner Center cannot reach a laptop without a tunnel or a proxy).
+    pub public_url: Option<String>,
+    pub demo: bool,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0}")]
+    Setting(String),
+    #[error("cannot start the sandbox: {0}")]
+    Sandbox(String),
+    #[error("the data directory {path}: {message}")]
+    DataDir { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the webhook registration failed: {0}")]
+    Registration(String),
+    #[error("{0}")]
+    Demo(String),
+}
+
+fn setting(name: &str, reason: impl std::fmt::Display) -> LocalError {
+    LocalError::Setting(format!("{name}: {reason}"))
+}
+
+/// Where Partner Center and the CRM are.
+enum Target {
+    /// A sandbox: ours (kept alive here) or a running one.
+    Sandbox {
+        base_url: String,
+        owned: Option<Sandbox>,
+    },
+    Real,
+}
+
+impl Target {
+    fn sandbox_url(&self) -> Option<&str> {
+        match self {
+            Target::Sandbox { base_url, .. } => Some(base_url),
+            Target::Real => None,
+        }
+    }
+}
+
+/// The store and queue in use, and how to describe them.
+struct Backend {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    consumer: Arc<dyn QueueConsumer>,
+    description: String,
+    // Held while running: one `cosell local` per data directory.
+    _lock: Option<File>,
+}
+
+/// Runs until `shutdown` completes, then finishes the message in hand and returns.
+pub async fn run(
+    options: LocalOptions,
+    mut settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), LocalError> {
+    if let Some(kind) = options.crm {
+        settings.set(
+            "COSELL_CRM",
+            match kind {
+                CrmKind::Dynamics => "dynamics",
+                CrmKind::Salesforce => "salesforce",
+            },
+        );
+    }
+    if settings.get("COSELL_CRM").is_none() {
+        return Err(setting(
+            "--crm (or COSELL_CRM)",
+            "is required: dynamics or salesforce",
+        ));
+    }
+    let target = target(&options, &settings).await?;
+    if let Some(base) = target.sandbox_url() {
+        sandbox_settings(&mut settings, base).await?;
+    }
+    if options.demo && target.sandbox_url().is_none() {
+        return Err(setting(
+            "--demo",
+            "seeds referrals into the sandbox; it cannot run against a real Partner Center",
+        ));
+    }
+    let config = settings
+        .config()
+        .map_err(|e| LocalError::Setting(e.to_string()))?;
+    let backend = backend(&options, &settings, &config).await?;
+
+    let pc = Arc::new(
+        PartnerCenterClient::new(
+            config.partner_center.clone(),
+            config.partner_center_auth.clone(),
+        )
+        .map_err(|e| setting("COSELL_PC_*", e))?,
+    );
+    let crm = wiring::crm(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
+    let verifier = wiring::verifier(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| LocalError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| LocalError::Listen {
+        addr: options.listen,
+        source,
+    })?;
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop_now = Arc::new(Notify::new());
+    let server_stop = Arc::new(Notify::new());
+    let receiver = Receiver {
+        verifier: verifier.clone(),
+        queue: backend.queue.clone(),
+    };
+    let router = axum::Router::new()
+        .route(WEBHOOK_PATH, axum::routing::post(receive))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .with_state(receiver);
+    let server = {
+        let server_stop = server_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { server_stop.notified().await })
+                .await
+        })
+    };
+
+    let processor = Arc::new(Processor {
+        pc: pc.clone(),
+        crm: crm.clone(),
+        store: backend.store.clone(),
+        options: SyncOptions::clone(&config.sync),
+    });
+    let worker = tokio::spawn(process_loop(
+        backend.consumer.clone(),
+        processor,
+        stopping.clone(),
+        stop_now.clone(),
+    ));
+
+    let webhook_url = match (&options.public_url, &target) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Target::Sandbox { .. }) => {
+            Some(format!("http://{}{WEBHOOK_PATH}", reachable(local_addr)))
+        }
+        (None, Target::Real) => None,
+    };
+    let registered = match &webhook_url {
+        Some(url) => Some(register(&pc, url).await?),
+        None => None,
+    };
+
+    println!("cosell local is running");
+    println!("  CRM:            {}", crm_name(crm.kind()));
+    match &target {
+        Target::Sandbox { base_url, owned } => println!(
+            "  Partner Center: the sandbox at {base_url}{}",
+            if owned.is_some() {
+                " (started here)"
+            } else {
+                ""
+            }
+        ),
+        Target::Real => println!("  Partner Center: {}", config.partner_center.api_base_url),
+    }
+    println!("  Store, queue:   {}", backend.description);
+    println!("  Webhook:        http://{local_addr}{WEBHOOK_PATH}");
+    match (&webhook_url, &registered) {
+        (Some(url), Some(change)) => println!("  Registered:     {url} ({change})"),
+        _ => println!(
+            "  Registered:     no (give --public-url to point Partner Center at this process)"
+        ),
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let demo_task = match (options.demo, target.sandbox_url()) {
+        (true, Some(base)) => Some(tokio::spawn(demo::run(
+            base.to_string(),
+            backend.store.clone(),
+            crm.clone() as Arc<dyn Crm>,
+        ))),
+        _ => None,
+    };
+
+    shutdown.await;
+    println!("Stopping: finishing the message in hand…");
+    stopping.store(true, Ordering::SeqCst);
+    stop_now.notify_waiters();
+    server_stop.notify_waiters();
+    if let Some(task) = demo_task {
+        task.abort();
+    }
+    let _ = worker.await;
+    let _ = server.await;
+    let waiting = backend
+        .consumer
+        .depth()
+        .await
+        .map(|d| d.total().to_string())
+        .unwrap_or_else(|_| "an unknown number of".into());
+    println!("Stopped. {waiting} message(s) wait in the queue for the next start.");
+    if let Target::Sandbox {
+        owned: Some(sandbox),
+        ..
+    } = target
+    {
+        sandbox.stop().await;
+    }
+    Ok(())
+}
+
+/// The sandbox unless real services are configured: a real Partner Center app is the sign.
+async fn target(options: &LocalOptions, settings: &Settings) -> Result<Target, LocalError> {
+    if let Some(url) = &options.sandbox_url {
+        let parsed = url::Url::parse(url).map_err(|e| setting("--sandbox-url", e))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(setting("--sandbox-url", "is not an http(s) URL"));
+        }
+        return Ok(Target::Sandbox {
+            base_url: url.trim_end_matches('/').to_string(),
+            owned: None,
+        });
+    }
+    if settings.get("COSELL_PC_CLIENT_ID").is_some() {
+        return Ok(Target::Real);
+    }
+    let sandbox = Sandbox::start(SandboxConfig::default())
+        .await
+        .map_err(|e| LocalError::Sandbox(e.to_string()))?;
+    Ok(Target::Sandbox {
+        base_url: sandbox.base_url().to_string(),
+        owned: Some(sandbox),
+    })
+}
+
+/// Points every connection setting at the sandbox, with its default identities. The admin's
+/// sync options (marker, co-sell only…) stay as configured.
+async fn sandbox_settings(settings: &mut Settings, base: &str) -> Result<(), LocalError> {
+    let pairs = [
+        ("COSELL_PC_CLIENT_ID", CLIENT_ID),
+        ("COSELL_PC_CLIENT_SECRET", CLIENT_SECRET),
+        ("COSELL_PC_USERNAME", ADMIN_USER),
+        ("COSELL_PC_PASSWORD", USER_PASSWORD),
+        ("COSELL_DATAVERSE_TENANT", "sandbox"),
+        ("COSELL_DATAVERSE_CLIENT_ID", CLIENT_ID),
+        ("COSELL_DATAVERSE_CLIENT_SECRET", CLIENT_SECRET),
+    ];
+    for (name, value) in pairs {
+        settings.set(name, value);
+    }
+    for name in [
+        "COSELL_PC_AUTHORITY_URL",
+        "COSELL_PC_API_URL",
+        "COSELL_PC_WEBHOOKS_URL",
+        "COSELL_DATAVERSE_URL",
+        "COSELL_DATAVERSE_AUTHORITY_URL",
+    ] {
+        settings.set(name, base);
+    }
+    settings.set("COSELL_WEBHOOK_CERT_PREFIXES", format!("{base}/cert/"));
+    if settings
+        .get("COSELL_CRM")
+        .is_some_and(|c| c.eq_ignore_ascii_case("salesforce"))
+    {
+        // The connected app (and its login URL) as the sandbox describes it.
+        let app: serde_json::Value = reqwest::Client::new()
+            .get(format!("{base}/_sandbox/salesforce/connected-app"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| {
+                LocalError::Sandbox(format!("the sandbox at {base} does not answer: {e}"))
+            })?
+            .json()
+            .await
+            .map_err(|e| LocalError::Sandbox(format!("the sandbox's connected app: {e}")))?;
+        let field = |name: &str| {
+            app[name].as_str().map(str::to_string).ok_or_else(|| {
+                LocalError::Sandbox(format!("the sandbox's connected app has no {name}"))
+            })
+        };
+        settings.set("COSELL_SALESFORCE_CLIENT_ID", field("consumerKey")?);
+        settings.set("COSELL_SALESFORCE_CLIENT_SECRET", field("consumerSecret")?);
+        settings.set("COSELL_SALESFORCE_LOGIN_URL", field("loginUrl")?);
+    }
+    Ok(())
+}
+
+/// The embedded store and queue under the data directory, or DynamoDB and SQS when both are
+/// configured.
+async fn backend(
+    options: &LocalOptions,
+    settings: &Settings,
+    config: &Config,
+) -> Result<Backend, LocalError> {
+    match (
+        settings.get("COSELL_TABLE_NAME"),
+        settings.get("COSELL_QUEUE_URL"),
+    ) {
+        (Some(table), Some(queue_url)) => {
+            let sdk = wiring::aws_sdk_config(config).await;
+            let store =
+                wiring::store(config, &sdk).map_err(|e| LocalError::Setting(e.to_string()))?;
+            let sqs = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
+            Ok(Backend {
+                store,
+                queue: sqs.clone(),
+                consumer: sqs,
+                description: format!("DynamoDB table {table}, SQS queue {queue_url}"),
+                _lock: None,
+            })
+        }
+        (Some(_), None) => Err(setting(
+            "COSELL_QUEUE_URL",
+            "is required with COSELL_TABLE_NAME (or set neither for the embedded store and queue)",
+        )),
+        (None, Some(_)) => Err(setting(
+            "COSELL_TABLE_NAME",
+            "is required with COSELL_QUEUE_URL (or set neither for the embedded store and queue)",
+        )),
+        (None, None) => embedded(&options.data_dir, settings).await,
+    }
+}
+
+async fn embedded(data_dir: &Path, settings: &Settings) -> Result<Backend, LocalError> {
+    let dir_error = |message: String| LocalError::DataDir {
+        path: data_dir.to_owned(),
+        message,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| dir_error(e.to_string()))?;
+    let lock_path = data_dir.join("cosell.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| dir_error(format!("cannot open {}: {e}", lock_path.display())))?;
+    lock.try_lock().map_err(|_| {
+        dir_error(
+            "another `cosell local` is using it; stop that one or give another --data-dir".into(),
+        )
+    })?;
+
+    let store =
+        SqliteStore::open(&data_dir.join("state.sqlite3")).map_err(|e| dir_error(e.to_string()))?;
+    let defaults = EmbeddedQueueSettings::default();
+    let queue_settings = EmbeddedQueueSettings {
+        visibility_timeout: Duration::from_secs(number(
+            settings,
+            "COSELL_QUEUE_VISIBILITY_TIMEOUT_SECS",
+            defaults.visibility_timeout.as_secs(),
+        )?),
+        max_receive_count: u32::try_from(number(
+            settings,
+            "COSELL_QUEUE_MAX_RECEIVE_COUNT",
+            u64::from(defaults.max_receive_count),
+        )?)
+        .map_err(|_| setting("COSELL_QUEUE_MAX_RECEIVE_COUNT", "is too large"))?,
+        dead_letter_queue: Some(DEAD_LETTER_QUEUE_NAME.to_string()),
+        ..defaults
+    };
+    let queue_path = data_dir.join("queue.sqlite3");
+    let queue = Arc::new(
+        EmbeddedQueue::open(&queue_path, QUEUE_NAME, queue_settings)
+            .map_err(|e| dir_error(e.to_string()))?,
+    );
+    // The lock is ours, so whatever is in flight or claimed belongs to a run that died: hand it
+    // back now rather than after the visibility timeout and the claim's expiry.
+    let messages = queue
+        .release_in_flight()
+        .await
+        .map_err(|e| dir_error(e.to_string()))?;
+    let claims = store
+        .release_abandoned_claims()
+        .await
+        .map_err(|e| dir_error(e.to_string()))?;
+    if messages > 0 || claims > 0 {
+        tracing::info!(messages, claims, "picked up what the last run left in hand");
+    }
+    Ok(Backend {
+        store: Arc::new(store),
+        queue: queue.clone(),
+        consumer: queue,
+        description: format!("embedded, in {}", data_dir.display()),
+        _lock: Some(lock),
+    })
+}
+
+fn number(settings: &Settings, name: &str, default: u64) -> Result<u64, LocalError> {
+    match settings.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| setting(name, format!("'{v}' is not a whole number"))),
+    }
+}
+
+/// Registers `url` for the referral events (the signature in `x-ms-signature`).
+async fn register(pc: &PartnerCenterClient, url: &str) -> Result<String, LocalError> {
+    let wanted = WebhookRegistration {
+        webhook_url: url.to_string(),
+        webhook_events: REFERRAL_EVENTS.iter().map(|e| e.to_string()).collect(),
+        signature_to_ms_header: true,
+    };
+    let change = pc
+        .ensure_webhook(&wanted)
+        .await
+        .map_err(|e| LocalError::Registration(e.to_string()))?;
+    Ok(match change {
+        RegistrationChange::Created => "new".to_string(),
+        RegistrationChange::Unchanged => "already in place".to_string(),
+        RegistrationChange::Replaced { previous } => {
+            tracing::warn!(previous = %previous.webhook_url, "the webhook registration pointed elsewhere; it now points here");
+            format!("taken over from {}", previous.webhook_url)
+        }
+    })
+}
+
+/// The address to give others for `addr`: loopback when it listens on every interface.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+pub fn crm_name(kind: CrmKind) -> &'static str {
+    match kind {
+        CrmKind::Dynamics => "Dynamics 365 (Dataverse)",
+        CrmKind::Salesforce => "Salesforce",
+    }
+}
+
+/// The ingress's collaborators.
+#[derive(Clone)]
+struct Receiver {
+    verifier: Arc<cosell_shared::partner_center::signature::SignatureVerifier>,
+    queue: Arc<dyn Queue>,
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let verifier: &dyn SignatureCheck = receiver.verifier.as_ref();
+    let reply = ingress::handle(&headers, &body, verifier, receiver.queue.as_ref()).await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [("content-type", "application/json")], reply.body)
+}
+
+/// Receives and processes until stopped. A stop lets the message in hand finish and hands the
+/// rest of its batch back to the queue.
+async fn process_loop(
+    consumer: Arc<dyn QueueConsumer>,
+    processor: Arc<Processor>,
+    stopping: Arc<AtomicBool>,
+    stop_now: Arc<Notify>,
+) {
+    // Long enough to be cheap, short enough that a stop is noticed at once.
+    const WAIT: Duration = Duration::from_secs(1);
+    while !stopping.load(Ordering::SeqCst) {
+        let deliveries = match consumer.receive(10, WAIT).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot receive from the queue; trying again shortly");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = stop_now.notified() => {}
+                }
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            continue;
+        }
+        let result = consume::run_batch(
+            consumer.as_ref(),
+            deliveries,
+            |m| {
+                let (processor, body) = (processor.clone(), m.body.clone());
+                async move { processor.handle(&body).await }
+            },
+            || !stopping.load(Ordering::SeqCst),
+            consume::backoff,
+        )
+        .await;
+        match result {
+            Ok(report) if report.failed > 0 => {
+                tracing::info!(
+                    failed = report.failed,
+                    succeeded = report.succeeded,
+                    "some sync commands will be retried"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the queue did not take a result; the message will come again")
+            }
+        }
+    }
+}
