@@ -48,8 +48,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 const TABLE: &str = "cosell-state";
-const QUEUE: &str = "cosell-sync.fifo";
-const DEAD_LETTER_QUEUE: &str = "cosell-sync-dlq.fifo";
+const QUEUE: &str = "cosell-sync";
 /// The four referral events the connector registers, as Microsoft's connector does.
 pub const REFERRAL_EVENTS: [&str; 4] = [
     "referral-created",
@@ -1424,30 +1423,49 @@ pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client) -> &'static
     TABLE
 }
 
-/// A FIFO queue with explicit deduplication ids, redriven to `dead_letter_arn` when given.
-async fn create_fifo_queue(
+/// A FIFO queue `{name}.fifo` with explicit deduplication ids, and its dead-letter queue
+/// `{name}-dlq.fifo` after `max_receive_count` receives, as `template.yaml` declares the sync
+/// queue; answers their URLs.
+pub async fn create_fifo_queues(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
-    dead_letter_arn: Option<&str>,
-) -> String {
-    let mut request = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
-        .attributes(QueueAttributeName::VisibilityTimeout, "300");
-    if let Some(arn) = dead_letter_arn {
-        request = request.attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES}).to_string(),
-        );
-    }
-    request
+    visibility_timeout: Duration,
+    max_receive_count: u32,
+) -> (String, String) {
+    let create = |name: String, redrive_policy: Option<String>| async move {
+        let mut request = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.as_secs().to_string(),
+            );
+        if let Some(policy) = redrive_policy {
+            request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateQueue {name}: {e}"))
+            .queue_url
+            .unwrap_or_else(|| panic!("CreateQueue {name} returned no URL"))
+    };
+    let dlq_url = create(format!("{name}-dlq.fifo"), None).await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("CreateQueue {name}: {e}"))
-        .queue_url
-        .unwrap_or_else(|| panic!("CreateQueue {name} returned no URL"))
+        .unwrap_or_else(|e| panic!("GetQueueAttributes: {e}"))
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_else(|| panic!("the dead-letter queue has no ARN"));
+    let policy = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
+    let url = create(format!("{name}.fifo"), Some(policy.to_string())).await;
+    (url, dlq_url)
 }
 
 /// A stack's store and queues.
@@ -1485,19 +1503,7 @@ async fn aws_backend() -> BackendParts {
 /// The sync queue and its dead-letter queue as the template declares them (FIFO, explicit
 /// deduplication ids, redrive after [`MAX_RECEIVES`]); answers their URLs.
 pub async fn create_sync_queues(sqs: &aws_sdk_sqs::Client) -> (String, String) {
-    let dlq_url = create_fifo_queue(sqs, DEAD_LETTER_QUEUE, None).await;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GetQueueAttributes: {e}"))
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_else(|| panic!("the dead-letter queue has no ARN"));
-    let queue_url = create_fifo_queue(sqs, QUEUE, Some(&dlq_arn)).await;
-    (queue_url, dlq_url)
+    create_fifo_queues(sqs, QUEUE, Duration::from_secs(300), MAX_RECEIVES).await
 }
 
 /// The embedded store and queue, as `cosell local` opens them, in a temporary directory.

@@ -51,6 +51,38 @@ impl Ids {
     }
 }
 
+/// Declares one `#[tokio::test]` per promise of the contract, each on a store of its own:
+/// `$store` is an expression giving a future of `(guard, store)`, the guard kept alive for the
+/// test (a moto, a temporary directory).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($store:expr) => {
+        $crate::store_contract_tests!(@each $store;
+            links_are_found_both_ways,
+            a_first_version_is_written_once,
+            each_version_follows_the_one_before,
+            a_stale_write_changes_nothing,
+            a_relink_moves_the_crm_lookup,
+            a_crm_record_is_linked_to_one_referral,
+            concurrent_writers_of_one_version_one_wins,
+            concurrent_first_writes_one_wins,
+            a_claim_is_held_until_completed_then_skipped,
+            a_completed_key_can_be_claimed_after_it_expires,
+            an_expired_in_progress_claim_is_taken_over,
+            a_released_claim_is_free_at_once,
+            the_journal_is_newest_first_and_limited,
+            cursors_round_trip_and_overwrite,
+        );
+    };
+    (@each $store:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_guard, store) = $store.await;
+            $crate::store_contract::$name(&store, &$crate::store_contract::Ids::new()).await;
+        }
+    )*};
+}
+
 /// Runs the whole contract, one promise after another.
 pub async fn run_all(store: &dyn Store) {
     let ids = Ids::new();

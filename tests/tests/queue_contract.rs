@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use cosell_e2e::queue_contract::{
     self, Check, QueueSpec, QueueUnderTest, events, pc_changed, receive_within, unique,
 };
+use cosell_e2e::stack::create_fifo_queues;
 use cosell_localaws::Moto;
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
@@ -25,61 +25,13 @@ use tokio::time::Instant;
 
 // ---- SQS in moto ----
 
-/// A FIFO queue with explicit deduplication ids, as `SyncQueue` in `template.yaml`.
-async fn create_fifo_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    visibility_timeout: Duration,
-    redrive_policy: Option<String>,
-) -> String {
-    let mut request = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_timeout.as_secs().to_string(),
-        );
-    if let Some(policy) = redrive_policy {
-        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
-    }
-    request
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("create_queue {name}: {err:?}"))
-        .queue_url
-        .expect("create_queue returns a queue URL")
-}
-
 async fn sqs_under_test(moto: &Moto, spec: QueueSpec) -> QueueUnderTest {
     let sqs = moto.sqs();
-    let dlq_url = create_fifo_queue(
+    let (url, dlq_url) = create_fifo_queues(
         &sqs,
-        &format!("{}-dlq.fifo", spec.name),
+        spec.name,
         spec.visibility_timeout,
-        None,
-    )
-    .await;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("get_queue_attributes")
-        .attributes
-        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("the DLQ has an ARN");
-    let policy = serde_json::json!({
-        "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": spec.max_receive_count,
-    });
-    let url = create_fifo_queue(
-        &sqs,
-        &format!("{}.fifo", spec.name),
-        spec.visibility_timeout,
-        Some(policy.to_string()),
+        spec.max_receive_count,
     )
     .await;
     let queue = Arc::new(SqsQueue::new(sqs.clone(), url));

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use chrono::{Duration, Utc};
-use cosell_e2e::store_contract::{self, Ids};
+use cosell_e2e::store_contract;
 use cosell_localaws::Moto;
 use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
 use cosell_shared::store::{Claim, Store, StoreError};
@@ -80,32 +80,7 @@ async fn put_raw(dynamodb: &aws_sdk_dynamodb::Client, item: HashMap<String, Attr
         .expect("put_item");
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let (_moto, store) = store().await;
-            store_contract::$name(&store, &Ids::new()).await;
-        }
-    )*};
-}
-
-contract!(
-    links_are_found_both_ways,
-    a_first_version_is_written_once,
-    each_version_follows_the_one_before,
-    a_stale_write_changes_nothing,
-    a_relink_moves_the_crm_lookup,
-    a_crm_record_is_linked_to_one_referral,
-    concurrent_writers_of_one_version_one_wins,
-    concurrent_first_writes_one_wins,
-    a_claim_is_held_until_completed_then_skipped,
-    a_completed_key_can_be_claimed_after_it_expires,
-    an_expired_in_progress_claim_is_taken_over,
-    a_released_claim_is_free_at_once,
-    the_journal_is_newest_first_and_limited,
-    cursors_round_trip_and_overwrite,
-);
+cosell_e2e::store_contract_tests!(store());
 
 /// The whole suite in one store, as `run_all` offers it to other adapters: the promises hold
 /// side by side, not only each in an empty table.

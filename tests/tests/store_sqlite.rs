@@ -31,32 +31,7 @@ fn store() -> (TempDir, SqliteStore) {
     (dir, store)
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let (_dir, store) = store();
-            store_contract::$name(&store, &Ids::new()).await;
-        }
-    )*};
-}
-
-contract!(
-    links_are_found_both_ways,
-    a_first_version_is_written_once,
-    each_version_follows_the_one_before,
-    a_stale_write_changes_nothing,
-    a_relink_moves_the_crm_lookup,
-    a_crm_record_is_linked_to_one_referral,
-    concurrent_writers_of_one_version_one_wins,
-    concurrent_first_writes_one_wins,
-    a_claim_is_held_until_completed_then_skipped,
-    a_completed_key_can_be_claimed_after_it_expires,
-    an_expired_in_progress_claim_is_taken_over,
-    a_released_claim_is_free_at_once,
-    the_journal_is_newest_first_and_limited,
-    cursors_round_trip_and_overwrite,
-);
+cosell_e2e::store_contract_tests!(async { store() });
 
 /// The whole suite in one file, then again in the same file after reopening it: the promises hold
 /// side by side, and on a file that already holds data.
