@@ -989,3 +989,495 @@ async fn missing_records_read_as_none_and_are_not_recreated_by_updates() {
         .expect_err("missing");
     assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
 }
+
+// ---------------------------------------------------------------- the change feed
+
+const LIST_OPPORTUNITIES: &str = "GET /api/data/v9.2/opportunities";
+
+/// Every page of the feed from `cursor` until `more` is false: the opportunities in order, the
+/// last cursor, and how many pages it took.
+async fn drain(
+    crm: &DataverseCrm,
+    cursor: Option<String>,
+) -> (Vec<cosell_shared::crm::Opportunity>, String, usize) {
+    let mut cursor = cursor;
+    let mut all = Vec::new();
+    for pages in 1..=100 {
+        let page = crm
+            .opportunity_changes(cursor.as_deref())
+            .await
+            .expect("a page of changes");
+        all.extend(page.opportunities);
+        cursor = Some(page.cursor);
+        if !page.more {
+            return (all, cursor.unwrap_or_default(), pages);
+        }
+    }
+    panic!("the feed never ran dry");
+}
+
+fn ids(opportunities: &[cosell_shared::crm::Opportunity]) -> Vec<String> {
+    let mut ids: Vec<String> = opportunities.iter().map(|o| o.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+impl Env {
+    /// An account and an opportunity a seller creates in Dynamics 365.
+    async fn seller_opportunity(&self, name: &str, sync: bool) -> String {
+        let (status, account) = self
+            .control(
+                Method::POST,
+                "/_sandbox/dataverse/accounts",
+                Some(json!({"name": format!("{name} Ltd")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{account}");
+        let account = account["accountid"].as_str().expect("account id");
+        let (status, row) = self
+            .control(
+                Method::POST,
+                "/_sandbox/dataverse/opportunities",
+                Some(json!({
+                    "name": name,
+                    "customerid_account@odata.bind": format!("/accounts({account})"),
+                    "cosell_syncwithpartnercenter": sync,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{row}");
+        row["opportunityid"]
+            .as_str()
+            .expect("opportunity id")
+            .to_string()
+    }
+
+    /// A seller's edit of an opportunity.
+    async fn seller_edit(&self, id: &str, change: Value) {
+        let (status, body) = self
+            .control(
+                Method::PATCH,
+                &format!("/_sandbox/dataverse/opportunities({id})"),
+                Some(change),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn change_tracking(&self, on: bool) {
+        let (status, body) = self
+            .control(
+                Method::PATCH,
+                "/_sandbox/dataverse/schema/opportunities",
+                Some(json!({"changeTracking": on})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+fn description(opportunities: &[cosell_shared::crm::Opportunity], id: &str) -> Vec<String> {
+    opportunities
+        .iter()
+        .filter(|o| o.id == id)
+        .map(|o| o.fields.description.clone().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_feed_starts_with_every_synced_opportunity_then_brings_each_edit_once() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let shared = env
+        .seller_opportunity("Shared before deployment", true)
+        .await;
+    let also = env.seller_opportunity("Also shared", true).await;
+    let private = env.seller_opportunity("Not shared", false).await;
+
+    let (first, cursor, _) = drain(&crm, None).await;
+    assert_eq!(ids(&first), sorted(vec![shared.clone(), also.clone()]));
+    assert!(first.iter().all(|o| !o.modified_by_connector));
+    assert!(
+        first
+            .iter()
+            .all(|o| o.fields.sync_with_partner_center == Some(true))
+    );
+
+    let idle = crm
+        .opportunity_changes(Some(&cursor))
+        .await
+        .expect("nothing new");
+    assert!(idle.opportunities.is_empty(), "{:?}", idle.opportunities);
+    assert!(!idle.more);
+
+    env.seller_edit(&shared, json!({"description": "budget approved"}))
+        .await;
+    let page = crm
+        .opportunity_changes(Some(&idle.cursor))
+        .await
+        .expect("the edit");
+    assert_eq!(ids(&page.opportunities), vec![shared.clone()]);
+    assert_eq!(
+        description(&page.opportunities, &shared),
+        ["budget approved"]
+    );
+    assert!(!page.more);
+    let after = crm
+        .opportunity_changes(Some(&page.cursor))
+        .await
+        .expect("nothing new");
+    assert!(after.opportunities.is_empty(), "{:?}", after.opportunities);
+
+    // Switching Sync on shares an opportunity from then on; edits of unshared ones stay out.
+    env.seller_edit(&private, json!({"cosell_syncwithpartnercenter": true}))
+        .await;
+    let other = env.seller_opportunity("Still private", false).await;
+    env.seller_edit(&other, json!({"description": "internal"}))
+        .await;
+    let (later, _, _) = drain(&crm, Some(after.cursor)).await;
+    assert_eq!(ids(&later), vec![private]);
+}
+
+#[tokio::test]
+async fn a_feed_of_several_pages_brings_every_synced_opportunity_exactly_once() {
+    let env = Env::start().await;
+    let mut config = env.config();
+    config.page_size = 2;
+    let crm = DataverseCrm::new(config).expect("valid");
+    let mut shared = Vec::new();
+    for n in 0..7 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+        env.seller_opportunity(&format!("Private {n}"), false).await;
+    }
+    env.control(Method::DELETE, "/_sandbox/stats", None).await;
+    let (all, cursor, pages) = drain(&crm, None).await;
+    assert_eq!(ids(&all), sorted(shared));
+    assert!(pages >= 7, "14 rows two at a time: {pages} pages");
+    assert_eq!(env.stat(LIST_OPPORTUNITIES).await, pages as u64);
+    let idle = crm
+        .opportunity_changes(Some(&cursor))
+        .await
+        .expect("nothing new");
+    assert!(idle.opportunities.is_empty());
+}
+
+#[tokio::test]
+async fn an_edit_made_while_the_feed_is_paging_is_not_lost() {
+    let env = Env::start().await;
+    let mut config = env.config();
+    config.page_size = 2;
+    let crm = DataverseCrm::new(config).expect("valid");
+    let mut shared = Vec::new();
+    for n in 0..6 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+    }
+    let first = crm.opportunity_changes(None).await.expect("first page");
+    assert!(first.more);
+    let handed_out = first.opportunities[0].id.clone();
+    let pending = shared
+        .iter()
+        .find(|id| first.opportunities.iter().all(|o| &o.id != *id))
+        .cloned()
+        .expect("a row on a later page");
+    env.seller_edit(&handed_out, json!({"description": "edited after its page"}))
+        .await;
+    env.seller_edit(&pending, json!({"description": "edited before its page"}))
+        .await;
+    let (rest, cursor, _) = drain(&crm, Some(first.cursor)).await;
+    let (next, _, _) = drain(&crm, Some(cursor)).await;
+    let seen: Vec<_> = rest.iter().chain(&next).cloned().collect();
+    assert!(
+        description(&seen, &handed_out).contains(&"edited after its page".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        description(&seen, &pending).contains(&"edited before its page".to_string()),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_change_tracking_the_feed_polls_modifiedon() {
+    let env = Env::start().await;
+    env.change_tracking(false).await;
+    let mut config = env.config();
+    config.page_size = 2;
+    let crm = DataverseCrm::new(config).expect("valid");
+    let mut shared = Vec::new();
+    for n in 0..5 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+        env.seller_opportunity(&format!("Private {n}"), false).await;
+    }
+    let (all, cursor, pages) = drain(&crm, None).await;
+    assert_eq!(ids(&all), sorted(shared.clone()));
+    assert!(pages >= 3, "five rows two at a time: {pages} pages");
+
+    let idle = crm
+        .opportunity_changes(Some(&cursor))
+        .await
+        .expect("nothing new");
+    assert!(idle.opportunities.is_empty(), "{:?}", idle.opportunities);
+    assert!(!idle.more);
+    assert_eq!(
+        idle.cursor, cursor,
+        "nothing new leaves the cursor as it was"
+    );
+
+    // Within the overlap window every row is read again; only the edited one comes back, and
+    // a second edit in the same second of `modifiedon` comes too.
+    env.seller_edit(&shared[1], json!({"description": "first"}))
+        .await;
+    let (edited, cursor, _) = drain(&crm, Some(idle.cursor)).await;
+    assert_eq!(ids(&edited), vec![shared[1].clone()]);
+    assert_eq!(description(&edited, &shared[1]), ["first"]);
+    env.seller_edit(&shared[1], json!({"description": "second"}))
+        .await;
+    let (again, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(description(&again, &shared[1]), ["second"]);
+    assert_eq!(ids(&again), vec![shared[1].clone()]);
+    let (idle, _, _) = drain(&crm, Some(cursor)).await;
+    assert!(idle.is_empty(), "{idle:?}");
+}
+
+#[tokio::test]
+async fn without_change_tracking_an_edit_made_while_paging_is_not_lost() {
+    let env = Env::start().await;
+    env.change_tracking(false).await;
+    let mut config = env.config();
+    config.page_size = 2;
+    let crm = DataverseCrm::new(config).expect("valid");
+    let mut shared = Vec::new();
+    for n in 0..6 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+    }
+    let first = crm.opportunity_changes(None).await.expect("first page");
+    assert!(first.more);
+    let handed_out = first.opportunities[0].id.clone();
+    let pending = shared
+        .iter()
+        .find(|id| first.opportunities.iter().all(|o| &o.id != *id))
+        .cloned()
+        .expect("a row on a later page");
+    env.seller_edit(&handed_out, json!({"description": "edited after its page"}))
+        .await;
+    env.seller_edit(&pending, json!({"description": "edited before its page"}))
+        .await;
+    let (rest, cursor, _) = drain(&crm, Some(first.cursor)).await;
+    let (next, _, _) = drain(&crm, Some(cursor)).await;
+    let seen: Vec<_> = rest.iter().chain(&next).cloned().collect();
+    assert!(
+        description(&seen, &handed_out).contains(&"edited after its page".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        description(&seen, &pending).contains(&"edited before its page".to_string()),
+        "{seen:?}"
+    );
+    let all: Vec<_> = first.opportunities.iter().chain(&seen).cloned().collect();
+    for id in &shared {
+        assert!(all.iter().any(|o| &o.id == id), "{id} never came");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_delta_token_starts_the_feed_again() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let a = env.seller_opportunity("Alpha", true).await;
+    let b = env.seller_opportunity("Beta", true).await;
+    let (_, cursor, _) = drain(&crm, None).await;
+
+    // Delta tokens live seven days.
+    let (status, body) = env
+        .control(
+            Method::POST,
+            "/_sandbox/clock/advance",
+            Some(json!({"days": 8})),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    env.seller_edit(&a, json!({"description": "after a long outage"}))
+        .await;
+    let (restarted, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(ids(&restarted), sorted(vec![a.clone(), b.clone()]));
+    assert_eq!(description(&restarted, &a), ["after a long outage"]);
+
+    // The new cursor works as any other.
+    env.seller_edit(&b, json!({"description": "back to normal"}))
+        .await;
+    let (after, _, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(ids(&after), vec![b.clone()]);
+}
+
+#[tokio::test]
+async fn change_tracking_switched_off_falls_back_to_modifiedon() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let a = env.seller_opportunity("Alpha", true).await;
+    let (_, cursor, _) = drain(&crm, None).await;
+    env.change_tracking(false).await;
+    env.seller_edit(&a, json!({"description": "seen by modifiedon"}))
+        .await;
+    let (restarted, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(description(&restarted, &a), ["seen by modifiedon"]);
+    let (idle, _, _) = drain(&crm, Some(cursor)).await;
+    assert!(idle.is_empty(), "{idle:?}");
+}
+
+#[tokio::test]
+async fn an_unreadable_cursor_starts_the_feed_again() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let a = env.seller_opportunity("Alpha", true).await;
+    let (all, _, _) = drain(&crm, Some("not a cursor".into())).await;
+    assert_eq!(ids(&all), vec![a]);
+}
+
+#[tokio::test]
+async fn the_connectors_own_writes_are_flagged_in_the_feed() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let mut fields = basic(&crm, "Connector made").await;
+    fields.sync_with_partner_center = Some(true);
+    let id = crm.create_opportunity(&fields).await.expect("created");
+    let (first, cursor, _) = drain(&crm, None).await;
+    assert_eq!(ids(&first), vec![id.clone()]);
+    assert!(first[0].modified_by_connector);
+    assert!(first[0].modified_at.is_some());
+    assert_eq!(
+        Some(&first[0]),
+        crm.get_opportunity(&id).await.expect("read").as_ref(),
+        "the feed reads an opportunity as get_opportunity does"
+    );
+
+    env.seller_edit(&id, json!({"description": "seller"})).await;
+    let (seller, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(seller.len(), 1);
+    assert!(!seller[0].modified_by_connector);
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            audit: Some("synced".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let (own, _, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(own.len(), 1);
+    assert!(own[0].modified_by_connector);
+}
+
+#[tokio::test]
+async fn a_throttled_feed_read_is_transient() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    env.seller_opportunity("Alpha", true).await;
+    env.fault(json!({
+        "method": "GET", "route": "/api/data/v9.2/opportunities", "status": 503
+    }))
+    .await;
+    let err = crm
+        .opportunity_changes(None)
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(
+            err,
+            CrmError::Transient {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn accounts_and_contacts_are_read_by_id() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let fields = AccountFields {
+        name: "Fabrikam Nederland".into(),
+        street: Some("Damrak 1".into()),
+        city: Some("Amsterdam".into()),
+        state: None,
+        postal_code: Some("1011 AB".into()),
+        country: Some("NL".into()),
+    };
+    let account = crm.create_account(&fields).await.expect("account");
+    // A seller changes the country in Dynamics 365: the read shows what the CRM holds.
+    let (status, body) = env
+        .control(
+            Method::PATCH,
+            &format!("/_sandbox/dataverse/accounts({account})"),
+            Some(json!({"address1_country": "BE"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let read = crm
+        .get_account(&account)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.id, account);
+    assert_eq!(
+        read.fields,
+        AccountFields {
+            country: Some("BE".into()),
+            ..fields
+        }
+    );
+
+    let contact_fields = ContactFields {
+        first_name: Some("Ada".into()),
+        last_name: "Lovelace".into(),
+        email: Some("ada@fabrikam.example".into()),
+        phone: Some("+31 20 000 0000".into()),
+        account_id: Some(account.clone()),
+    };
+    let contact = crm.create_contact(&contact_fields).await.expect("contact");
+    let read = crm
+        .get_contact(&contact)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.id, contact);
+    assert_eq!(read.fields, contact_fields);
+
+    let unknown = "6592a1b0-ad2b-4c5b-a68a-47ab4b6c7d3e";
+    assert_eq!(crm.get_account(unknown).await, Ok(None));
+    assert_eq!(crm.get_contact(unknown).await, Ok(None));
+    assert_eq!(crm.get_account("not-a-guid").await, Ok(None));
+    assert_eq!(crm.get_contact(&account).await, Ok(None));
+}
+
+#[tokio::test]
+async fn a_configured_country_column_is_the_one_read() {
+    let env = Env::start().await;
+    env.add_field(
+        "accounts",
+        json!({"name": "new_countrycode", "type": "string", "maxLength": 2}),
+    )
+    .await;
+    let mut config = env.config();
+    config.fields.account_country = "new_countrycode".into();
+    let crm = DataverseCrm::new(config).expect("valid");
+    let (status, row) = env
+        .control(
+            Method::POST,
+            "/_sandbox/dataverse/accounts",
+            Some(json!({"name": "Northwind", "address1_country": "Germany", "new_countrycode": "DE"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{row}");
+    let id = row["accountid"].as_str().expect("id");
+    let read = crm.get_account(id).await.expect("read").expect("exists");
+    assert_eq!(read.fields.country.as_deref(), Some("DE"));
+}

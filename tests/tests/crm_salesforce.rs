@@ -1167,3 +1167,367 @@ async fn missing_records_read_as_none_and_updates_say_not_found() {
         .expect_err("gone");
     assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
 }
+
+// ---------------------------------------------------------------- the change feed
+
+const QUERY: &str = "GET /services/data/v{version}/query";
+const QUERY_BATCH: &str = "GET /services/data/v{version}/query/{locator}";
+
+/// Every page of the feed from `cursor` until `more` is false: the opportunities in order, the
+/// last cursor, and how many pages it took.
+async fn drain(
+    crm: &SalesforceCrm,
+    cursor: Option<String>,
+) -> (Vec<cosell_shared::crm::Opportunity>, String, usize) {
+    let mut cursor = cursor;
+    let mut all = Vec::new();
+    for pages in 1..=100 {
+        let page = crm
+            .opportunity_changes(cursor.as_deref())
+            .await
+            .expect("a page of changes");
+        all.extend(page.opportunities);
+        cursor = Some(page.cursor);
+        if !page.more {
+            return (all, cursor.unwrap_or_default(), pages);
+        }
+    }
+    panic!("the feed never ran dry");
+}
+
+fn ids(opportunities: &[cosell_shared::crm::Opportunity]) -> Vec<String> {
+    let mut ids: Vec<String> = opportunities.iter().map(|o| o.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+fn description(opportunities: &[cosell_shared::crm::Opportunity], id: &str) -> Vec<String> {
+    opportunities
+        .iter()
+        .filter(|o| o.id == id)
+        .map(|o| o.fields.description.clone().unwrap_or_default())
+        .collect()
+}
+
+impl Env {
+    /// An opportunity a seller creates in Salesforce.
+    async fn seller_opportunity(&self, name: &str, sync: bool) -> String {
+        let row = self
+            .post(
+                "/_sandbox/salesforce/Opportunity",
+                json!({
+                    "Name": name,
+                    "StageName": "Qualification",
+                    "CloseDate": "2030-06-30",
+                    "Sync_with_Partner_Center__c": sync,
+                }),
+            )
+            .await;
+        row["Id"].as_str().expect("opportunity id").to_string()
+    }
+
+    async fn seller_edit(&self, id: &str, change: Value) {
+        self.patch(&format!("/_sandbox/salesforce/Opportunity/{id}"), change)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn the_feed_starts_with_every_synced_opportunity_then_brings_each_edit_once() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let shared = env
+        .seller_opportunity("Shared before deployment", true)
+        .await;
+    let also = env.seller_opportunity("Also shared", true).await;
+    let private = env.seller_opportunity("Not shared", false).await;
+
+    let (first, cursor, _) = drain(&crm, None).await;
+    assert_eq!(ids(&first), sorted(vec![shared.clone(), also.clone()]));
+    assert!(first.iter().all(|o| !o.modified_by_connector));
+
+    let idle = crm
+        .opportunity_changes(Some(&cursor))
+        .await
+        .expect("nothing new");
+    assert!(idle.opportunities.is_empty(), "{:?}", idle.opportunities);
+    assert!(!idle.more);
+    assert_eq!(
+        idle.cursor, cursor,
+        "nothing new leaves the cursor as it was"
+    );
+
+    // The overlap reads both records again; only the edited one comes, and an edit right
+    // after it comes too.
+    env.seller_edit(&shared, json!({"Description": "budget approved"}))
+        .await;
+    let (edited, cursor, _) = drain(&crm, Some(idle.cursor)).await;
+    assert_eq!(ids(&edited), vec![shared.clone()]);
+    assert_eq!(description(&edited, &shared), ["budget approved"]);
+    env.seller_edit(&shared, json!({"Description": "and signed"}))
+        .await;
+    let (again, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(description(&again, &shared), ["and signed"]);
+    assert_eq!(ids(&again), vec![shared.clone()]);
+    let (idle, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert!(idle.is_empty(), "{idle:?}");
+
+    env.seller_edit(&private, json!({"Sync_with_Partner_Center__c": true}))
+        .await;
+    let other = env.seller_opportunity("Still private", false).await;
+    env.seller_edit(&other, json!({"Description": "internal"}))
+        .await;
+    let (later, _, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(ids(&later), vec![private]);
+}
+
+#[tokio::test]
+async fn a_feed_of_several_batches_brings_every_synced_opportunity_exactly_once() {
+    let env = Env::start().await;
+    let mut config = env.config().await;
+    // Salesforce's smallest batch.
+    config.query_batch_size = Some(200);
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let mut shared = Vec::new();
+    for n in 0..230 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+    }
+    for n in 0..5 {
+        env.seller_opportunity(&format!("Private {n}"), false).await;
+    }
+    env.reset_stats().await;
+    let (all, _, pages) = drain(&crm, None).await;
+    assert_eq!(all.len(), 230);
+    assert_eq!(ids(&all), sorted(shared));
+    assert_eq!(pages, 2, "230 records in batches of 200");
+    assert_eq!(env.count(QUERY_BATCH).await, 1);
+}
+
+#[tokio::test]
+async fn an_edit_made_while_the_feed_is_paging_is_not_lost() {
+    let mut config = SandboxConfig::default();
+    config.salesforce.query_batch_size = 2;
+    let env = Env::with(config).await;
+    let crm = env.crm().await;
+    let mut shared = Vec::new();
+    for n in 0..6 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+    }
+    let first = crm.opportunity_changes(None).await.expect("first page");
+    assert!(first.more);
+    assert_eq!(first.opportunities.len(), 2);
+    let handed_out = first.opportunities[0].id.clone();
+    let pending = shared
+        .iter()
+        .find(|id| first.opportunities.iter().all(|o| &o.id != *id))
+        .cloned()
+        .expect("a record in a later batch");
+    env.seller_edit(
+        &handed_out,
+        json!({"Description": "edited after its batch"}),
+    )
+    .await;
+    env.seller_edit(&pending, json!({"Description": "edited before its batch"}))
+        .await;
+    let (rest, cursor, _) = drain(&crm, Some(first.cursor)).await;
+    let (next, _, _) = drain(&crm, Some(cursor)).await;
+    let seen: Vec<_> = rest.iter().chain(&next).cloned().collect();
+    assert!(
+        description(&seen, &handed_out).contains(&"edited after its batch".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        description(&seen, &pending).contains(&"edited before its batch".to_string()),
+        "{seen:?}"
+    );
+    let all: Vec<_> = first.opportunities.iter().chain(&seen).cloned().collect();
+    for id in &shared {
+        assert!(all.iter().any(|o| &o.id == id), "{id} never came");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_query_locator_runs_the_round_again() {
+    let mut config = SandboxConfig::default();
+    config.salesforce.query_batch_size = 2;
+    let env = Env::with(config).await;
+    let crm = env.crm().await;
+    let mut shared = Vec::new();
+    for n in 0..5 {
+        shared.push(env.seller_opportunity(&format!("Deal {n}"), true).await);
+    }
+    let first = crm.opportunity_changes(None).await.expect("first page");
+    assert!(first.more);
+    // Locators expire after a quarter of an hour unused.
+    env.post("/_sandbox/clock/advance", json!({"minutes": 20}))
+        .await;
+    let (rest, _, _) = drain(&crm, Some(first.cursor)).await;
+    assert_eq!(ids(&rest), sorted(shared));
+}
+
+#[tokio::test]
+async fn an_unreadable_cursor_starts_the_feed_again() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let a = env.seller_opportunity("Alpha", true).await;
+    let (all, _, _) = drain(&crm, Some("not a cursor".into())).await;
+    assert_eq!(ids(&all), vec![a]);
+}
+
+#[tokio::test]
+async fn the_connectors_own_writes_are_flagged_in_the_feed() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let contact = crm
+        .create_contact(&ContactFields {
+            last_name: "Berry".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    let fields = OpportunityFields {
+        sync_with_partner_center: Some(true),
+        contact_id: Some(contact.clone()),
+        ..opportunity("Connector made", "ref-feed")
+    };
+    let id = crm.create_opportunity(&fields).await.expect("created");
+    let (first, cursor, _) = drain(&crm, None).await;
+    assert_eq!(ids(&first), vec![id.clone()]);
+    assert!(first[0].modified_by_connector);
+    assert_eq!(
+        first[0].fields.contact_id.as_deref(),
+        Some(contact.as_str())
+    );
+    assert_eq!(
+        first[0],
+        read(&crm, &id).await,
+        "the feed reads an opportunity as get_opportunity does"
+    );
+
+    env.seller_edit(&id, json!({"Description": "seller"})).await;
+    let (seller, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(seller.len(), 1);
+    assert!(!seller[0].modified_by_connector);
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            audit: Some("synced".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let (own, _, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(own.len(), 1);
+    assert!(own[0].modified_by_connector);
+}
+
+#[tokio::test]
+async fn a_failing_feed_query_is_transient() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    env.seller_opportunity("Alpha", true).await;
+    env.post(
+        "/_sandbox/faults",
+        json!({"method": "GET", "route": "/services/data/v{version}/query", "status": 503}),
+    )
+    .await;
+    let err = crm
+        .opportunity_changes(None)
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(
+            err,
+            CrmError::Transient {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(env.count(QUERY).await >= 1);
+}
+
+#[tokio::test]
+async fn accounts_and_contacts_are_read_by_id() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let fields = AccountFields {
+        name: "Fabrikam".into(),
+        street: Some("1 Main St".into()),
+        city: Some("Redmond".into()),
+        state: Some("WA".into()),
+        postal_code: Some("98052".into()),
+        country: Some("US".into()),
+    };
+    let account = crm.create_account(&fields).await.expect("account");
+    // A seller corrects the country in Salesforce: the read shows what the CRM holds.
+    env.patch(
+        &format!("/_sandbox/salesforce/Account/{account}"),
+        json!({"BillingCountry": "CA"}),
+    )
+    .await;
+    let read = crm
+        .get_account(&account)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.id, account);
+    assert_eq!(
+        read.fields,
+        AccountFields {
+            country: Some("CA".into()),
+            ..fields
+        }
+    );
+
+    let contact_fields = ContactFields {
+        first_name: Some("Jo".into()),
+        last_name: "Berry".into(),
+        email: Some("jo.berry@fabrikam.example".into()),
+        phone: Some("+1 206 555 0199".into()),
+        account_id: Some(account.clone()),
+    };
+    let contact = crm.create_contact(&contact_fields).await.expect("contact");
+    let read = crm
+        .get_contact(&contact)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.id, contact);
+    assert_eq!(read.fields, contact_fields);
+
+    assert_eq!(crm.get_account("0015g000000000zAAA").await, Ok(None));
+    assert_eq!(crm.get_contact("0035g000000000zAAA").await, Ok(None));
+    assert_eq!(crm.get_account("not-an-id").await, Ok(None));
+    assert_eq!(crm.get_contact(&account).await, Ok(None));
+}
+
+#[tokio::test]
+async fn a_configured_country_field_is_the_one_read() {
+    let env = Env::start().await;
+    env.post(
+        "/_sandbox/salesforce/schema/Account/fields",
+        json!({"name": "Country_Code__c", "type": "string", "length": 2}),
+    )
+    .await;
+    let mut config = env.config().await;
+    config.fields.account_country = "Country_Code__c".into();
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let account = env
+        .post(
+            "/_sandbox/salesforce/Account",
+            json!({"Name": "Northwind", "BillingCountry": "Germany", "Country_Code__c": "DE"}),
+        )
+        .await;
+    let id = account["Id"].as_str().expect("id");
+    let read = crm.get_account(id).await.expect("read").expect("exists");
+    assert_eq!(read.fields.country.as_deref(), Some("DE"));
+}

@@ -151,6 +151,20 @@ pub struct Contact {
     pub fields: ContactFields,
 }
 
+/// One page of the opportunity change feed ([`Crm::opportunity_changes`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePage {
+    /// Changed opportunities with Sync = yes, read in full (as `get_opportunity` reads them,
+    /// including `modified_at` and `modified_by_connector`).
+    pub opportunities: Vec<Opportunity>,
+    /// The cursor after this page (opaque; the adapter's own format, a few hundred bytes at most,
+    /// no secrets, stable across processes: it is stored in DynamoDB/SQLite).
+    pub cursor: String,
+    /// More pages are ready now.
+    pub more: bool,
+}
+
 /// Why a CRM call failed, sorted by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CrmError {
@@ -226,4 +240,15 @@ pub trait Crm: Send + Sync {
     /// Partner Center solution ids linked to the opportunity.
     async fn solution_links(&self, opportunity_id: &str) -> CrmResult<Vec<String>>;
     async fn add_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()>;
+
+    /// One page of opportunities changed since `cursor`, oldest change first where the API allows.
+    /// `None` starts the feed: every opportunity with Sync with Partner Center = yes that exists now
+    /// comes in the first pages (a seller may have set Sync before the connector was deployed).
+    /// The caller stores `page.cursor` only after it has handled the page, and calls again at once
+    /// while `page.more` is true; a crash between pages repeats a page, never skips one.
+    async fn opportunity_changes(&self, cursor: Option<&str>) -> CrmResult<ChangePage>;
+    /// The account with this id; `None` when there is none.
+    async fn get_account(&self, id: &str) -> CrmResult<Option<Account>>;
+    /// The contact with this id; `None` when there is none.
+    async fn get_contact(&self, id: &str) -> CrmResult<Option<Contact>>;
 }

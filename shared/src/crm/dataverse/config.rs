@@ -11,6 +11,15 @@ use crate::retry::RetryPolicy;
 
 pub use crate::secret::Secret;
 
+/// The default [`DataverseConfig::change_overlap`]: two minutes, the time limit Dataverse puts
+/// on one synchronous operation (plug-ins included), so the longest a row's `modifiedon` can
+/// lag behind the moment its change becomes readable. Inferred from the platform's plug-in
+/// timeout; crm-apis.md does not cover it.
+pub const DEFAULT_CHANGE_OVERLAP: Duration = Duration::from_secs(120);
+
+/// A longer overlap would re-read a day of changes on every poll.
+const MAX_CHANGE_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
 /// How the referral-visibility column stores private / visible.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -130,6 +139,11 @@ pub struct DataverseConfig {
     pub page_size: usize,
     /// How many accounts [`crate::crm::Crm::account_candidates`] returns at most.
     pub max_account_candidates: usize,
+    /// When the change feed falls back to `modifiedon` (change tracking off for
+    /// `opportunities`), each round reads again this far back before the newest change it has
+    /// seen, so a row whose `modifiedon` lands behind rows already read (a transaction that
+    /// committed late) is still found; rows handed out before are not repeated.
+    pub change_overlap: Duration,
     pub fields: DataverseFields,
 }
 
@@ -152,6 +166,7 @@ impl DataverseConfig {
             retry: RetryPolicy::default(),
             page_size: 500,
             max_account_candidates: 50,
+            change_overlap: DEFAULT_CHANGE_OVERLAP,
             fields: DataverseFields::default(),
         }
     }
@@ -199,6 +214,12 @@ impl DataverseConfig {
         }
         if self.page_size == 0 || self.page_size > 5000 {
             return Err(ConfigError::invalid("page_size", "must be 1 to 5000"));
+        }
+        if self.change_overlap > MAX_CHANGE_OVERLAP {
+            return Err(ConfigError::invalid(
+                "change_overlap",
+                "must be at most a day (86400 seconds)",
+            ));
         }
         if self.max_account_candidates == 0 || self.max_account_candidates > 5000 {
             return Err(ConfigError::invalid(

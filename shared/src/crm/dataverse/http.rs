@@ -90,6 +90,8 @@ impl<'a> Request<'a> {
 /// A successful answer, read whole.
 pub(super) struct Reply {
     pub body: Value,
+    /// The `Preference-Applied` header: which `Prefer` values the service honoured (A5, A6).
+    pub preference_applied: Option<String>,
 }
 
 pub(super) struct Http {
@@ -129,6 +131,11 @@ impl Http {
             page_size: config.page_size,
             token: Mutex::new(None),
         })
+    }
+
+    /// Rows per page asked for with `Prefer: odata.maxpagesize`.
+    pub fn page_size(&self) -> usize {
+        self.page_size
     }
 
     /// `path` (with its query) under the Web API root.
@@ -292,7 +299,7 @@ impl Http {
 
 /// A query answered 404 names a table the environment does not have: a configuration
 /// mistake for a person to fix, not a missing record.
-fn missing_table(e: CrmError) -> CrmError {
+pub(super) fn missing_table(e: CrmError) -> CrmError {
     match e {
         CrmError::NotFound { what } => CrmError::Rejected {
             message: what,
@@ -309,7 +316,7 @@ fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
-fn values(body: &Value) -> Vec<Value> {
+pub(super) fn values(body: &Value) -> Vec<Value> {
     body.get("value")
         .and_then(Value::as_array)
         .cloned()
@@ -347,6 +354,13 @@ fn retry_after(headers: &HeaderMap) -> Option<u64> {
 async fn classify(resp: reqwest::Response) -> CrmResult<Reply> {
     let status = resp.status();
     let retry_after = retry_after(resp.headers());
+    let preference_applied = resp
+        .headers()
+        .get_all("preference-applied")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     let text = resp.text().await.map_err(network)?;
     let body = if text.trim().is_empty() {
         Value::Null
@@ -354,7 +368,10 @@ async fn classify(resp: reqwest::Response) -> CrmResult<Reply> {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        return Ok(Reply { body });
+        return Ok(Reply {
+            body,
+            preference_applied: Some(preference_applied).filter(|p| !p.is_empty()),
+        });
     }
     let message = error_message(status, &body);
     Err(match status.as_u16() {

@@ -198,6 +198,7 @@ pub(super) fn opportunity_select(f: &DataverseFields) -> String {
         "statecode".into(),
         "statuscode".into(),
         lookup_column("parentaccountid"),
+        lookup_column("customerid"),
         lookup_column("parentcontactid"),
         f.sync_with_partner_center.clone(),
         f.referral_id.clone(),
@@ -302,7 +303,16 @@ pub(super) fn opportunity_fields(
             .and_then(parse_date),
         description: text(row, "description"),
         state: opportunity_state(row),
-        account_id: text(row, &lookup_column("parentaccountid")),
+        // A seller sets the customer (`customerid`); `parentaccountid` may stay empty. The
+        // customer is an account unless its lookup says it is a contact.
+        account_id: text(row, &lookup_column("parentaccountid")).or_else(|| {
+            let kind = row
+                .get("_customerid_value@Microsoft.Dynamics.CRM.lookuplogicalname")
+                .and_then(Value::as_str);
+            (kind != Some("contact"))
+                .then(|| text(row, &lookup_column("customerid")))
+                .flatten()
+        }),
         contact_id: text(row, &lookup_column("parentcontactid")),
         sync_with_partner_center: row
             .get(&f.sync_with_partner_center)

@@ -13,6 +13,7 @@
 //!   and fields are written before Win/Lose, since a closed opportunity is read-only.
 
 mod config;
+mod feed;
 mod http;
 mod mapping;
 
@@ -24,13 +25,16 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-pub use config::{ConfigError, DataverseConfig, DataverseFields, Secret, VisibilityEncoding};
+pub use config::{
+    ConfigError, DEFAULT_CHANGE_OVERLAP, DataverseConfig, DataverseFields, Secret,
+    VisibilityEncoding,
+};
 use http::{Http, Request};
 use mapping::{OpportunityRefs, guid, literal, lookup_column, query};
 
 use super::{
-    Account, AccountFields, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind, CrmResult, Lead,
-    LeadFields, Opportunity, OpportunityFields, OpportunityState,
+    Account, AccountFields, ChangePage, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind,
+    CrmResult, Lead, LeadFields, Opportunity, OpportunityFields, OpportunityState,
 };
 
 const OPPORTUNITIES: &str = "opportunities";
@@ -60,6 +64,8 @@ pub struct DataverseCrm {
     http: Http,
     fields: DataverseFields,
     max_candidates: usize,
+    /// [`DataverseConfig::change_overlap`].
+    change_overlap: chrono::Duration,
     currencies: Mutex<Currencies>,
     /// The application user's `systemuserid` (`WhoAmI`), to tell the connector's own writes
     /// from sellers'.
@@ -97,6 +103,9 @@ impl DataverseCrm {
             http: Http::new(&config)?,
             fields: config.fields,
             max_candidates: config.max_account_candidates,
+            // Validated to at most a day, so it always converts.
+            change_overlap: chrono::Duration::from_std(config.change_overlap)
+                .unwrap_or(chrono::Duration::minutes(2)),
             currencies: Mutex::new(Currencies::default()),
             app_user: OnceCell::new(),
         })
@@ -696,5 +705,51 @@ impl Crm for DataverseCrm {
         );
         self.create_row(&f.solution_link_set, body).await?;
         Ok(())
+    }
+
+    /// Change tracking on `opportunities`, or `modifiedon` when the table has none; see the
+    /// `feed` module for how each keeps its place.
+    async fn opportunity_changes(&self, cursor: Option<&str>) -> CrmResult<ChangePage> {
+        self.changes(cursor).await
+    }
+
+    async fn get_account(&self, id: &str) -> CrmResult<Option<Account>> {
+        let Some(uuid) = guid(id) else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .get_row(ACCOUNTS, uuid, &mapping::account_select(&self.fields))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = row
+            .get("accountid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the accountid"))?;
+        Ok(Some(Account {
+            id: id.to_string(),
+            fields: mapping::account_fields(&row, &self.fields),
+        }))
+    }
+
+    async fn get_contact(&self, id: &str) -> CrmResult<Option<Contact>> {
+        let Some(uuid) = guid(id) else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .get_row(CONTACTS, uuid, mapping::CONTACT_SELECT)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = row
+            .get("contactid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the contactid"))?;
+        Ok(Some(Contact {
+            id: id.to_string(),
+            fields: mapping::contact_fields(&row),
+        }))
     }
 }

@@ -16,6 +16,11 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 /// The REST API version the adapter was written against (Winter '25).
 pub const DEFAULT_API_VERSION: &str = "v62.0";
 
+/// The default [`SalesforceConfig::change_overlap`]: ten minutes, the longest an API call may
+/// run (crm-apis.md B8), so the longest a transaction can hold a stamped but uncommitted record
+/// out of sight.
+pub const DEFAULT_CHANGE_OVERLAP: Duration = Duration::from_secs(600);
+
 /// How the connector signs in to Salesforce (crm-apis.md B1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SalesforceAuth {
@@ -227,6 +232,10 @@ pub struct SalesforceConfig {
     /// `Sforce-Query-Options: batchSize=N` (Salesforce allows 200–2,000); `None` keeps the
     /// server's default.
     pub query_batch_size: Option<u32>,
+    /// The change feed reads again this far back before the newest `SystemModstamp` it has
+    /// covered, so a record whose stamp lands behind records already read (a transaction that
+    /// committed late) is still found; records handed out before are not repeated.
+    pub change_overlap: Duration,
 }
 
 impl SalesforceConfig {
@@ -249,6 +258,7 @@ impl SalesforceConfig {
             lead_create_values: Map::new(),
             contact_role: None,
             query_batch_size: None,
+            change_overlap: DEFAULT_CHANGE_OVERLAP,
         }
     }
 
@@ -363,6 +373,12 @@ impl SalesforceConfig {
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(format!(
                 "corporate_currency must be an ISO 4217 code: {currency:?}"
+            ));
+        }
+        if self.change_overlap > Duration::from_secs(24 * 3600) {
+            return Err(format!(
+                "change_overlap must be at most a day (86400 seconds): {}",
+                self.change_overlap.as_secs()
             ));
         }
         if let Some(n) = self.query_batch_size

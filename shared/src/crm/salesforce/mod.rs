@@ -14,9 +14,11 @@
 //!   stage reads as active while open, then won or lost by `IsWon`). Creates with a referral id
 //!   are upserts on the referral-id external id, so a repeated create finds the first one; a
 //!   300 (several records share the id) is refused with a message saying so.
-//! - Reads follow `nextRecordsUrl` until `done`.
+//! - Reads follow `nextRecordsUrl` until `done`; the change feed returns one batch per page
+//!   (see the `feed` module).
 
 mod config;
+mod feed;
 mod http;
 mod mapping;
 
@@ -27,16 +29,16 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use config::{
-    DEFAULT_API_VERSION, DEFAULT_LOGIN_URL, LeadStatuses, SalesforceAuth, SalesforceConfig,
-    SalesforceFieldNames, SecretString, StageNames, VisibilityValues,
+    DEFAULT_API_VERSION, DEFAULT_CHANGE_OVERLAP, DEFAULT_LOGIN_URL, LeadStatuses, SalesforceAuth,
+    SalesforceConfig, SalesforceFieldNames, SecretString, StageNames, VisibilityValues,
     default_microsoft_help_values,
 };
 pub use http::SalesforceSetupError;
 pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
 
 use super::{
-    Account, AccountFields, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind, CrmResult, Lead,
-    LeadFields, Opportunity, OpportunityFields,
+    Account, AccountFields, ChangePage, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind,
+    CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
 };
 use http::{Http, Target};
 use mapping::Write;
@@ -278,16 +280,28 @@ impl SalesforceCrm {
         let id = mapping::id_of(&rec).ok_or_else(|| missing_id("Opportunity"))?;
         let contact = self.primary_contact(&id).await?;
         let me = self.http.user_id().await?;
+        Ok(self.opportunity_from(id, &rec, contact, &me))
+    }
+
+    /// An opportunity from its record, its primary contact, and the integration user's id
+    /// (`me`), to tell the connector's own writes from sellers'.
+    fn opportunity_from(
+        &self,
+        id: String,
+        rec: &Record,
+        contact: Option<String>,
+        me: &str,
+    ) -> Opportunity {
         let modified_by_connector = rec
             .get("LastModifiedById")
             .and_then(Value::as_str)
-            .is_some_and(|by| mapping::same_id(by, &me));
-        Ok(Opportunity {
-            fields: mapping::opportunity_fields(&self.config, &rec, contact),
-            modified_at: mapping::datetime(&rec, "LastModifiedDate"),
+            .is_some_and(|by| mapping::same_id(by, me));
+        Opportunity {
+            fields: mapping::opportunity_fields(&self.config, rec, contact),
+            modified_at: mapping::datetime(rec, "LastModifiedDate"),
             modified_by_connector,
             id,
-        })
+        }
     }
 
     fn lead(&self, rec: &Record) -> CrmResult<Lead> {
@@ -618,5 +632,35 @@ impl Crm for SalesforceCrm {
         self.create_record(&f.solution_object, body)
             .await
             .map(|_| ())
+    }
+
+    /// SOQL on `SystemModstamp` with an overlap window; see the `feed` module.
+    async fn opportunity_changes(&self, cursor: Option<&str>) -> CrmResult<ChangePage> {
+        self.changes(cursor).await
+    }
+
+    async fn get_account(&self, id: &str) -> CrmResult<Option<Account>> {
+        let fields = mapping::account_select(&self.config);
+        let Some(rec) = self.get_record("Account", id, &fields).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            id: mapping::id_of(&rec).ok_or_else(|| missing_id("Account"))?,
+            fields: mapping::account_fields(&self.config, &rec),
+        }))
+    }
+
+    async fn get_contact(&self, id: &str) -> CrmResult<Option<Contact>> {
+        let fields: Vec<String> = mapping::CONTACT_SELECT
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        let Some(rec) = self.get_record("Contact", id, &fields).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Contact {
+            id: mapping::id_of(&rec).ok_or_else(|| missing_id("Contact"))?,
+            fields: mapping::contact_fields(&rec),
+        }))
     }
 }
