@@ -5,4 +5,6 @@ pub mod audit;
 pub mod classify;
 pub mod mapping;
 pub mod marker;
+pub mod merge;
+pub mod outbound;
 pub mod projection;
