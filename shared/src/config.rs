@@ -11,6 +11,7 @@ use crate::partner_center::http::PartnerCenterConfig;
 use crate::partner_center::signature::SignatureVerifierConfig;
 use crate::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use crate::sync::SyncOptions;
+use crate::sync::poller::PollerOptions;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +54,7 @@ pub struct Config {
     pub partner_center_auth: PartnerCenterAuth,
     pub signature: SignatureVerifierConfig,
     pub sync: SyncOptions,
+    pub poller: PollerOptions,
     pub aws: AwsConfig,
 }
 
@@ -214,6 +216,19 @@ impl Config {
                 defaults.in_progress_ttl.as_secs(),
             )?),
         };
+        let poller_defaults = PollerOptions::default();
+        let poller = PollerOptions {
+            reconciliation_overlap: Duration::from_secs(env.number(
+                "COSELL_RECONCILIATION_OVERLAP_SECS",
+                poller_defaults.reconciliation_overlap.as_secs(),
+            )?),
+            reconciliation_first_window: Duration::from_secs(env.number(
+                "COSELL_RECONCILIATION_FIRST_WINDOW_SECS",
+                poller_defaults.reconciliation_first_window.as_secs(),
+            )?),
+            max_pages: env.number("COSELL_POLL_MAX_PAGES", poller_defaults.max_pages as u64)?
+                as usize,
+        };
         let aws = AwsConfig {
             table_name: env.get("COSELL_TABLE_NAME"),
             queue_url: env.get("COSELL_QUEUE_URL"),
@@ -228,6 +243,7 @@ impl Config {
             partner_center_auth: auth,
             signature,
             sync,
+            poller,
             aws,
         })
     }
@@ -250,6 +266,10 @@ fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
         })?,
     );
     c.authority_url = env.url("COSELL_DATAVERSE_AUTHORITY_URL", &c.authority_url)?;
+    c.change_overlap = Duration::from_secs(env.number(
+        "COSELL_DATAVERSE_CHANGE_OVERLAP_SECS",
+        c.change_overlap.as_secs(),
+    )?);
     if let Some(fields) = env.json::<DataverseFields>("COSELL_DATAVERSE_FIELDS")? {
         c.fields = fields;
     }
@@ -298,6 +318,10 @@ fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
     let mut c = SalesforceConfig::new(auth);
     c.login_url = env.url("COSELL_SALESFORCE_LOGIN_URL", &c.login_url)?;
     c.multi_currency = env.bool("COSELL_SALESFORCE_MULTI_CURRENCY", c.multi_currency)?;
+    c.change_overlap = Duration::from_secs(env.number(
+        "COSELL_SALESFORCE_CHANGE_OVERLAP_SECS",
+        c.change_overlap.as_secs(),
+    )?);
     if let Some(fields) = env.json("COSELL_SALESFORCE_FIELDS")? {
         c.fields = fields;
     }

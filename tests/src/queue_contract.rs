@@ -172,6 +172,7 @@ pub async fn sent_comes_back_parsed_with_its_group(q: &QueueUnderTest) {
         pc_changed(&unique("Referral"), "referral-created"),
         SyncCommand::CrmChanged {
             crm_id: unique("0065g00000XyZ"),
+            referral_id: None,
         },
     ];
     for command in &sent {
@@ -500,7 +501,7 @@ pub fn events(deliveries: &[Delivery]) -> Vec<String> {
         .iter()
         .map(|delivery| match command_of(delivery) {
             SyncCommand::PartnerCenterChanged { event, .. } => event,
-            SyncCommand::CrmChanged { crm_id } => crm_id,
+            SyncCommand::CrmChanged { crm_id, .. } => crm_id,
         })
         .collect()
 }

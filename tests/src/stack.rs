@@ -42,6 +42,7 @@ use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
 use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::store::{Claim, JournalEntry, Store};
 use cosell_shared::sync::consume;
+use cosell_shared::sync::poller::{PollReport, Poller, PollerOptions};
 use cosell_shared::sync::{Processor, SyncOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -100,6 +101,9 @@ pub enum Backend {
 pub struct Setup {
     pub salesforce_sign_in: SalesforceSignIn,
     pub backend: Backend,
+    /// Rows per page of the CRM's answers (Dataverse `odata.maxpagesize`; Salesforce's query
+    /// batch size, 200 at the least), to make the change feed span pages.
+    pub crm_page_size: Option<usize>,
 }
 
 /// What Microsoft sends the partner (`POST /_sandbox/partner-center/incoming?kind=`).
@@ -134,6 +138,37 @@ pub enum Stage {
     Won,
     /// Dataverse statecode 2; Salesforce "Closed Lost".
     Lost,
+}
+
+/// A deal a seller shares with Partner Center (see [`TestStack::seller_shares`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Share<'a> {
+    pub name: &'a str,
+    pub customer: &'a str,
+    /// The account's country, as the seller typed it.
+    pub country: &'a str,
+    pub deal_value: f64,
+    pub solutions: &'a [&'a str],
+    /// An `assistanceRequestCode` (`ProofOfConceptOrDemo`…): asks for Microsoft's help.
+    pub help: Option<&'a str>,
+    pub visible: bool,
+    /// The opportunity names a customer contact.
+    pub contact: bool,
+}
+
+impl Default for Share<'_> {
+    fn default() -> Self {
+        Share {
+            name: "Tailspin cloud migration",
+            customer: "Tailspin Toys",
+            country: "NO",
+            deal_value: 25_000.0,
+            solutions: &["SOL-TAILSPIN-1"],
+            help: None,
+            visible: true,
+            contact: true,
+        }
+    }
 }
 
 /// An opportunity as the seller sees it, in neutral terms; `raw` is the CRM's own row.
@@ -202,7 +237,7 @@ pub struct QueueRun {
 }
 
 impl QueueRun {
-    fn received(&self) -> usize {
+    pub fn received(&self) -> usize {
         self.succeeded + self.failed
     }
 
@@ -372,6 +407,27 @@ impl CrmSide {
         match self.0 {
             CrmKind::Dynamics => key.contains(" /api/data/"),
             CrmKind::Salesforce => key.contains(" /services/"),
+        }
+    }
+
+    /// How the CRM's "How can Microsoft help" field shows an `assistanceRequestCode`.
+    pub fn help_value(self, code: &str) -> String {
+        match self.0 {
+            CrmKind::Dynamics => code.to_string(),
+            CrmKind::Salesforce => {
+                // Salesforce's picklist spells the code out: `ProofOfConceptOrDemo` →
+                // `Proof of concept or demo`.
+                let mut out = String::new();
+                for (i, c) in code.chars().enumerate() {
+                    if c.is_uppercase() && i > 0 {
+                        out.push(' ');
+                        out.extend(c.to_lowercase());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
         }
     }
 
@@ -550,9 +606,12 @@ pub struct TestStack {
     _moto: Option<Moto>,
     _data_dir: Option<tempfile::TempDir>,
     http: reqwest::Client,
+    queue: Arc<dyn Queue>,
     consumer: Arc<dyn QueueConsumer>,
     dead_letters: Arc<dyn QueueConsumer>,
     pub store: Arc<dyn Store>,
+    /// The poller's options; change them before the poll they should apply to.
+    pub poller_options: PollerOptions,
     pc: Arc<PartnerCenterClient>,
     crm: Arc<dyn cosell_shared::crm::Crm>,
     /// The admin's options; change them before the messages they should apply to are processed.
@@ -595,10 +654,16 @@ impl TestStack {
 
         let pc = Arc::new(partner_center(&sandbox));
         let crm: Arc<dyn cosell_shared::crm::Crm> = match kind {
-            CrmKind::Dynamics => Arc::new(dataverse(&sandbox)),
-            CrmKind::Salesforce => {
-                Arc::new(salesforce(&sandbox, &http, setup.salesforce_sign_in).await)
-            }
+            CrmKind::Dynamics => Arc::new(dataverse(&sandbox, setup.crm_page_size)),
+            CrmKind::Salesforce => Arc::new(
+                salesforce(
+                    &sandbox,
+                    &http,
+                    setup.salesforce_sign_in,
+                    setup.crm_page_size,
+                )
+                .await,
+            ),
         };
 
         let verifier = SignatureVerifier::new(SignatureVerifierConfig {
@@ -634,9 +699,11 @@ impl TestStack {
             _moto: parts.moto,
             _data_dir: parts.data_dir,
             http,
+            queue: parts.queue.clone(),
             consumer: parts.consumer,
             dead_letters: parts.dead_letters,
             store: parts.store,
+            poller_options: PollerOptions::default(),
             pc,
             crm,
             options: SyncOptions::default(),
@@ -1170,6 +1237,31 @@ impl TestStack {
         id
     }
 
+    /// A seller creates `count` opportunities for one account, each with Sync with Partner
+    /// Center = yes but nothing else a referral needs (no solution): each ends with ✖ and an
+    /// Audit line, without a Partner Center call. Answers their ids.
+    pub async fn seller_marks_many_for_sync(&self, count: usize) -> Vec<String> {
+        let account = self
+            .seller_creates_account("Wide World Importers", "98052", "US")
+            .await;
+        let set = self.crm_side.opportunities();
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let mut body = self
+                .crm_side
+                .opportunity_body(&format!("Wide World deal {n}"), &account);
+            match self.kind {
+                CrmKind::Dynamics => body["cosell_syncwithpartnercenter"] = json!(true),
+                CrmKind::Salesforce => body["Sync_with_Partner_Center__c"] = json!(true),
+            }
+            let row = self
+                .control(Method::POST, &self.crm_side.control(set), Some(body))
+                .await;
+            ids.push(self.crm_side.id_of(set, &row));
+        }
+        ids
+    }
+
     /// A seller deletes an opportunity.
     pub async fn seller_deletes_opportunity(&self, id: &str) {
         let set = self.crm_side.opportunities();
@@ -1178,6 +1270,186 @@ impl TestStack {
             CrmKind::Salesforce => self.crm_side.control(&format!("{set}/{id}")),
         };
         self.control(Method::DELETE, &path, None).await;
+    }
+
+    /// A seller shares a deal: an account, a contact, the opportunity with Sync with Partner
+    /// Center = yes and its solution links, as the CRM's UI would create them. Answers the
+    /// opportunity's id.
+    pub async fn seller_shares(&self, share: Share<'_>) -> String {
+        let account = self
+            .seller_creates_account(share.customer, "0150", share.country)
+            .await;
+        let contact = if share.contact {
+            let body = match self.kind {
+                CrmKind::Dynamics => json!({
+                    "firstname": "Kari", "lastname": "Nordmann",
+                    "emailaddress1": format!("kari@{}.example", share.customer.to_lowercase().replace(' ', "")),
+                    "parentcustomerid_account@odata.bind": format!("/accounts({account})")
+                }),
+                CrmKind::Salesforce => json!({
+                    "FirstName": "Kari", "LastName": "Nordmann",
+                    "Email": format!("kari@{}.example", share.customer.to_lowercase().replace(' ', "")),
+                    "AccountId": account
+                }),
+            };
+            let set = match self.kind {
+                CrmKind::Dynamics => "contacts",
+                CrmKind::Salesforce => "Contact",
+            };
+            let row = self
+                .control(Method::POST, &self.crm_side.control(set), Some(body))
+                .await;
+            Some(self.crm_side.id_of(set, &row))
+        } else {
+            None
+        };
+        let opportunities = self.crm_side.opportunities();
+        let mut body = self.crm_side.opportunity_body(share.name, &account);
+        let help = share.help.map(|code| self.crm_side.help_value(code));
+        match self.kind {
+            CrmKind::Dynamics => {
+                body["cosell_syncwithpartnercenter"] = json!(true);
+                body["cosell_visibility"] = json!(share.visible);
+                body["estimatedvalue"] = json!(share.deal_value);
+                if let Some(h) = help {
+                    body["cosell_microsofthelp"] = json!(h);
+                }
+                if let Some(c) = &contact {
+                    body["parentcontactid@odata.bind"] = json!(format!("/contacts({c})"));
+                }
+            }
+            CrmKind::Salesforce => {
+                body["Sync_with_Partner_Center__c"] = json!(true);
+                body["Referral_Visibility__c"] =
+                    json!(if share.visible { "Visible" } else { "Private" });
+                body["Amount"] = json!(share.deal_value);
+                if let Some(h) = help {
+                    body["How_can_Microsoft_help__c"] = json!(h);
+                }
+            }
+        }
+        let row = self
+            .control(
+                Method::POST,
+                &self.crm_side.control(opportunities),
+                Some(body),
+            )
+            .await;
+        let id = self.crm_side.id_of(opportunities, &row);
+        if let (CrmKind::Salesforce, Some(c)) = (self.kind, &contact) {
+            self.control(
+                Method::POST,
+                &self.crm_side.control("OpportunityContactRole"),
+                Some(json!({"OpportunityId": id, "ContactId": c, "IsPrimary": true})),
+            )
+            .await;
+        }
+        for solution in share.solutions {
+            let (set, body) = match self.kind {
+                CrmKind::Dynamics => (
+                    "cosell_solutions",
+                    json!({
+                        "cosell_solutionid": solution, "cosell_name": solution,
+                        "cosell_opportunityid@odata.bind": format!("/opportunities({id})")
+                    }),
+                ),
+                CrmKind::Salesforce => (
+                    "Microsoft_Solution__c",
+                    json!({"Solution_Id__c": solution, "Name": solution, "Opportunity__c": id}),
+                ),
+            };
+            self.control(Method::POST, &self.crm_side.control(set), Some(body))
+                .await;
+        }
+        id
+    }
+
+    /// A seller changes an opportunity's fields (the CRM's own names and values).
+    pub async fn seller_edits(&self, id: &str, fields: Value) {
+        let set = self.crm_side.opportunities();
+        let path = match self.kind {
+            CrmKind::Dynamics => self.crm_side.control(&format!("{set}({id})")),
+            CrmKind::Salesforce => self.crm_side.control(&format!("{set}/{id}")),
+        };
+        self.control(Method::PATCH, &path, Some(fields)).await;
+    }
+
+    /// A seller renames an opportunity (keeping whatever marker it shows).
+    pub async fn seller_renames(&self, id: &str, name: &str) {
+        let field = self.crm_side.name_field();
+        self.seller_edits(id, json!({ field: name })).await;
+    }
+
+    /// A seller changes the deal value.
+    pub async fn seller_sets_deal_value(&self, id: &str, value: f64) {
+        let field = self.crm_side.deal_value_field();
+        self.seller_edits(id, json!({ field: value })).await;
+    }
+
+    /// A seller moves an opportunity to a stage: out of the hold stage to active, or closed.
+    pub async fn seller_moves_to(&self, id: &str, stage: Stage) {
+        let fields = match (self.kind, stage) {
+            (CrmKind::Dynamics, Stage::Active) => json!({"statecode": 0, "statuscode": 1}),
+            (CrmKind::Dynamics, Stage::OnHold) => json!({"statecode": 0, "statuscode": 2}),
+            (CrmKind::Dynamics, Stage::Won) => json!({"statecode": 1, "statuscode": 3}),
+            (CrmKind::Dynamics, Stage::Lost) => json!({"statecode": 2, "statuscode": 4}),
+            (CrmKind::Salesforce, Stage::Active) => json!({"StageName": "Qualification"}),
+            (CrmKind::Salesforce, Stage::OnHold) => json!({"StageName": "On Hold"}),
+            (CrmKind::Salesforce, Stage::Won) => json!({"StageName": "Closed Won"}),
+            (CrmKind::Salesforce, Stage::Lost) => json!({"StageName": "Closed Lost"}),
+        };
+        self.seller_edits(id, fields).await;
+    }
+
+    /// One run of the CRM change poller and the reconciliation, as the scheduled function runs
+    /// them.
+    pub async fn poll(&self) -> PollReport {
+        let poller = Poller {
+            crm: self.crm.as_ref(),
+            pc: self.pc.as_ref(),
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            options: &self.poller_options,
+        };
+        let (report, errors) = poller.run(Utc::now()).await;
+        assert!(errors.is_empty(), "the poll failed: {errors:?}");
+        report
+    }
+
+    /// Polls and syncs until neither the poll nor the webhooks bring anything new: what a
+    /// seller waits for after a change in the CRM.
+    pub async fn settle(&self) -> QueueRun {
+        let mut run = QueueRun::default();
+        for _ in 0..20 {
+            let report = self.poll().await;
+            let batch = self.sync().await;
+            let quiet =
+                report.crm_enqueued + report.referrals_enqueued == 0 && batch.received() == 0;
+            run.add(batch);
+            if quiet {
+                return run;
+            }
+        }
+        panic!("the poll and the queue did not settle after 20 rounds: {run:?}");
+    }
+
+    /// The partner's referral carrying `crm_id` as `externalReferenceId`, if any; panics when
+    /// there are several.
+    pub async fn referral_for_opportunity(&self, crm_id: &str) -> Option<Value> {
+        let mine: Vec<Value> = self
+            .referrals()
+            .await
+            .into_iter()
+            .filter(|(owner, r)| {
+                owner != "microsoft" && r["externalReferenceId"].as_str() == Some(crm_id)
+            })
+            .map(|(_, r)| r)
+            .collect();
+        assert!(
+            mine.len() <= 1,
+            "several referrals carry {crm_id}: {mine:#?}"
+        );
+        mine.into_iter().next()
     }
 
     // ---- counters and the connector's own records ------------------------------------
@@ -1342,7 +1614,7 @@ fn partner_center(sandbox: &Sandbox) -> PartnerCenterClient {
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("Partner Center client: {e}"))
 }
 
-fn dataverse(sandbox: &Sandbox) -> DataverseCrm {
+fn dataverse(sandbox: &Sandbox, page_size: Option<usize>) -> DataverseCrm {
     let mut config = DataverseConfig::new(
         sandbox.base_url(),
         "contoso-tenant",
@@ -1351,6 +1623,9 @@ fn dataverse(sandbox: &Sandbox) -> DataverseCrm {
     );
     config.authority_url = sandbox.base_url().to_string();
     config.retry = fast_retries();
+    if let Some(n) = page_size {
+        config.page_size = n;
+    }
     config.timeout = Duration::from_secs(10);
     DataverseCrm::new(config).unwrap_or_else(|e| panic!("Dataverse adapter: {e}"))
 }
@@ -1359,6 +1634,7 @@ async fn salesforce(
     sandbox: &Sandbox,
     http: &reqwest::Client,
     sign_in: SalesforceSignIn,
+    batch_size: Option<usize>,
 ) -> SalesforceCrm {
     let app: Value = http
         .get(sandbox.url("/_sandbox/salesforce/connected-app"))
@@ -1389,6 +1665,7 @@ async fn salesforce(
     let mut config = SalesforceConfig::new(auth);
     config.login_url = s("loginUrl");
     config.retry = fast_retries();
+    config.query_batch_size = batch_size.and_then(|n| u32::try_from(n).ok());
     config.timeout = Duration::from_secs(10);
     SalesforceCrm::new(config).unwrap_or_else(|e| panic!("Salesforce adapter: {e}"))
 }

@@ -10,36 +10,7 @@ use cosell_e2e::stack::{Backend, CrmKind, Incoming, Stage, TestStack, changed_fi
 use cosell_shared::store::Outcome;
 use serde_json::{Value, json};
 
-/// Runs each scenario for both CRMs, on DynamoDB and SQS (moto) and on the embedded store and
-/// queue: `dynamics::aws::…`, `salesforce::embedded::…`.
-macro_rules! both_crms {
-    ($($scenario:ident),* $(,)?) => {
-        both_crms!(@crm dynamics, Dynamics; $($scenario),*);
-        both_crms!(@crm salesforce, Salesforce; $($scenario),*);
-    };
-    (@crm $module:ident, $kind:ident; $($scenario:ident),*) => {
-        mod $module {
-            both_crms!(@backend aws, Aws, $kind; $($scenario),*);
-            both_crms!(@backend embedded, Embedded, $kind; $($scenario),*);
-        }
-    };
-    (@backend $module:ident, $backend:ident, $kind:ident; $($scenario:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::super::$scenario(
-                        super::super::CrmKind::$kind,
-                        super::super::Backend::$backend,
-                    )
-                    .await
-                }
-            )*
-        }
-    };
-}
-
-both_crms!(
+cosell_e2e::every_stack!(
     a_co_sell_referral_becomes_one_opportunity_on_hold,
     an_existing_account_with_the_same_name_and_postal_code_is_used,
     leads_come_in_only_when_sync_co_sell_only_is_off,

@@ -115,6 +115,7 @@ async fn each_referrals_commands_come_back_in_the_order_sent() {
         pc_changed("REFERRAL-A", "referral-updated"),
         SyncCommand::CrmChanged {
             crm_id: "0065g00000XyZ12AAB".to_owned(),
+            referral_id: None,
         },
         pc_changed("referral-b", "related-referral-updated"),
         pc_changed("referral-a", "related-referral-created"),
@@ -250,7 +251,8 @@ fn a_body_that_is_not_a_sync_command_is_malformed() {
     assert_eq!(
         parse_message(r#"{"type":"crmChanged","crmId":"abc"}"#),
         Ok(SyncCommand::CrmChanged {
-            crm_id: "abc".to_owned()
+            crm_id: "abc".to_owned(),
+            referral_id: None,
         })
     );
 }

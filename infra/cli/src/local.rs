@@ -31,6 +31,7 @@ use cosell_shared::queue::{Queue, QueueConsumer};
 use cosell_shared::store::Store;
 use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::sync::consume;
+use cosell_shared::sync::poller::{Poller, PollerOptions};
 use cosell_shared::sync::{Processor, SyncOptions};
 use cosell_shared::wiring;
 use tokio::sync::Notify;
@@ -62,6 +63,8 @@ pub struct LocalOptions {
     pub public_url: Option<String>,
     pub demo: bool,
     pub data_dir: PathBuf,
+    /// How often the CRM change poller (and the reconciliation with Partner Center) runs.
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +208,18 @@ pub async fn run(
         stopping.clone(),
         stop_now.clone(),
     ));
+    let poller = tokio::spawn(poll_loop(
+        PollerParts {
+            crm: crm.clone(),
+            pc: pc.clone(),
+            store: backend.store.clone(),
+            queue: backend.queue.clone(),
+            options: config.poller.clone(),
+        },
+        options.poll_interval,
+        stopping.clone(),
+        stop_now.clone(),
+    ));
 
     let webhook_url = match (&options.public_url, &target) {
         (Some(url), _) => Some(url.clone()),
@@ -259,6 +274,7 @@ pub async fn run(
         task.abort();
     }
     let _ = worker.await;
+    let _ = poller.await;
     let _ = server.await;
     let waiting = backend
         .consumer
@@ -523,6 +539,60 @@ async fn receive(
     (status, [("content-type", "application/json")], reply.body)
 }
 
+/// What the poll loop runs against.
+struct PollerParts {
+    crm: Arc<dyn Crm>,
+    pc: Arc<PartnerCenterClient>,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    options: PollerOptions,
+}
+
+/// Polls the CRM and reconciles with Partner Center every `interval` until stopped, as the
+/// scheduled crm-poller function does in AWS. A run in progress finishes before the stop.
+async fn poll_loop(
+    parts: PollerParts,
+    interval: Duration,
+    stopping: Arc<AtomicBool>,
+    stop_now: Arc<Notify>,
+) {
+    while !stopping.load(Ordering::SeqCst) {
+        let poller = Poller {
+            crm: parts.crm.as_ref(),
+            pc: parts.pc.as_ref(),
+            store: parts.store.as_ref(),
+            queue: parts.queue.as_ref(),
+            options: &parts.options,
+        };
+        let (report, errors) = poller.run(chrono::Utc::now()).await;
+        if report.crm_enqueued + report.referrals_enqueued > 0 {
+            tracing::info!(
+                crm = report.crm_enqueued,
+                referrals = report.referrals_enqueued,
+                "the poll found changes to sync"
+            );
+        }
+        for e in errors {
+            tracing::warn!(error = %e, "the poll did not complete; it runs again at the next interval");
+        }
+        pause(interval, &stopping, &stop_now).await;
+    }
+}
+
+/// Sleeps for `duration`, or until a stop: one that came before this call is not missed.
+async fn pause(duration: Duration, stopping: &AtomicBool, stop_now: &Notify) {
+    let notified = stop_now.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = notified => {}
+    }
+}
+
 /// Receives and processes until stopped. A stop lets the message in hand finish and hands the
 /// rest of its batch back to the queue.
 async fn process_loop(
@@ -538,10 +608,7 @@ async fn process_loop(
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot receive from the queue; trying again shortly");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    () = stop_now.notified() => {}
-                }
+                pause(Duration::from_secs(2), &stopping, &stop_now).await;
                 continue;
             }
         };

@@ -51,6 +51,10 @@ struct LocalArgs {
     /// Where the embedded store and queue keep their files.
     #[arg(long, env = "COSELL_DATA_DIR", default_value = ".cosell")]
     data_dir: PathBuf,
+    /// Seconds between two runs of the CRM change poller and the reconciliation with Partner
+    /// Center (COSELL_POLL_INTERVAL_SECS).
+    #[arg(long, env = "COSELL_POLL_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    poll_interval: u64,
     /// A TOML file of settings (the environment variables' names and values); the environment
     /// wins over it.
     #[arg(long, env = "COSELL_CONFIG")]
@@ -113,6 +117,7 @@ async fn main() -> ExitCode {
                 public_url: args.public_url,
                 demo: args.demo,
                 data_dir: args.data_dir,
+                poll_interval: std::time::Duration::from_secs(args.poll_interval),
             };
             match local::run(options, settings, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -324,6 +324,17 @@ async fn the_demo_shows_where_each_referral_landed(kind: CrmKind) {
         table.contains("✔ Contoso: data platform modernisation"),
         "{table}"
     );
+    // And back: what sellers did in the CRM reached Partner Center.
+    let back = &out[out
+        .find("What sellers did in the CRM")
+        .expect("the second table")..];
+    for outcome in [
+        "Accepted the referral in Partner Center",
+        "Shared with Partner Center as a co-sell deal",
+        "Not shared with Partner Center: The country 'Norway'",
+    ] {
+        assert!(back.contains(outcome), "{outcome:?} in:\n{back}");
+    }
 
     cosell.interrupt();
     let status = cosell.exit().await;

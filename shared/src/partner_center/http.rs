@@ -215,14 +215,6 @@ impl PartnerCenterClient {
         })
     }
 
-    /// Every referral changed after `since`, oldest change first, across all pages: the
-    /// reconciliation poller's view. The watermark is written with the service's seven
-    /// fractional digits, rounded down, so nothing changed at `since` itself is missed.
-    pub async fn list_changed_since(&self, since: DateTime<Utc>) -> PcResult<Vec<Referral>> {
-        let filter = format!("updatedDateTime gt {}", odata_timestamp(since));
-        self.list(&filter, Some("updatedDateTime asc")).await
-    }
-
     /// Replaces the whole referral under `If-Match` = its eTag (the documented PUT), returning
     /// the stored result with its new eTag. A stale eTag gives
     /// [`PartnerCenterError::PreconditionFailed`].
@@ -600,6 +592,14 @@ impl PartnerCenter for PartnerCenterClient {
     async fn engagement_referrals(&self, engagement_id: &str) -> PcResult<Vec<Referral>> {
         let filter = format!("engagementId eq {}", odata_string(engagement_id));
         self.list(&filter, None).await
+    }
+
+    /// Every referral changed after `since`, oldest change first, across all pages: the
+    /// reconciliation poller's view. The watermark is written with the service's seven
+    /// fractional digits, rounded down, so nothing changed at `since` itself is missed.
+    async fn list_changed_since(&self, since: DateTime<Utc>) -> PcResult<Vec<Referral>> {
+        let filter = format!("updatedDateTime gt {}", odata_timestamp(since));
+        self.list(&filter, Some("updatedDateTime asc")).await
     }
 
     async fn create_referral(&self, referral: &Referral) -> PcResult<Referral> {

@@ -6,6 +6,7 @@ pub mod signature;
 pub mod token;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::referral::Referral;
 
@@ -68,6 +69,9 @@ pub trait PartnerCenter: Send + Sync {
     async fn find_by_external_reference(&self, crm_id: &str) -> PcResult<Option<Referral>>;
     /// Every referral of an engagement (the partner's and the related ones).
     async fn engagement_referrals(&self, engagement_id: &str) -> PcResult<Vec<Referral>>;
+    /// Every referral changed after `since`, oldest change first, across all pages: what the
+    /// reconciliation compares with the links.
+    async fn list_changed_since(&self, since: DateTime<Utc>) -> PcResult<Vec<Referral>>;
     async fn create_referral(&self, referral: &Referral) -> PcResult<Referral>;
     /// JSON Patch under `If-Match` when an eTag is given; returns the new eTag when known.
     async fn patch_referral(

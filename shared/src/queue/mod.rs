@@ -28,7 +28,13 @@ pub enum SyncCommand {
     },
     /// The CRM record changed.
     #[serde(rename_all = "camelCase")]
-    CrmChanged { crm_id: String },
+    CrmChanged {
+        crm_id: String,
+        /// The referral the record is linked to, when it is: its commands from both sides
+        /// then share one group, so they never run at the same time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        referral_id: Option<String>,
+    },
 }
 
 impl SyncCommand {
@@ -38,7 +44,11 @@ impl SyncCommand {
             SyncCommand::PartnerCenterChanged { referral_id, .. } => {
                 format!("referral:{}", referral_id.to_ascii_lowercase())
             }
-            SyncCommand::CrmChanged { crm_id } => format!("crm:{crm_id}"),
+            SyncCommand::CrmChanged {
+                referral_id: Some(referral_id),
+                ..
+            } => format!("referral:{}", referral_id.to_ascii_lowercase()),
+            SyncCommand::CrmChanged { crm_id, .. } => format!("crm:{crm_id}"),
         }
     }
 }
@@ -112,4 +122,31 @@ pub trait QueueConsumer: Send + Sync {
     /// Makes an in-flight message visible again after `delay` (zero: at once).
     async fn release(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_linked_crm_change_waits_in_its_referrals_group() {
+        let webhook = SyncCommand::PartnerCenterChanged {
+            referral_id: "ABC-1".into(),
+            event: "referral-updated".into(),
+        };
+        let linked = SyncCommand::CrmChanged {
+            crm_id: "0065g00000XyZ12AAB".into(),
+            referral_id: Some("abc-1".into()),
+        };
+        let new = SyncCommand::CrmChanged {
+            crm_id: "0065g00000XyZ12AAB".into(),
+            referral_id: None,
+        };
+        assert_eq!(linked.group(), webhook.group());
+        assert_eq!(new.group(), "crm:0065g00000XyZ12AAB");
+        // A command from before the field existed still reads.
+        let old: SyncCommand =
+            serde_json::from_str(r#"{"type":"crmChanged","crmId":"x"}"#).expect("parses");
+        assert_eq!(old.group(), "crm:x");
+    }
 }

@@ -9,10 +9,19 @@ use crate::domain::audit;
 use crate::domain::classify::{Kind, classify};
 use crate::domain::mapping::{self, Changed};
 use crate::domain::marker::{self, Mark};
+use crate::domain::merge;
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Referral, ReferralType, Status};
 use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
+
+/// What the three-way merge leaves for an inbound update.
+struct InboundMerge {
+    changed: Changed,
+    synced: Projection,
+    /// Conflicts and refusals, for the Audit line.
+    notes: Vec<String>,
+}
 
 /// The ports one sync runs against.
 pub struct Inbound<'a> {
@@ -402,9 +411,11 @@ impl Inbound<'_> {
     ) -> Result<Handled, SyncError> {
         let id = link.referral_id.clone();
         let current = mapping::referral_projection(own, related);
-        let changed = match &link.synced {
-            Some(base) => Changed::between(base, &current),
-            None => Changed::all(),
+        let merged = self.merge_with_crm(own, &current, &link).await?;
+        let changed = match (&link.synced, &merged) {
+            (_, Some(m)) => m.changed,
+            (Some(base), None) => Changed::between(base, &current),
+            (None, None) => Changed::all(),
         };
         link.referral_etag = own.e_tag.clone().or(link.referral_etag);
         link.terminal = own.status == Some(Status::Closed);
@@ -413,7 +424,13 @@ impl Inbound<'_> {
             return Ok(Handled::Unchanged);
         }
         let names = changed.names();
-        let message = format!("Updated from Partner Center: {}", names.join(", "));
+        let mut message = format!("Updated from Partner Center: {}", names.join(", "));
+        if let Some(m) = &merged {
+            for line in &m.notes {
+                message.push_str("; ");
+                message.push_str(line);
+            }
+        }
         // No projection synced yet: a record the referral named that the connector adopts now.
         // It becomes the referral's record like a new one would.
         let adopting = link.synced.is_none();
@@ -470,7 +487,10 @@ impl Inbound<'_> {
         if let Some(e_tag) = self.write_back(own, &link.crm_id).await? {
             link.referral_etag = Some(e_tag);
         }
-        link.synced = Some(current);
+        link.synced = Some(match merged {
+            Some(m) => m.synced,
+            None => current,
+        });
         link.last_error = None;
         let crm_id = link.crm_id.clone();
         self.save(link).await?;
@@ -479,6 +499,54 @@ impl Inbound<'_> {
             crm_id,
             fields: names,
         })
+    }
+
+    /// For a linked opportunity: what the seller changed in the CRM since the last sync is kept
+    /// (the outbound sync sends it), a field both sides changed goes to the later change, and
+    /// the CRM only gets what Partner Center changed. `None` for a lead, a record adopted now, or
+    /// an opportunity that is gone (the update reports that).
+    async fn merge_with_crm(
+        &self,
+        own: &Referral,
+        current: &Projection,
+        link: &Link,
+    ) -> Result<Option<InboundMerge>, SyncError> {
+        let Some(base) = &link.synced else {
+            return Ok(None);
+        };
+        if link.record != RecordKind::Opportunity {
+            return Ok(None);
+        }
+        let Some(existing) = self.crm.get_opportunity(&link.crm_id).await? else {
+            return Ok(None);
+        };
+        let crm_now = crate::domain::outbound::crm_projection(&existing.fields);
+        let pc_changed_at = own
+            .updated_date_time
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let m = merge::merge(base, &crm_now, current, existing.modified_at, pc_changed_at);
+        // The fields the merge leaves alone flow from Partner Center as before.
+        let only_pc = Changed::between(base, current);
+        let mut changed = m.to_crm.fields;
+        changed.status |= only_pc.status;
+        changed.microsoft_status |= only_pc.microsoft_status;
+        changed.microsoft_crm_id |= only_pc.microsoft_crm_id;
+        // The new base: Partner Center's values, except where the CRM's change is still to be
+        // sent (there the base stays, so the outbound sync sees the change).
+        let synced = merge::Update {
+            fields: m.to_pc.fields,
+            values: base.clone(),
+        }
+        .apply_to(current);
+        let mut notes = m.conflict_lines();
+        notes.extend(m.refusal_lines());
+        Ok(Some(InboundMerge {
+            changed,
+            synced,
+            notes,
+        }))
     }
 
     /// Writes the changed fields, the ✔ marker and an Audit line, and the connector's own

@@ -4,6 +4,8 @@
 pub mod batch;
 pub mod consume;
 pub mod inbound;
+pub mod outbound;
+pub mod poller;
 
 use std::time::Duration;
 
@@ -127,11 +129,27 @@ impl Processor {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            crate::queue::SyncCommand::CrmChanged { crm_id } => {
-                // CRM → Partner Center arrives with the change poller; until then the command
-                // is acknowledged so it does not block its group.
-                tracing::info!(%crm_id, "CRM change noted; outbound sync is not enabled");
-                Ok(())
+            crate::queue::SyncCommand::CrmChanged { crm_id, .. } => {
+                let outbound = outbound::Outbound {
+                    pc: self.pc.as_ref(),
+                    crm: self.crm.as_ref(),
+                    store: self.store.as_ref(),
+                    options: &self.options,
+                };
+                match outbound
+                    .opportunity_changed(&crm_id, chrono::Utc::now())
+                    .await
+                {
+                    Ok(Handled::Failed { reason }) => {
+                        tracing::warn!(%crm_id, %reason, "sync to Partner Center failed; shown in Audit");
+                        Ok(())
+                    }
+                    Ok(other) => {
+                        tracing::info!(%crm_id, outcome = ?other, "synced to Partner Center");
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
         }
     }

@@ -1,0 +1,482 @@
+//! CRM → Partner Center: an opportunity with Sync with Partner Center = yes changed (the poller
+//! found it); read both sides fresh, decide, write Partner Center, then the CRM's Audit and
+//! marker, and record the link.
+//!
+//! - No link yet: the seller shares a new deal. Validate first (no Partner Center call when the
+//!   data cannot make a referral), then look for a referral already carrying this CRM id (a create
+//!   whose answer was lost) before creating one.
+//! - Linked: the stage moves the referral (accept, decline, won, lost); the shared fields go
+//!   through the three-way merge with the last synced projection, so only what the seller
+//!   changed is sent, a field both sides changed goes to the later change, and nothing echoes.
+
+use chrono::{DateTime, Utc};
+
+use super::{Handled, SyncError, SyncOptions};
+use crate::crm::{Crm, CrmError, Opportunity, OpportunityFields};
+use crate::domain::audit;
+use crate::domain::mapping;
+use crate::domain::marker::{self, Mark};
+use crate::domain::merge;
+use crate::domain::outbound::{self as rules, StatusAction};
+use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
+use crate::referral::{Direction, Referral, Status};
+use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
+
+/// How many times an update re-reads the referral after a lost `If-Match` race.
+const PRECONDITION_ATTEMPTS: usize = 3;
+
+/// The ports one sync runs against.
+pub struct Outbound<'a> {
+    pub pc: &'a dyn PartnerCenter,
+    pub crm: &'a dyn Crm,
+    pub store: &'a dyn Store,
+    pub options: &'a SyncOptions,
+}
+
+fn chrono_after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// The journal key of a CRM record that has no referral yet.
+fn crm_journal_key(crm_id: &str) -> String {
+    format!("crm:{crm_id}")
+}
+
+impl Outbound<'_> {
+    /// Handles `CrmChanged { crm_id }`. Safe to run twice: a version of the opportunity already
+    /// synced is skipped, a create first looks for the referral, updates send only differences.
+    pub async fn opportunity_changed(
+        &self,
+        crm_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let Some(opportunity) = self.crm.get_opportunity(crm_id).await? else {
+            return Ok(Handled::Skipped {
+                reason: format!("opportunity {crm_id} is no longer in the CRM"),
+            });
+        };
+        if opportunity.fields.sync_with_partner_center != Some(true) {
+            return Ok(Handled::Skipped {
+                reason: "Sync with Partner Center is off".into(),
+            });
+        }
+        let key = format!(
+            "crm:{crm_id}:{}",
+            super::poller::opportunity_version(&opportunity)
+        );
+        match self
+            .store
+            .claim(&key, now, chrono_after(now, self.options.in_progress_ttl))
+            .await?
+        {
+            Claim::Completed => {
+                return Ok(Handled::Skipped {
+                    reason: "this version of the opportunity is already synced".into(),
+                });
+            }
+            Claim::InProgress => return Err(SyncError::Busy(crm_id.to_string())),
+            Claim::Acquired => {}
+        }
+        let result = match self.store.link_by_crm(crm_id).await? {
+            Some(link) => self.update(&opportunity, link, now).await,
+            None => self.share(&opportunity, now).await,
+        };
+        match &result {
+            Ok(_) => {
+                self.store
+                    .complete(&key, chrono_after(now, self.options.idempotency_ttl))
+                    .await?
+            }
+            Err(_) => {
+                let _ = self.store.release(&key).await;
+            }
+        }
+        result
+    }
+
+    /// A new deal the seller shares: validate, find or create the referral, write back.
+    async fn share(
+        &self,
+        opportunity: &Opportunity,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let crm_id = opportunity.id.as_str();
+        if let Some(referral_id) = opportunity.fields.referral_id.as_deref() {
+            // Came from Partner Center; its own sync records the link.
+            return Ok(Handled::Skipped {
+                reason: format!(
+                    "the opportunity stands for referral {referral_id}, whose sync links it"
+                ),
+            });
+        }
+        let fields = &opportunity.fields;
+        let account = match fields.account_id.as_deref() {
+            Some(id) => self.crm.get_account(id).await?.map(|a| a.fields),
+            None => None,
+        };
+        let contact = match fields.contact_id.as_deref() {
+            Some(id) => self.crm.get_contact(id).await?.map(|c| c.fields),
+            None => None,
+        };
+        let solutions = self.crm.solution_links(crm_id).await?;
+        if let Err(problems) =
+            rules::validate(fields, account.as_ref(), contact.as_ref(), &solutions)
+        {
+            let reason = format!("Not shared with Partner Center: {}", problems.join(" "));
+            self.mark(opportunity, Mark::Failed, &reason, None, now)
+                .await?;
+            self.journal(&crm_journal_key(crm_id), now, Outcome::Failed, &reason)
+                .await?;
+            return Ok(Handled::Failed { reason });
+        }
+
+        // A create whose answer was lost committed all the same: find it before creating.
+        let referral = match self.pc.find_by_external_reference(crm_id).await? {
+            Some(existing) => existing,
+            None => {
+                let body = rules::new_referral(
+                    fields,
+                    account.as_ref(),
+                    contact.as_ref(),
+                    &solutions,
+                    crm_id,
+                );
+                match self.pc.create_referral(&body).await {
+                    Ok(created) => created,
+                    Err(PartnerCenterError::Rejected { message, target }) => {
+                        let reason = match target {
+                            Some(t) => {
+                                format!("Partner Center refused the referral ({t}): {message}")
+                            }
+                            None => format!("Partner Center refused the referral: {message}"),
+                        };
+                        self.mark(opportunity, Mark::Failed, &reason, None, now)
+                            .await?;
+                        self.journal(&crm_journal_key(crm_id), now, Outcome::Failed, &reason)
+                            .await?;
+                        return Ok(Handled::Failed { reason });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let Some(referral_id) = referral.id.clone() else {
+            return Err(SyncError::PartnerCenter(PartnerCenterError::Transient {
+                status: None,
+                retry_after: None,
+                message: "the created referral has no id".into(),
+            }));
+        };
+        let deal = rules::deal_type(fields);
+        let message = format!("Shared with Partner Center as a {deal} deal");
+        // What Partner Center made of the deal (its status; visibility for co-sell) becomes the
+        // CRM's too, and the first base: the next poll then finds nothing to send.
+        let crm_now = rules::crm_projection(fields);
+        let first = merge::merge(
+            &crm_now,
+            &crm_now,
+            &mapping::referral_projection(&referral, None),
+            None,
+            None,
+        );
+        let identity = OpportunityFields {
+            referral_id: Some(referral_id.clone()),
+            referral_link: Some(self.options.referral_link(&referral_id)),
+            ..first.crm_update()
+        };
+        self.mark(opportunity, Mark::Synced, &message, Some(identity), now)
+            .await?;
+        let mut projection = first.merged.clone();
+        projection.status = mapping::referral_projection(&referral, None).status;
+        let link = Link {
+            referral_id: referral_id.clone(),
+            crm_id: crm_id.to_string(),
+            record: RecordKind::Opportunity,
+            crm_kind: self.crm.kind(),
+            engagement_id: referral.engagement_id.clone(),
+            synced: Some(projection),
+            referral_etag: referral.e_tag.clone(),
+            crm_modified_at: opportunity.modified_at,
+            terminal: referral.status == Some(Status::Closed),
+            last_error: None,
+            version: 1,
+        };
+        self.store.put_link(&link).await?;
+        self.journal(&referral_id, now, Outcome::Synced, &message)
+            .await?;
+        Ok(Handled::Created {
+            crm_id: referral_id,
+        })
+    }
+
+    /// A linked opportunity changed: move the referral's status, merge the shared fields.
+    async fn update(
+        &self,
+        opportunity: &Opportunity,
+        mut link: Link,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        if link.record != RecordKind::Opportunity {
+            return Ok(Handled::Skipped {
+                reason: "leads only come from Partner Center".into(),
+            });
+        }
+        let referral_id = link.referral_id.clone();
+        for _ in 0..PRECONDITION_ATTEMPTS {
+            let Some(referral) = self.pc.get_referral(&referral_id).await? else {
+                let reason =
+                    format!("referral {referral_id} is no longer visible in Partner Center");
+                self.mark(opportunity, Mark::Failed, &reason, None, now)
+                    .await?;
+                self.journal(&referral_id, now, Outcome::Failed, &reason)
+                    .await?;
+                return Ok(Handled::Failed { reason });
+            };
+            match self.apply(opportunity, &referral, &mut link, now).await {
+                Err(SyncError::PartnerCenter(PartnerCenterError::PreconditionFailed)) => {
+                    // Changed in Partner Center since it was read: read again, merge again.
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(SyncError::PartnerCenter(
+            PartnerCenterError::PreconditionFailed,
+        ))
+    }
+
+    async fn apply(
+        &self,
+        opportunity: &Opportunity,
+        referral: &Referral,
+        link: &mut Link,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, SyncError> {
+        let referral_id = link.referral_id.clone();
+        let (status, substatus) = match (&referral.status, &referral.substatus) {
+            (Some(s), Some(sub)) => (s.clone(), sub.clone()),
+            _ => {
+                return Ok(Handled::Skipped {
+                    reason: "the referral has no status".into(),
+                });
+            }
+        };
+        let incoming = referral.direction == Some(Direction::Incoming);
+        let crm_state = opportunity
+            .fields
+            .state
+            .unwrap_or(crate::crm::OpportunityState::Active);
+        let action = rules::status_action(crm_state, &status, &substatus, incoming);
+        if let StatusAction::Refused { message } = &action {
+            self.mark(opportunity, Mark::Failed, message, None, now)
+                .await?;
+            self.journal(&referral_id, now, Outcome::Failed, message)
+                .await?;
+            return Ok(Handled::Failed {
+                reason: message.clone(),
+            });
+        }
+        let sends_edits = rules::sends_edits(crm_state, &status, &substatus, incoming)
+            || !matches!(action, StatusAction::None);
+
+        let base = link.synced.clone().unwrap_or_default();
+        let crm_now = rules::crm_projection(&opportunity.fields);
+        let pc_now = mapping::referral_projection(referral, None);
+        let merged = merge::merge(
+            &base,
+            &crm_now,
+            &pc_now,
+            opportunity.modified_at,
+            updated_at(referral),
+        );
+
+        let mut ops: Vec<PatchOp> = Vec::new();
+        if sends_edits {
+            ops.extend(rules::patch_ops(referral, &merged.to_pc));
+        }
+        ops.extend(action.patch_ops());
+        let mut lines: Vec<(Mark, String)> = Vec::new();
+        for refusal in merged.refusal_lines() {
+            lines.push((Mark::Failed, refusal));
+        }
+        for conflict in merged.conflict_lines() {
+            lines.push((Mark::Synced, conflict));
+        }
+
+        let e_tag = if ops.is_empty() {
+            referral.e_tag.clone()
+        } else {
+            match self
+                .pc
+                .patch_referral(&referral_id, referral.e_tag.as_deref(), &ops)
+                .await
+            {
+                Ok(e_tag) => e_tag.or_else(|| referral.e_tag.clone()),
+                Err(PartnerCenterError::Rejected { message, target }) => {
+                    let reason = match target {
+                        Some(t) => format!("Partner Center refused the change ({t}): {message}"),
+                        None => format!("Partner Center refused the change: {message}"),
+                    };
+                    self.mark(opportunity, Mark::Failed, &reason, None, now)
+                        .await?;
+                    link.last_error = Some(reason.clone());
+                    self.save(link.clone()).await?;
+                    self.journal(&referral_id, now, Outcome::Failed, &reason)
+                        .await?;
+                    return Ok(Handled::Failed { reason });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let sent = describe(&action, &merged, sends_edits);
+        if let Some(message) = &sent {
+            lines.push((Mark::Synced, message.clone()));
+        }
+        let failed = lines.iter().any(|(m, _)| *m == Mark::Failed);
+        let to_crm = merged.crm_update();
+        if !lines.is_empty() || to_crm != OpportunityFields::default() {
+            self.write_crm(opportunity, to_crm, &lines, failed, now)
+                .await?;
+        }
+
+        let mut synced = if sends_edits {
+            merged.merged.clone()
+        } else {
+            base.clone()
+        };
+        synced.status = Some(action.status_after(&status, &substatus));
+        synced.microsoft_status = pc_now
+            .microsoft_status
+            .clone()
+            .or(base.microsoft_status.clone());
+        synced.microsoft_crm_id = pc_now
+            .microsoft_crm_id
+            .clone()
+            .or(base.microsoft_crm_id.clone());
+        link.synced = Some(synced);
+        link.referral_etag = e_tag;
+        link.crm_modified_at = opportunity.modified_at;
+        link.terminal = action.is_terminal() || status == Status::Closed;
+        link.last_error = None;
+        self.save(link.clone()).await?;
+        match sent {
+            Some(message) => {
+                self.journal(&referral_id, now, Outcome::Synced, &message)
+                    .await?;
+                Ok(Handled::Updated {
+                    crm_id: link.crm_id.clone(),
+                    fields: merged.pc_field_names(),
+                })
+            }
+            None => Ok(Handled::Unchanged),
+        }
+    }
+
+    /// The ✔/✖ marker and Audit lines, plus `extra` fields, on the opportunity.
+    async fn mark(
+        &self,
+        opportunity: &Opportunity,
+        mark: Mark,
+        message: &str,
+        extra: Option<OpportunityFields>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        self.write_crm(
+            opportunity,
+            extra.unwrap_or_default(),
+            &[(mark, message.to_string())],
+            mark == Mark::Failed,
+            now,
+        )
+        .await
+    }
+
+    async fn write_crm(
+        &self,
+        opportunity: &Opportunity,
+        mut fields: OpportunityFields,
+        lines: &[(Mark, String)],
+        failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        let current = opportunity.fields.name.as_deref().unwrap_or("");
+        let bare = fields
+            .name
+            .clone()
+            .unwrap_or_else(|| marker::strip(current).to_string());
+        let mark = if failed { Mark::Failed } else { Mark::Synced };
+        let marked = marker::apply(&bare, mark, self.options.marker);
+        fields.name = (marked != current).then_some(marked);
+        let mut audit_text = opportunity.fields.audit.clone().unwrap_or_default();
+        // Oldest first, so the newest ends on top.
+        for (m, line) in lines.iter().rev() {
+            audit_text = audit::prepend(
+                &audit_text,
+                &audit::line(now, *m, line),
+                self.options.audit_max_chars,
+            );
+        }
+        if !lines.is_empty() {
+            fields.audit = Some(audit_text);
+        }
+        match self.crm.update_opportunity(&opportunity.id, &fields).await {
+            Ok(()) => Ok(()),
+            // The seller sees the journal through `cosell status`; the referral side is done.
+            Err(CrmError::Rejected { message, .. }) => {
+                tracing::warn!(crm_id = %opportunity.id, %message, "the CRM refused the connector's Audit/marker write");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn save(&self, mut link: Link) -> Result<(), SyncError> {
+        link.version += 1;
+        Ok(self.store.put_link(&link).await?)
+    }
+
+    async fn journal(
+        &self,
+        key: &str,
+        at: DateTime<Utc>,
+        outcome: Outcome,
+        message: &str,
+    ) -> Result<(), SyncError> {
+        Ok(self
+            .store
+            .append_journal(&JournalEntry {
+                at,
+                referral_id: key.to_string(),
+                outcome,
+                message: message.to_string(),
+            })
+            .await?)
+    }
+}
+
+fn updated_at(referral: &Referral) -> Option<DateTime<Utc>> {
+    referral
+        .updated_date_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The Audit line for what went to Partner Center, if anything did.
+fn describe(action: &StatusAction, merged: &merge::Merge, sends_edits: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(what) = action.describe() {
+        parts.push(what);
+    }
+    let fields = merged.pc_field_names();
+    if sends_edits && !fields.is_empty() {
+        parts.push(format!("sent to Partner Center: {}", fields.join(", ")));
+    }
+    (!parts.is_empty()).then(|| {
+        let mut text = parts.join("; ");
+        if let Some(first) = text.get(..1) {
+            text = first.to_uppercase() + &text[1..];
+        }
+        text
+    })
+}

@@ -1,0 +1,312 @@
+//! What the CRM change poller does on each run (the `crm-poller` function on a schedule, a loop
+//! in `cosell local`): enqueue a sync command for every opportunity whose synced fields changed
+//! in the CRM, and reconcile with Partner Center, so a webhook that never arrived costs one
+//! interval, not a lost referral.
+//!
+//! Both halves only enqueue: the processor reads fresh state and decides, so a command enqueued
+//! twice (an overlap, a repeated page after a crash) does no harm. A cursor only moves after the
+//! commands of what it covers are in the queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::crm::{Crm, CrmError, Opportunity};
+use crate::domain::mapping;
+use crate::domain::outbound::crm_projection;
+use crate::partner_center::{PartnerCenter, PartnerCenterError};
+use crate::queue::{Outgoing, Queue, QueueError, SyncCommand};
+use crate::referral::{Referral, Status, Substatus};
+use crate::store::{Link, Store, StoreError};
+
+/// The store cursor of the CRM change feed (the adapter's own format).
+pub const CRM_CURSOR: &str = "crm-opportunities";
+/// The store cursor of the reconciliation: the newest `updatedDateTime` seen (RFC 3339).
+pub const RECONCILIATION_CURSOR: &str = "partner-center-referrals";
+/// The event name reconciliation gives its commands for the partner's referrals (webhooks give
+/// theirs).
+pub const RECONCILIATION_EVENT: &str = "reconciliation";
+/// The event it gives Microsoft's referrals: they only update the Microsoft fields of ours.
+pub const RELATED_EVENT: &str = "related-referral-updated";
+/// `organizationId` of Microsoft's own referrals (as `inviteContext.invitedBy` names Microsoft).
+pub const MICROSOFT_ORGANIZATION_ID: &str = "msft";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollerOptions {
+    /// Reconciliation lists referrals changed since its watermark minus this, so a change
+    /// stamped just before the last run's newest one (clocks, paging) is not missed.
+    pub reconciliation_overlap: Duration,
+    /// How far back the first reconciliation looks.
+    pub reconciliation_first_window: Duration,
+    /// A bound on pages per run, so one run cannot go on forever while sellers keep editing.
+    pub max_pages: usize,
+}
+
+impl Default for PollerOptions {
+    fn default() -> Self {
+        PollerOptions {
+            reconciliation_overlap: Duration::from_secs(10 * 60),
+            reconciliation_first_window: Duration::from_secs(24 * 3600),
+            max_pages: 100,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("CRM: {0}")]
+    Crm(#[from] CrmError),
+    #[error("Partner Center: {0}")]
+    PartnerCenter(#[from] PartnerCenterError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// What one run did, for the log line and the function's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollReport {
+    pub crm_pages: usize,
+    pub crm_changed: usize,
+    pub crm_enqueued: usize,
+    pub referrals_listed: usize,
+    pub referrals_enqueued: usize,
+}
+
+/// The ports a poll runs against.
+pub struct Poller<'a> {
+    pub crm: &'a dyn Crm,
+    pub pc: &'a dyn PartnerCenter,
+    pub store: &'a dyn Store,
+    pub queue: &'a dyn Queue,
+    pub options: &'a PollerOptions,
+}
+
+impl Poller<'_> {
+    /// Both halves; a failure of one does not keep the other from running.
+    pub async fn run(&self, now: DateTime<Utc>) -> (PollReport, Vec<PollError>) {
+        let mut report = PollReport::default();
+        let mut errors = Vec::new();
+        if let Err(e) = self.poll_crm(&mut report).await {
+            errors.push(e);
+        }
+        if let Err(e) = self.reconcile(now, &mut report).await {
+            errors.push(e);
+        }
+        (report, errors)
+    }
+
+    /// Follows the CRM change feed from the stored cursor, page by page.
+    pub async fn poll_crm(&self, report: &mut PollReport) -> Result<(), PollError> {
+        let mut cursor = self.store.cursor(CRM_CURSOR).await?;
+        for _ in 0..self.options.max_pages.max(1) {
+            let page = self.crm.opportunity_changes(cursor.as_deref()).await?;
+            report.crm_pages += 1;
+            for opportunity in &page.opportunities {
+                report.crm_changed += 1;
+                if let Some(referral_id) = self.needs_sync(opportunity).await? {
+                    self.queue
+                        .send(&Outgoing {
+                            command: SyncCommand::CrmChanged {
+                                crm_id: opportunity.id.clone(),
+                                referral_id,
+                            },
+                            dedup_id: crm_dedup_id(opportunity),
+                        })
+                        .await?;
+                    report.crm_enqueued += 1;
+                }
+            }
+            self.store.put_cursor(CRM_CURSOR, &page.cursor).await?;
+            cursor = Some(page.cursor);
+            if !page.more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an opportunity differs from what was last synced: new with Sync = yes, or a
+    /// shared field or its stage changed. The connector's own writes project to the last synced
+    /// state, so they are never enqueued (no echo). `Some` holds the linked referral, if any.
+    async fn needs_sync(
+        &self,
+        opportunity: &Opportunity,
+    ) -> Result<Option<Option<String>>, PollError> {
+        if opportunity.fields.sync_with_partner_center != Some(true) {
+            return Ok(None);
+        }
+        let Some(link) = self.store.link_by_crm(&opportunity.id).await? else {
+            // Not shared yet. When the connector made the last change (✖ and an Audit line
+            // after a failed validation), the seller has not fixed anything since: trying
+            // again would only repeat the failure, forever.
+            return Ok((!opportunity.modified_by_connector).then_some(None));
+        };
+        // After a terminal state nothing more goes to Partner Center; the CRM may go on
+        // differing (a reopened deal). Each change the seller makes there is answered once (an
+        // Audit line saying why it went nowhere), not again after the connector's own answer.
+        let differs = if link.terminal {
+            !opportunity.modified_by_connector && crm_differs_from_link(opportunity, &link)
+        } else {
+            crm_differs_from_link(opportunity, &link)
+        };
+        Ok(differs.then_some(Some(link.referral_id)))
+    }
+
+    /// Lists referrals changed since the watermark and enqueues those whose eTag is not the
+    /// one the link recorded.
+    pub async fn reconcile(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut PollReport,
+    ) -> Result<(), PollError> {
+        let watermark = match self.store.cursor(RECONCILIATION_CURSOR).await? {
+            Some(text) => DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "the cursor {RECONCILIATION_CURSOR} is not an RFC 3339 time"
+                    ))
+                })?,
+            None => now - chrono_duration(self.options.reconciliation_first_window),
+        };
+        let since = watermark - chrono_duration(self.options.reconciliation_overlap);
+        let referrals = self.pc.list_changed_since(since).await?;
+        report.referrals_listed += referrals.len();
+        let mut newest = watermark;
+        for referral in &referrals {
+            let Some(id) = referral.id.as_deref() else {
+                continue;
+            };
+            if let Some(updated) = updated_at(referral) {
+                newest = newest.max(updated);
+            }
+            // Microsoft's own referral beside ours: what its missed webhook would have said.
+            let microsoft = referral
+                .organization_id
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(MICROSOFT_ORGANIZATION_ID));
+            let link = self.store.link_by_referral(id).await?;
+            let e_tag = referral.e_tag.as_deref().unwrap_or("");
+            let seen_key = format!("reconciled:{}", id.to_ascii_lowercase());
+            let behind = match &link {
+                Some(link) => link.referral_etag.as_deref() != referral.e_tag.as_deref(),
+                // Never linked (a referral the CRM does not take, a new one whose webhook was
+                // missed, Microsoft's): handed to the processor once per version, which decides
+                // and journals; the overlap lists it again and again otherwise.
+                None => self.store.cursor(&seen_key).await?.as_deref() != Some(e_tag),
+            };
+            if behind {
+                let event = if microsoft {
+                    RELATED_EVENT
+                } else {
+                    RECONCILIATION_EVENT
+                };
+                self.queue
+                    .send(&Outgoing {
+                        command: SyncCommand::PartnerCenterChanged {
+                            referral_id: id.to_string(),
+                            event: event.to_string(),
+                        },
+                        dedup_id: format!(
+                            "reconcile:{}:{}",
+                            id.to_ascii_lowercase(),
+                            referral.e_tag.as_deref().unwrap_or("")
+                        ),
+                    })
+                    .await?;
+                report.referrals_enqueued += 1;
+                if link.is_none() {
+                    self.store.put_cursor(&seen_key, e_tag).await?;
+                }
+            }
+        }
+        self.store
+            .put_cursor(
+                RECONCILIATION_CURSOR,
+                &newest.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the opportunity's shared fields or stage differ from the link's synced projection.
+pub fn crm_differs_from_link(opportunity: &Opportunity, link: &Link) -> bool {
+    let Some(base) = &link.synced else {
+        return true;
+    };
+    let now = crm_projection(&opportunity.fields);
+    let shared = |p: &crate::domain::projection::Projection| {
+        (
+            p.name.clone(),
+            p.deal_value,
+            p.currency.clone(),
+            p.close_date,
+            p.notes.clone(),
+            p.microsoft_help.clone(),
+            p.visible,
+        )
+    };
+    if shared(&now) != shared(base) {
+        return true;
+    }
+    let synced_state = base
+        .status
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+        .and_then(|(s, sub)| Some((s.parse::<Status>().ok()?, sub.parse::<Substatus>().ok()?)))
+        .map(|(s, sub)| mapping::opportunity_state(&s, &sub));
+    opportunity.fields.state.is_some() && opportunity.fields.state != synced_state
+}
+
+/// One command per version of a CRM record: the same version seen twice (an overlap, a repeated
+/// page) is enqueued once.
+fn crm_dedup_id(opportunity: &Opportunity) -> String {
+    format!(
+        "crm:{}:{}",
+        opportunity.id,
+        opportunity_version(opportunity)
+    )
+}
+
+/// What identifies a version of an opportunity for the sync: its modification time and a digest
+/// of what the outbound sync reads from it. The time alone cannot: the CRMs keep it to the
+/// second, and a seller's edit in the same second as the connector's last write would look like
+/// no change. The digest alone cannot either: a value changed and changed back is a new version.
+pub fn opportunity_version(opportunity: &Opportunity) -> String {
+    let f = &opportunity.fields;
+    let material = serde_json::json!([
+        opportunity.modified_at,
+        crm_projection(f),
+        f.state,
+        f.sync_with_partner_center,
+        f.account_id,
+        f.contact_id,
+        f.referral_id,
+        // The connector's own writes change these, so a value changed and changed back within
+        // one second still makes a new version.
+        f.name,
+        f.audit,
+    ]);
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.to_string().as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn updated_at(referral: &Referral) -> Option<DateTime<Utc>> {
+    referral
+        .updated_date_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
