@@ -15,6 +15,9 @@ cosell_e2e::every_stack!(
     closing_a_pending_referral_declines_it,
     edits_to_different_fields_on_both_sides_are_both_kept,
     the_later_edit_of_the_same_field_wins_and_audit_says_so,
+    a_later_crm_edit_of_the_same_field_wins_over_partner_center,
+    a_lost_if_match_race_is_read_and_merged_again,
+    a_visible_referral_cannot_go_back_to_private,
     webhooks_that_never_arrive_are_made_up_by_reconciliation,
     a_poll_spanning_several_pages_loses_nothing,
 );
@@ -378,4 +381,108 @@ async fn a_poll_spanning_several_pages_loses_nothing(kind: CrmKind, backend: Bac
     // The connector's own ✖ and Audit writes are not changes to send.
     let again = stack.poll().await;
     assert_eq!(again.crm_enqueued, 0, "{again:?}");
+}
+
+async fn a_later_crm_edit_of_the_same_field_wins_over_partner_center(
+    kind: CrmKind,
+    backend: Backend,
+) {
+    let stack = TestStack::start(kind, backend).await;
+    let (id, crm_id) = shared_deal(&stack).await;
+    stack
+        .microsoft_changes(&id, json!({"name": "Tailspin, Partner Center's name"}))
+        .await;
+    // Later, in the CRM (its times are kept to the second).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack
+        .seller_renames(&crm_id, "✔ Tailspin, seller's name")
+        .await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "{run:?}");
+
+    let referral = stack.referral(&id).await;
+    assert_eq!(text(&referral, "/name"), Some("Tailspin, seller's name"));
+    let opportunity = stack.opportunity(&crm_id).await.expect("the opportunity");
+    assert_eq!(opportunity.name, "✔ Tailspin, seller's name");
+    assert!(
+        opportunity
+            .audit_lines()
+            .iter()
+            .any(|l| l.contains("Tailspin, seller's name") && l.contains("Partner Center's name")),
+        "Audit records the conflict: {:?}",
+        opportunity.audit_lines()
+    );
+}
+
+async fn a_lost_if_match_race_is_read_and_merged_again(kind: CrmKind, backend: Backend) {
+    let stack = TestStack::start(kind, backend).await;
+    let (id, crm_id) = shared_deal(&stack).await;
+    // Someone else's write lands between the connector's read and its PATCH.
+    stack
+        .fault(json!({
+            "method": "PATCH",
+            "route": "/v1.0/engagements/referrals/{id}",
+            "status": 412,
+            "count": 1
+        }))
+        .await;
+    stack.seller_sets_deal_value(&crm_id, 44_000.0).await;
+    let before = stack.partner_center_calls().await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "retried within the sync: {run:?}");
+    let calls = stack.partner_center_calls().await.since(&before);
+    assert_eq!(
+        calls.get(PATCH),
+        2,
+        "refused once, then sent again: {calls:?}"
+    );
+    let referral = stack.referral(&id).await;
+    assert_eq!(
+        referral
+            .pointer("/details/dealValue")
+            .and_then(Value::as_f64),
+        Some(44_000.0)
+    );
+}
+
+async fn a_visible_referral_cannot_go_back_to_private(kind: CrmKind, backend: Backend) {
+    let stack = TestStack::start(kind, backend).await;
+    let (id, crm_id) = shared_deal(&stack).await;
+    let private = match kind {
+        CrmKind::Dynamics => json!({"cosell_visibility": false}),
+        CrmKind::Salesforce => json!({"Referral_Visibility__c": "Private"}),
+    };
+    stack.seller_edits(&crm_id, private).await;
+    let before = stack.partner_center_calls().await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "{run:?}");
+
+    assert_eq!(
+        stack.partner_center_calls().await.since(&before).writes(),
+        0
+    );
+    let referral = stack.referral(&id).await;
+    assert_eq!(
+        referral
+            .pointer("/consent/consentToShareReferralWithMicrosoftSellers")
+            .and_then(Value::as_bool),
+        Some(true)
+    );
+    let opportunity = stack.opportunity(&crm_id).await.expect("the opportunity");
+    let visible = match kind {
+        CrmKind::Dynamics => opportunity.raw["cosell_visibility"] == json!(true),
+        CrmKind::Salesforce => opportunity.raw["Referral_Visibility__c"] == json!("Visible"),
+    };
+    assert!(
+        visible,
+        "set back to visible in the CRM: {:?}",
+        opportunity.raw
+    );
+    assert!(
+        opportunity.audit_lines()[0]
+            .to_lowercase()
+            .contains("private"),
+        "Audit says why: {:?}",
+        opportunity.audit_lines()
+    );
 }
