@@ -9,6 +9,7 @@ pub mod config;
 pub mod crm;
 pub mod domain;
 pub mod ingress;
+pub mod metrics;
 pub mod partner_center;
 pub mod queue;
 pub mod referral;
