@@ -15,6 +15,7 @@ pub mod queue;
 pub mod referral;
 pub mod retry;
 pub mod secret;
+pub mod secrets;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

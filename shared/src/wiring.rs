@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 
-use crate::config::{Config, CrmConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, ConfigError, CrmConfig, Env};
 use crate::crm::Crm;
 use crate::crm::dataverse::DataverseCrm;
 use crate::crm::salesforce::SalesforceCrm;
@@ -16,6 +18,7 @@ use crate::partner_center::http::PartnerCenterClient;
 use crate::partner_center::signature::SignatureVerifier;
 use crate::queue::Queue;
 use crate::queue::sqs::SqsQueue;
+use crate::secrets::{self, SECRET_ARN_SETTING, SecretsError};
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, DynamoStoreConfig};
 
@@ -26,6 +29,10 @@ pub enum WiringError {
         setting: &'static str,
         reason: String,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 fn setting(setting: &'static str) -> impl FnOnce(String) -> WiringError {
@@ -42,12 +49,54 @@ impl SignatureCheck for SignatureVerifier {
 /// The AWS SDK configuration: the Lambda's own credentials and region, or an emulator's
 /// endpoint when `AWS_ENDPOINT_URL` is set.
 pub async fn aws_sdk_config(config: &Config) -> aws_config::SdkConfig {
+    sdk_config_for(&config.aws.region, config.aws.endpoint_url.as_deref()).await
+}
+
+async fn sdk_config_for(region: &str, endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(config.aws.region.clone()));
-    if let Some(endpoint) = &config.aws.endpoint_url {
+        .region(aws_config::Region::new(region.to_string()));
+    if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// What a function does at start: its settings from the environment, the secret settings from
+/// the Secrets Manager secret `COSELL_SECRET_ARN` names (read once, kept for the process), and
+/// the AWS SDK configuration.
+pub async fn load_from_process_env() -> Result<(Config, aws_config::SdkConfig), WiringError> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let sdk = sdk_config_from(&env).await;
+    let config = load(env, &sdk).await?;
+    Ok((config, sdk))
+}
+
+/// The AWS SDK configuration for settings not yet validated (`AWS_REGION`, default
+/// `us-east-1`; `AWS_ENDPOINT_URL`), to read the secret before the rest.
+pub async fn sdk_config_from(env: &BTreeMap<String, String>) -> aws_config::SdkConfig {
+    let region = env
+        .get("AWS_REGION")
+        .map(String::as_str)
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or("us-east-1");
+    sdk_config_for(region, env.get("AWS_ENDPOINT_URL").map(String::as_str)).await
+}
+
+/// The configuration from `env`, with the secret settings of `COSELL_SECRET_ARN` (when set)
+/// read through `sdk`. A secret setting given both ways is taken from the secret.
+pub async fn load(
+    mut env: BTreeMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Config, WiringError> {
+    if let Some(arn) = env
+        .get(SECRET_ARN_SETTING)
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+    {
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
+        env.extend(secrets::load(&client, &arn).await?);
+    }
+    Ok(Config::from_env(&Env(&|name| env.get(name).cloned()))?)
 }
 
 pub fn partner_center(config: &Config) -> Result<Arc<dyn PartnerCenter>, WiringError> {

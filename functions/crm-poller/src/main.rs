@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use cosell_shared::config::Config;
 use cosell_shared::sync::poller::{PollReport, Poller};
 use cosell_shared::wiring;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -23,8 +22,7 @@ fn respond(report: PollReport, errors: Vec<String>) -> Result<Value, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
-    let config = Config::from_process_env()?;
-    let sdk = wiring::aws_sdk_config(&config).await;
+    let (config, sdk) = wiring::load_from_process_env().await?;
     let crm = wiring::crm(&config)?;
     let pc = wiring::partner_center(&config)?;
     let store = wiring::store(&config, &sdk)?;

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use cosell_shared::config::Config;
 use cosell_shared::sync::batch::{self, BatchMessage};
 use cosell_shared::sync::{Processor, SyncOptions};
 use cosell_shared::wiring;
@@ -43,8 +42,7 @@ where
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
-    let config = Config::from_process_env()?;
-    let sdk = wiring::aws_sdk_config(&config).await;
+    let (config, sdk) = wiring::load_from_process_env().await?;
     let processor = Arc::new(Processor {
         pc: wiring::partner_center(&config)?,
         crm: wiring::crm(&config)?,

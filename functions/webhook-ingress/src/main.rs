@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use cosell_shared::config::Config;
 use cosell_shared::ingress::{self, SignatureCheck};
 use cosell_shared::queue::Queue;
 use cosell_shared::wiring;
@@ -27,8 +26,7 @@ async fn respond(
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
-    let config = Config::from_process_env()?;
-    let sdk = wiring::aws_sdk_config(&config).await;
+    let (config, sdk) = wiring::load_from_process_env().await?;
     let verifier = wiring::verifier(&config)?;
     let queue = wiring::queue(&config, &sdk)?;
     lambda_http::run(service_fn(move |req: Request| {

@@ -28,6 +28,7 @@ use cosell_shared::partner_center::http::{
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
+use cosell_shared::secrets::SECRET_ARN_SETTING;
 use cosell_shared::store::Store;
 use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::sync::consume;
@@ -150,9 +151,17 @@ pub async fn run(
             "seeds referrals into the sandbox; it cannot run against a real Partner Center",
         ));
     }
-    let config = settings
-        .config()
-        .map_err(|e| LocalError::Setting(e.to_string()))?;
+    // The secret settings may come from Secrets Manager, as they do for the functions.
+    let config = if settings.get(SECRET_ARN_SETTING).is_some() {
+        let sdk = wiring::sdk_config_from(settings.values()).await;
+        wiring::load(settings.values().clone(), &sdk)
+            .await
+            .map_err(|e| LocalError::Setting(e.to_string()))?
+    } else {
+        settings
+            .config()
+            .map_err(|e| LocalError::Setting(e.to_string()))?
+    };
     let backend = backend(&options, &settings, &config).await?;
 
     let pc = Arc::new(

@@ -101,6 +101,11 @@ impl Settings {
     pub fn config(&self) -> Result<Config, ConfigError> {
         Config::from_env(&Env(&|name| self.values.get(name).cloned()))
     }
+
+    /// Every setting by name.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
 }
 
 fn is_setting(key: &str) -> bool {
