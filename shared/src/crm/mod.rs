@@ -3,6 +3,7 @@
 //! configured, so the sync rules never see a CRM-specific name.
 
 pub mod dataverse;
+mod feed;
 pub mod salesforce;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -13,7 +13,7 @@ use crate::domain::merge;
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Referral, ReferralType, Status};
-use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
+use crate::store::{Claim, Link, Outcome, RecordKind, Store};
 
 /// What the three-way merge leaves for an inbound update.
 struct InboundMerge {
@@ -616,26 +616,17 @@ impl Inbound<'_> {
         }
     }
 
-    async fn save(&self, mut link: Link) -> Result<(), SyncError> {
-        link.version += 1;
-        Ok(self.store.put_link(&link).await?)
+    async fn save(&self, link: Link) -> Result<(), SyncError> {
+        super::save_link(self.store, link).await
     }
 
     async fn journal(
         &self,
-        referral_id: &str,
+        key: &str,
         at: DateTime<Utc>,
         outcome: Outcome,
         message: &str,
     ) -> Result<(), SyncError> {
-        Ok(self
-            .store
-            .append_journal(&JournalEntry {
-                at,
-                referral_id: referral_id.to_string(),
-                outcome,
-                message: message.to_string(),
-            })
-            .await?)
+        super::journal(self.store, key, at, outcome, message).await
     }
 }

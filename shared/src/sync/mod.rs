@@ -66,6 +66,34 @@ pub enum SyncError {
     Busy(String),
 }
 
+/// Writes the next version of `link` (conditional on the one it was read at).
+async fn save_link(
+    store: &dyn crate::store::Store,
+    mut link: crate::store::Link,
+) -> Result<(), SyncError> {
+    link.version += 1;
+    Ok(store.put_link(&link).await?)
+}
+
+/// Appends a line to the journal of `key` (a referral id, or `crm:<id>` for a deal not yet
+/// shared).
+async fn journal(
+    store: &dyn crate::store::Store,
+    key: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    outcome: crate::store::Outcome,
+    message: &str,
+) -> Result<(), SyncError> {
+    Ok(store
+        .append_journal(&crate::store::JournalEntry {
+            at,
+            referral_id: key.to_string(),
+            outcome,
+            message: message.to_string(),
+        })
+        .await?)
+}
+
 /// What one command did, for logs, metrics and tests.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handled {

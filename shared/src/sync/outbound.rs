@@ -20,7 +20,7 @@ use crate::domain::merge;
 use crate::domain::outbound::{self as rules, StatusAction};
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Direction, Referral, Status};
-use crate::store::{Claim, JournalEntry, Link, Outcome, RecordKind, Store};
+use crate::store::{Claim, Link, Outcome, RecordKind, Store};
 
 /// How many times an update re-reads the referral after a lost `If-Match` race.
 const PRECONDITION_ATTEMPTS: usize = 3;
@@ -430,9 +430,8 @@ impl Outbound<'_> {
         }
     }
 
-    async fn save(&self, mut link: Link) -> Result<(), SyncError> {
-        link.version += 1;
-        Ok(self.store.put_link(&link).await?)
+    async fn save(&self, link: Link) -> Result<(), SyncError> {
+        super::save_link(self.store, link).await
     }
 
     async fn journal(
@@ -442,15 +441,7 @@ impl Outbound<'_> {
         outcome: Outcome,
         message: &str,
     ) -> Result<(), SyncError> {
-        Ok(self
-            .store
-            .append_journal(&JournalEntry {
-                at,
-                referral_id: key.to_string(),
-                outcome,
-                message: message.to_string(),
-            })
-            .await?)
+        super::journal(self.store, key, at, outcome, message).await
     }
 }
 

@@ -25,12 +25,10 @@ use serde_json::Value;
 use super::http::Target;
 use super::mapping::{self, Record, soql_quote};
 use super::{SalesforceCrm, missing_id};
+#[cfg(test)]
+use crate::crm::feed::MAX_REMEMBERED;
+use crate::crm::feed::{self, Remembered, Rounds, Run};
 use crate::crm::{ChangePage, CrmError, CrmResult, Opportunity};
-
-/// Most fingerprints a cursor keeps of records the overlap will read again. Past this the
-/// oldest are forgotten, and those records may come a second time (repeated, never lost); it
-/// keeps the cursor to a few hundred bytes.
-const MAX_REMEMBERED: usize = 32;
 
 /// Opportunity ids per contact-role query: keeps the query URL well under any proxy's limit.
 const IDS_PER_QUERY: usize = 100;
@@ -46,101 +44,12 @@ struct Cursor {
     salesforce: Feed,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Feed {
-    /// `until` of the last finished round; `None` before the first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    since: Option<DateTime<Utc>>,
-    /// Records handed out that the next round's overlap reads again.
-    #[serde(default, skip_serializing_if = "Remembered::is_empty")]
-    seen: Remembered,
-    /// The round being paged, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    run: Option<Run>,
-}
+/// Polling by `SystemModstamp`.
+type Feed = Rounds;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Run {
-    /// The newest `SystemModstamp` when the round began: its upper bound.
-    until: DateTime<Utc>,
-    /// The `nextRecordsUrl` of the next batch (a server-relative path).
-    next: String,
-    /// Fingerprints of records read so far that the next round's overlap reads again.
-    #[serde(default, skip_serializing_if = "Remembered::is_empty")]
-    keep: Remembered,
-}
-
-/// Fingerprints of records already handed out, oldest first, stored as one base64 string.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-struct Remembered(Vec<u64>);
-
-impl Remembered {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn contains(&self, print: u64) -> bool {
-        self.0.contains(&print)
-    }
-
-    fn remember(&mut self, print: u64) {
-        if self.0.contains(&print) {
-            return;
-        }
-        self.0.push(print);
-        if self.0.len() > MAX_REMEMBERED {
-            let extra = self.0.len() - MAX_REMEMBERED;
-            self.0.drain(..extra);
-        }
-    }
-}
-
-impl From<Remembered> for String {
-    fn from(r: Remembered) -> String {
-        use base64::Engine;
-        let bytes: Vec<u8> = r.0.iter().flat_map(|p| p.to_be_bytes()).collect();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    }
-}
-
-impl TryFrom<String> for Remembered {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Remembered, String> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s.as_bytes())
-            .map_err(|e| e.to_string())?;
-        if bytes.len() % 8 != 0 {
-            return Err("not a list of fingerprints".into());
-        }
-        Ok(Remembered(
-            bytes
-                .chunks_exact(8)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(c);
-                    u64::from_be_bytes(b)
-                })
-                .collect(),
-        ))
-    }
-}
-
-/// A stable 64-bit fingerprint (FNV-1a) of a record as read: the same record state always
-/// gives the same number, in every process and Rust release. Keyed by the 15-character id,
-/// which both id forms share.
+/// A record version's fingerprint, keyed by the 15-character id, which both id forms share.
 fn fingerprint(id: &str, rec: &Record) -> u64 {
-    let text = Value::Object(rec.clone()).to_string();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in short_id(id).bytes().chain([0]).chain(text.bytes()) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    feed::fingerprint(short_id(id), &Value::Object(rec.clone()))
 }
 
 /// The case-sensitive 15-character form of a record id.
