@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod partner_center;
 pub mod queue;
 pub mod referral;
+pub mod registrar;
 pub mod retry;
 pub mod secret;
 pub mod secrets;

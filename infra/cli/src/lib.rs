@@ -2,4 +2,5 @@
 
 pub mod demo;
 pub mod local;
+pub mod register;
 pub mod settings;

@@ -28,6 +28,7 @@ use cosell_shared::partner_center::http::{
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
+use cosell_shared::registrar;
 use cosell_shared::secrets::SECRET_ARN_SETTING;
 use cosell_shared::store::Store;
 use cosell_shared::store::sqlite::SqliteStore;
@@ -42,13 +43,6 @@ use crate::settings::Settings;
 
 /// The path Partner Center delivers to.
 pub const WEBHOOK_PATH: &str = "/webhooks/partner-center";
-/// The four referral events the connector registers, as Microsoft's connector does.
-pub const REFERRAL_EVENTS: [&str; 4] = [
-    "referral-created",
-    "referral-updated",
-    "related-referral-created",
-    "related-referral-updated",
-];
 /// The embedded sync queue's name, and its dead-letter queue's, in `queue.sqlite3`.
 pub const QUEUE_NAME: &str = "sync";
 pub const DEAD_LETTER_QUEUE_NAME: &str = "sync-dlq";
@@ -328,7 +322,10 @@ async fn target(options: &LocalOptions, settings: &Settings) -> Result<Target, L
 
 /// Points every connection setting at the sandbox, with its default identities. The admin's
 /// sync options (marker, co-sell only…) stay as configured.
-async fn sandbox_settings(settings: &mut Settings, base: &str) -> Result<(), LocalError> {
+pub(crate) async fn sandbox_settings(
+    settings: &mut Settings,
+    base: &str,
+) -> Result<(), LocalError> {
     let pairs = [
         ("COSELL_PC_CLIENT_ID", CLIENT_ID),
         ("COSELL_PC_CLIENT_SECRET", CLIENT_SECRET),
@@ -493,7 +490,7 @@ fn number(settings: &Settings, name: &str, default: u64) -> Result<u64, LocalErr
 async fn register(pc: &PartnerCenterClient, url: &str) -> Result<String, LocalError> {
     let wanted = WebhookRegistration {
         webhook_url: url.to_string(),
-        webhook_events: REFERRAL_EVENTS.iter().map(|e| e.to_string()).collect(),
+        webhook_events: registrar::EVENTS.iter().map(|e| e.to_string()).collect(),
         signature_to_ms_header: true,
     };
     let change = pc

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cosell::local::{self, LocalOptions};
+use cosell::register::{self, RegisterOptions};
 use cosell::settings::Settings;
 use cosell_shared::crm::CrmKind;
+use cosell_shared::registrar::RegistrarOptions;
 
 /// The co-sell referral connector: Microsoft Partner Center referrals and your CRM, in step.
 #[derive(Parser, Debug)]
@@ -22,6 +24,9 @@ enum Command {
     /// Run the connector in this process: the webhook receiver and the sync, with an embedded
     /// store and queue. Against the sandbox unless real services are configured.
     Local(LocalArgs),
+    /// Point the Partner Center webhook registration at a URL, as the deployment's registrar
+    /// does, then send a validation event and report its delivery. Exits non-zero on failure.
+    Register(RegisterArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -57,6 +62,23 @@ struct LocalArgs {
     poll_interval: u64,
     /// A TOML file of settings (the environment variables' names and values); the environment
     /// wins over it.
+    #[arg(long, env = "COSELL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct RegisterArgs {
+    /// The URL Partner Center should deliver webhooks to (the ingress's public URL and path).
+    #[arg(long)]
+    url: String,
+    /// Take the registration over when it points at another URL; without it, that is only
+    /// reported.
+    #[arg(long)]
+    restore: bool,
+    /// Use the sandbox running at this URL, with its default identities.
+    #[arg(long)]
+    sandbox_url: Option<String>,
+    /// A TOML file of settings, as for `cosell local`; the environment wins over it.
     #[arg(long, env = "COSELL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -99,6 +121,28 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Register(args) => {
+            let settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cosell register: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = RegisterOptions {
+                url: args.url,
+                restore: args.restore,
+                sandbox_url: args.sandbox_url,
+                registrar: RegistrarOptions::default(),
+            };
+            match register::run(options, settings, &mut std::io::stdout()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cosell register: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Local(args) => {
             let settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
                 Ok(s) => s,

@@ -99,6 +99,85 @@ pub enum RegistrationChange {
     Unchanged,
 }
 
+/// What Partner Center knows of one validation (`test-created`) event's delivery: the answer
+/// of `GET /webhooks/v1/registration/validationEvents/{correlationId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationEventStatus {
+    #[serde(alias = "CorrelationId", default)]
+    pub correlation_id: String,
+    /// `completed` once the service stopped trying; anything else while it still may.
+    #[serde(alias = "Status", default)]
+    pub status: String,
+    /// Where the event was delivered.
+    #[serde(alias = "CallbackUrl", default)]
+    pub callback_url: Option<String>,
+    /// One per delivery attempt, oldest first.
+    #[serde(alias = "Results", default)]
+    pub results: Vec<DeliveryAttempt>,
+}
+
+/// One attempt to deliver a validation event, as the receiver (or the network) answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    /// The HTTP status by its .NET name (`OK`, `InternalServerError`…).
+    #[serde(alias = "ResponseCode", default)]
+    pub response_code: String,
+    #[serde(alias = "ResponseMessage", default)]
+    pub response_message: String,
+    /// True when the attempt failed before any HTTP answer (connection, timeout).
+    #[serde(alias = "SystemError", default)]
+    pub system_error: bool,
+    #[serde(alias = "DateTimeUtc", default)]
+    pub date_time_utc: Option<String>,
+}
+
+impl DeliveryAttempt {
+    /// The receiver answered 2xx. The service names statuses as .NET's `HttpStatusCode` does;
+    /// a number is accepted too.
+    pub fn succeeded(&self) -> bool {
+        const SUCCESS_NAMES: [&str; 7] = [
+            "ok",
+            "created",
+            "accepted",
+            "nonauthoritativeinformation",
+            "nocontent",
+            "resetcontent",
+            "partialcontent",
+        ];
+        let code = self.response_code.trim();
+        let by_name = SUCCESS_NAMES
+            .iter()
+            .any(|name| code.replace([' ', '_'], "").eq_ignore_ascii_case(name));
+        let by_number = code.parse::<u16>().is_ok_and(|n| (200..300).contains(&n));
+        !self.system_error && (by_name || by_number)
+    }
+}
+
+impl ValidationEventStatus {
+    /// The service has stopped trying to deliver the event.
+    pub fn is_completed(&self) -> bool {
+        self.status.eq_ignore_ascii_case("completed")
+    }
+
+    /// Some attempt reached the receiver and was accepted.
+    pub fn delivered(&self) -> bool {
+        self.results.iter().any(DeliveryAttempt::succeeded)
+    }
+
+    /// The latest attempt, whose answer explains a failed delivery.
+    pub fn last_attempt(&self) -> Option<&DeliveryAttempt> {
+        self.results.last()
+    }
+}
+
+#[derive(Deserialize)]
+struct ValidationEventSent {
+    #[serde(rename = "correlationId", alias = "CorrelationId")]
+    correlation_id: String,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RegistrationBody {
@@ -317,6 +396,72 @@ impl PartnerCenterClient {
             200 | 201 => Ok(change),
             _ => Err(refusal(&reply, None)),
         }
+    }
+
+    /// Asks Partner Center to send a `test-created` event to the registered URL, returning the
+    /// correlation id to follow its delivery with [`Self::validation_event_status`]. The
+    /// registration must include `test-created`. The service allows two a minute: a third is
+    /// [`PartnerCenterError::Transient`] with `retry_after` (after the retry policy's own
+    /// waiting, for a `Retry-After` it is willing to wait out).
+    pub async fn send_validation_event(&self) -> PcResult<String> {
+        let reply = self
+            .execute(Request {
+                method: Method::POST,
+                url: self.validation_events_url(None),
+                // An empty body, sent as such: a POST without Content-Length can meet a 411.
+                body: Some(Vec::new()),
+                if_match: None,
+                correlation_id: Uuid::new_v4(),
+                // A repeat only sends another test event, which changes nothing.
+                idempotency: Idempotency::Safe,
+                api: Api::Webhooks,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200..=202 => {
+                let sent: ValidationEventSent = serde_json::from_slice(&reply.body)
+                    .map_err(|e| unreadable(reply.status, "validation event", &e))?;
+                Ok(sent.correlation_id)
+            }
+            _ => Err(refusal(&reply, None)),
+        }
+    }
+
+    /// The delivery status of a validation event, `None` while Partner Center does not know
+    /// the correlation id (never sent, purged after 7 days, or not recorded yet).
+    pub async fn validation_event_status(
+        &self,
+        correlation_id: &str,
+    ) -> PcResult<Option<ValidationEventStatus>> {
+        let reply = self
+            .execute(Request {
+                method: Method::GET,
+                url: self.validation_events_url(Some(correlation_id)),
+                body: None,
+                if_match: None,
+                correlation_id: Uuid::new_v4(),
+                idempotency: Idempotency::Safe,
+                api: Api::Webhooks,
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200 => serde_json::from_slice(&reply.body)
+                .map(Some)
+                .map_err(|e| unreadable(reply.status, "validation event status", &e)),
+            404 => Ok(None),
+            _ => Err(refusal(&reply, None)),
+        }
+    }
+
+    fn validation_events_url(&self, correlation_id: Option<&str>) -> url::Url {
+        let mut url = self.registration_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("validationEvents");
+            if let Some(id) = correlation_id {
+                segments.push(id);
+            }
+        }
+        url
     }
 
     fn registration_request(&self, method: Method, body: Option<Vec<u8>>) -> Request<'static> {
@@ -874,6 +1019,67 @@ mod tests {
         assert_eq!(retry_after(&h), Some(0));
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_validation_status_reads_the_documented_shape() {
+        let status: ValidationEventStatus = serde_json::from_str(
+            r#"{"correlationId":"c-1","partnerId":"p","status":"completed",
+                "callbackUrl":"https://connector.example/hook",
+                "results":[
+                  {"responseCode":"InternalServerError","responseMessage":"500 Internal Server Error","systemError":false,"dateTimeUtc":"2024-05-01T10:00:00.0000000Z"},
+                  {"responseCode":"OK","responseMessage":"","systemError":false,"dateTimeUtc":"2024-05-01T10:00:02.0000000Z"}]}"#,
+        )
+        .expect("documented shape");
+        assert!(status.is_completed());
+        assert!(status.delivered());
+        assert_eq!(status.results.len(), 2);
+        assert_eq!(
+            status.callback_url.as_deref(),
+            Some("https://connector.example/hook")
+        );
+
+        let failed: ValidationEventStatus = serde_json::from_str(
+            r#"{"CorrelationId":"c-2","Status":"Completed","Results":[{"ResponseCode":"Error","ResponseMessage":"The receiver could not be reached.","SystemError":true}]}"#,
+        )
+        .expect("PascalCase");
+        assert!(failed.is_completed());
+        assert!(!failed.delivered());
+        assert_eq!(
+            failed.last_attempt().map(|a| a.response_message.as_str()),
+            Some("The receiver could not be reached.")
+        );
+        let pending: ValidationEventStatus =
+            serde_json::from_str(r#"{"correlationId":"c-3","status":"inProgress"}"#)
+                .expect("no results yet");
+        assert!(!pending.is_completed() && !pending.delivered());
+    }
+
+    #[test]
+    fn only_2xx_attempts_count_as_delivered() {
+        let attempt = |code: &str, system_error: bool| DeliveryAttempt {
+            response_code: code.into(),
+            response_message: String::new(),
+            system_error,
+            date_time_utc: None,
+        };
+        for code in ["OK", "ok", "NoContent", "Accepted", "204"] {
+            assert!(attempt(code, false).succeeded(), "{code}");
+        }
+        for code in [
+            "InternalServerError",
+            "NotFound",
+            "Forbidden",
+            "500",
+            "",
+            "Error",
+        ] {
+            assert!(!attempt(code, false).succeeded(), "{code}");
+        }
+        assert!(
+            !attempt("OK", true).succeeded(),
+            "a system error is a failure"
+        );
     }
 
     #[test]
