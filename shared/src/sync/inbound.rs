@@ -13,7 +13,7 @@ use crate::domain::merge;
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Referral, ReferralType, Status};
-use crate::store::{Claim, Link, Outcome, RecordKind, Store};
+use crate::store::{Link, Outcome, RecordKind, Store};
 
 /// What the three-way merge leaves for an inbound update.
 struct InboundMerge {
@@ -39,10 +39,6 @@ fn external_reference_op(crm_id: &str) -> PatchOp {
         path: "/externalReferenceId".into(),
         value: serde_json::Value::String(crm_id.to_string()),
     }
-}
-
-fn chrono_after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
 }
 
 impl Inbound<'_> {
@@ -77,35 +73,22 @@ impl Inbound<'_> {
                 .and_then(|r| r.e_tag.as_deref())
                 .unwrap_or("")
         );
-        match self
-            .store
-            .claim(&key, now, chrono_after(now, self.options.in_progress_ttl))
-            .await?
-        {
-            Claim::Completed => {
-                return Ok(Handled::Skipped {
-                    reason: "this version of the referral is already synced".into(),
-                });
-            }
-            Claim::InProgress => return Err(SyncError::Busy(own_id)),
-            Claim::Acquired => {}
-        }
-        let result = match link {
-            Some(link) => self.update(&own, related.as_ref(), link, now).await,
-            None => self.create(&own, related.as_ref(), now).await,
-        };
-        match &result {
-            Ok(_) => {
-                self.store
-                    .complete(&key, chrono_after(now, self.options.idempotency_ttl))
-                    .await?
-            }
-            Err(_) => {
-                // Best effort: the claim also expires by itself.
-                let _ = self.store.release(&key).await;
-            }
-        }
-        result
+        super::under_claim(
+            self.store,
+            self.options,
+            &key,
+            now,
+            "referral",
+            &own_id,
+            // Boxed: the sync is a large future, and nesting it unboxed doubles the stack it needs.
+            Box::pin(async {
+                match link {
+                    Some(link) => self.update(&own, related.as_ref(), link, now).await,
+                    None => self.create(&own, related.as_ref(), now).await,
+                }
+            }),
+        )
+        .await
     }
 
     /// The partner's own referral an event is about, and its link. A `related-referral-*`

@@ -66,6 +66,50 @@ pub enum SyncError {
     Busy(String),
 }
 
+/// `now` + `d`, or an hour on when `d` does not fit.
+fn chrono_after(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// Runs `work` under the idempotency claim `key`: a version already synced is skipped (`what`
+/// names it), one another worker holds is `Busy(busy)`; success completes the claim, failure
+/// gives it back for the retry (best effort: it also expires by itself).
+async fn under_claim(
+    store: &dyn crate::store::Store,
+    options: &SyncOptions,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    what: &str,
+    busy: &str,
+    work: impl Future<Output = Result<Handled, SyncError>>,
+) -> Result<Handled, SyncError> {
+    use crate::store::Claim;
+    match store
+        .claim(key, now, chrono_after(now, options.in_progress_ttl))
+        .await?
+    {
+        Claim::Completed => {
+            return Ok(Handled::Skipped {
+                reason: format!("this version of the {what} is already synced"),
+            });
+        }
+        Claim::InProgress => return Err(SyncError::Busy(busy.to_string())),
+        Claim::Acquired => {}
+    }
+    let result = work.await;
+    match &result {
+        Ok(_) => {
+            store
+                .complete(key, chrono_after(now, options.idempotency_ttl))
+                .await?
+        }
+        Err(_) => {
+            let _ = store.release(key).await;
+        }
+    }
+    result
+}
+
 /// Writes the next version of `link` (conditional on the one it was read at).
 async fn save_link(
     store: &dyn crate::store::Store,

@@ -20,7 +20,7 @@ use crate::domain::merge;
 use crate::domain::outbound::{self as rules, StatusAction};
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Direction, Referral, Status};
-use crate::store::{Claim, Link, Outcome, RecordKind, Store};
+use crate::store::{Link, Outcome, RecordKind, Store};
 
 /// How many times an update re-reads the referral after a lost `If-Match` race.
 const PRECONDITION_ATTEMPTS: usize = 3;
@@ -31,10 +31,6 @@ pub struct Outbound<'a> {
     pub crm: &'a dyn Crm,
     pub store: &'a dyn Store,
     pub options: &'a SyncOptions,
-}
-
-fn chrono_after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
 }
 
 /// The journal key of a CRM record that has no referral yet.
@@ -64,34 +60,22 @@ impl Outbound<'_> {
             "crm:{crm_id}:{}",
             super::poller::opportunity_version(&opportunity)
         );
-        match self
-            .store
-            .claim(&key, now, chrono_after(now, self.options.in_progress_ttl))
-            .await?
-        {
-            Claim::Completed => {
-                return Ok(Handled::Skipped {
-                    reason: "this version of the opportunity is already synced".into(),
-                });
-            }
-            Claim::InProgress => return Err(SyncError::Busy(crm_id.to_string())),
-            Claim::Acquired => {}
-        }
-        let result = match self.store.link_by_crm(crm_id).await? {
-            Some(link) => self.update(&opportunity, link, now).await,
-            None => self.share(&opportunity, now).await,
-        };
-        match &result {
-            Ok(_) => {
-                self.store
-                    .complete(&key, chrono_after(now, self.options.idempotency_ttl))
-                    .await?
-            }
-            Err(_) => {
-                let _ = self.store.release(&key).await;
-            }
-        }
-        result
+        super::under_claim(
+            self.store,
+            self.options,
+            &key,
+            now,
+            "opportunity",
+            crm_id,
+            // Boxed: the sync is a large future, and nesting it unboxed doubles the stack it needs.
+            Box::pin(async {
+                match self.store.link_by_crm(crm_id).await? {
+                    Some(link) => self.update(&opportunity, link, now).await,
+                    None => self.share(&opportunity, now).await,
+                }
+            }),
+        )
+        .await
     }
 
     /// A new deal the seller shares: validate, find or create the referral, write back.
