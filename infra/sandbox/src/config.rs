@@ -74,6 +74,10 @@ pub struct SandboxConfig {
     pub referral_expiry: Duration,
     /// HTTP status of a successful create: the swagger says 200.
     pub create_status: u16,
+    /// A partner's deal may not be closed as Won this soon after it was created; zero is off.
+    /// Partner Center may refuse a deal registration marked Won within 72 hours of creation,
+    /// so a connector should be tried against that too.
+    pub won_min_age: Duration,
     /// Accept `Closed/Error` (the UI's "close as error"); API support is unknown.
     pub allow_error_substatus: bool,
     pub related_event_id: RelatedEventId,
@@ -124,6 +128,7 @@ impl Default for SandboxConfig {
             page_size: 100,
             referral_expiry: Duration::from_secs(14 * 24 * 3600),
             create_status: 200,
+            won_min_age: Duration::ZERO,
             allow_error_substatus: false,
             related_event_id: RelatedEventId::default(),
             resource_uri_style: ResourceUriStyle::default(),

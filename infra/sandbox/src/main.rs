@@ -47,6 +47,10 @@ struct Cli {
     /// HTTP status of a successful referral create.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=201))]
     create_status: u16,
+    /// Refuse Closed/Won on a partner's deal during its first N hours (0 = off; Partner Center
+    /// may refuse within 72).
+    #[arg(long, default_value_t = 0)]
+    won_min_age_hours: u64,
     /// Accept Closed/Error as a referral state.
     #[arg(long)]
     allow_error_substatus: bool,
@@ -91,6 +95,7 @@ async fn main() -> ExitCode {
         page_size: cli.page_size as usize,
         referral_expiry: Duration::from_secs(cli.referral_expiry_days * 24 * 3600),
         create_status: cli.create_status,
+        won_min_age: Duration::from_secs(cli.won_min_age_hours.saturating_mul(3600)),
         allow_error_substatus: cli.allow_error_substatus,
         related_event_id: cli.related_event_id,
         resource_uri_style: cli.resource_uri_style,

@@ -87,6 +87,18 @@ pub fn router(app: App) -> Router {
             "/_sandbox/partner-center/referrals/{id}/related",
             post(pc_control::create_related).patch(pc_control::change_related),
         )
+        .route(
+            "/_sandbox/partner-center/referrals/{id}/related/accept",
+            post(pc_control::accept_related),
+        )
+        .route(
+            "/_sandbox/partner-center/referrals/{id}/related/decline",
+            post(pc_control::decline_related),
+        )
+        .route(
+            "/_sandbox/partner-center/settings",
+            get(pc_control::settings).put(pc_control::set_settings),
+        )
         .route("/cert/{name}", get(control::certificate))
         .merge(crate::dataverse::control_routes())
         .merge(crate::salesforce::control_routes());

@@ -8,10 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::errors::PcError;
-use super::referrals::{PARTNER_ORG_ID, PARTNER_ORG_NAME};
+use super::referrals::{MICROSOFT_ORG_ID, MICROSOFT_ORG_NAME, PARTNER_ORG_ID, PARTNER_ORG_NAME};
 use super::{Owner, Stored};
 use crate::app::App;
 use crate::clock::pc_timestamp;
@@ -103,11 +104,16 @@ fn parse_optional_object(body: &[u8]) -> Result<Value, PcError> {
     }
 }
 
-fn microsoft_side(partner: &Map<String, Value>, engagement: &str, now: DateTime<Utc>) -> Value {
-    let msx = format!(
+/// An opportunity id in Microsoft's sales system (MSX), in the `7-XXXXXXXXXX` shape it has.
+fn new_msx_id() -> String {
+    format!(
         "7-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase()
-    );
+    )
+}
+
+fn microsoft_side(partner: &Map<String, Value>, engagement: &str, now: DateTime<Utc>) -> Value {
+    let msx = new_msx_id();
     json!({
         "name": partner.get("name").cloned().unwrap_or(Value::Null),
         "engagementId": engagement,
@@ -116,8 +122,8 @@ fn microsoft_side(partner: &Map<String, Value>, engagement: &str, now: DateTime<
         "status": "Active",
         "substatus": "Accepted",
         "direction": "Outgoing",
-        "organizationId": "msft",
-        "organizationName": "Microsoft",
+        "organizationId": MICROSOFT_ORG_ID,
+        "organizationName": MICROSOFT_ORG_NAME,
         "customerProfile": partner.get("customerProfile").cloned().unwrap_or(Value::Null),
         "details": partner.get("details").cloned().unwrap_or(Value::Null),
         "trackingInfo": {"microsoftMsxId": msx},
@@ -246,13 +252,13 @@ fn related_of(app: &App, id: &str) -> Result<(String, Option<String>), PcError> 
         .find(id)
         .ok_or_else(|| PcError::not_found(&format!("Referral {id}")))?;
     let engagement = r.engagement_id().to_string();
-    let related = pc
-        .referrals
-        .iter()
-        .find(|o| {
-            o.owner == Owner::Microsoft && o.engagement_id().eq_ignore_ascii_case(&engagement)
-        })
-        .map(|o| o.id().to_string());
+    // Named directly, Microsoft's referral is the one meant, even when a newer one exists.
+    let related = if r.owner == Owner::Microsoft {
+        Some(r.id().to_string())
+    } else {
+        pc.microsoft_referral(&engagement)
+            .map(|o| o.id().to_string())
+    };
     Ok((engagement, related))
 }
 
@@ -306,6 +312,140 @@ pub async fn change_related(
         })?;
         let doc = merge_into(&app, &related, &patch)?;
         Ok::<_, PcError>(axum::Json(Value::Object(doc)).into_response())
+    })()
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Microsoft's referral in the engagement of `id`, for an answer from Microsoft: the error when
+/// there is none, or when it is closed and so can no longer answer.
+fn open_related(app: &App, id: &str) -> Result<String, PcError> {
+    let (_, related) = related_of(app, id)?;
+    let related = related.ok_or_else(|| {
+        PcError::not_found(&format!("A Microsoft referral in the engagement of {id}"))
+    })?;
+    let pc = app.partner_center();
+    if let Some(r) = pc.find(&related)
+        && r.status() == "Closed"
+    {
+        return Err(PcError::invalid(format!(
+            "Microsoft's referral {related} is already closed ({}/{}); it cannot answer again.",
+            r.status(),
+            super::str_at(&r.doc, "substatus")
+        )));
+    }
+    Ok(related)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Accept {
+    microsoft_msx_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Decline {
+    reason: Option<String>,
+}
+
+/// An optional typed body: nothing (or whitespace) is the default.
+fn parse_optional<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PcError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| PcError::invalid(format!("Invalid body: {e}")))
+}
+
+/// `POST /_sandbox/partner-center/referrals/{id}/related/accept` `{microsoftMsxId?}`: Microsoft
+/// accepts the deal; its referral becomes `Active/Accepted` with the MSX opportunity id and
+/// `related-referral-updated` is raised.
+pub async fn accept_related(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    (|| {
+        let a: Accept = parse_optional(&body)?;
+        let msx = match a.microsoft_msx_id {
+            Some(m) if m.trim().is_empty() => {
+                return Err(PcError::invalid_field(
+                    "microsoftMsxId",
+                    "microsoftMsxId must not be empty.",
+                ));
+            }
+            Some(m) => m,
+            None => new_msx_id(),
+        };
+        let related = open_related(&app, &id)?;
+        let doc = merge_into(
+            &app,
+            &related,
+            &json!({
+                "status": "Active",
+                "substatus": "Accepted",
+                "trackingInfo": {"microsoftMsxId": msx}
+            }),
+        )?;
+        Ok::<_, PcError>(axum::Json(Value::Object(doc)).into_response())
+    })()
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /_sandbox/partner-center/referrals/{id}/related/decline` `{reason?}`: Microsoft declines
+/// the deal; its referral becomes `Closed/Declined` with the reason as `statusReason` and
+/// `related-referral-updated` is raised.
+pub async fn decline_related(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    (|| {
+        let d: Decline = parse_optional(&body)?;
+        let reason = d
+            .reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "Declined by Microsoft".to_string());
+        let related = open_related(&app, &id)?;
+        let doc = merge_into(
+            &app,
+            &related,
+            &json!({"status": "Closed", "substatus": "Declined", "statusReason": reason}),
+        )?;
+        Ok::<_, PcError>(axum::Json(Value::Object(doc)).into_response())
+    })()
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn settings_json(app: &App) -> Value {
+    json!({"wonMinAgeHours": app.won_min_age().as_secs_f64() / 3600.0})
+}
+
+/// `GET /_sandbox/partner-center/settings`: the Partner Center rules that can change at run time.
+pub async fn settings(State(app): State<App>) -> Response {
+    axum::Json(settings_json(&app)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Settings {
+    won_min_age_hours: Option<f64>,
+}
+
+/// `PUT /_sandbox/partner-center/settings` `{wonMinAgeHours?}`: changes them until the next
+/// reset, which goes back to the configuration the sandbox started with.
+pub async fn set_settings(State(app): State<App>, body: Bytes) -> Response {
+    (|| {
+        let s: Settings = parse_optional(&body)?;
+        if let Some(hours) = s.won_min_age_hours {
+            let age = std::time::Duration::try_from_secs_f64(hours * 3600.0).map_err(|_| {
+                PcError::invalid_field(
+                    "wonMinAgeHours",
+                    format!("wonMinAgeHours must be a non-negative number of hours, got {hours}."),
+                )
+            })?;
+            app.partner_center().won_min_age = Some(age);
+        }
+        Ok::<_, PcError>(axum::Json(settings_json(&app)).into_response())
     })()
     .unwrap_or_else(IntoResponse::into_response)
 }

@@ -63,6 +63,9 @@ pub struct PartnerCenter {
     pub validation_events: HashMap<String, u64>,
     /// When test events were requested, for the documented 2-per-minute throttle.
     pub validation_calls: VecDeque<DateTime<Utc>>,
+    /// `won_min_age` as changed on the control API; `None` keeps the configured one, so a
+    /// reset goes back to what the sandbox was started with.
+    pub won_min_age: Option<std::time::Duration>,
 }
 
 impl PartnerCenter {
@@ -76,6 +79,14 @@ impl PartnerCenter {
         self.referrals
             .iter_mut()
             .find(|r| r.id().eq_ignore_ascii_case(id))
+    }
+
+    /// Microsoft's referral in an engagement. The newest when there are several: a client that
+    /// posted the connected referral twice made two, and the later one is the live one.
+    pub fn microsoft_referral(&self, engagement_id: &str) -> Option<&Stored> {
+        self.referrals.iter().rev().find(|r| {
+            r.owner == Owner::Microsoft && r.engagement_id().eq_ignore_ascii_case(engagement_id)
+        })
     }
 
     fn engagement_members(&self, engagement_id: &str, owner: Owner) -> Vec<String> {
@@ -92,6 +103,13 @@ pub fn new_etag() -> String {
 }
 
 impl App {
+    /// How long after creation a partner's deal may not yet be closed as Won.
+    pub fn won_min_age(&self) -> std::time::Duration {
+        self.partner_center()
+            .won_min_age
+            .unwrap_or(self.config.won_min_age)
+    }
+
     pub fn referral_url(&self, id: &str) -> String {
         format!("{}/v1.0/engagements/referrals/{id}", self.base_url)
     }

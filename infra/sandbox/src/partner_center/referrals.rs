@@ -1,17 +1,19 @@
 //! The Referrals API at `/v1.0/engagements/referrals`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use cosell_odata::{Filter, OrderBy};
 use cosell_shared::referral::{Status, Substatus, TransitionRules, check_transition};
 use serde_json::{Map, Value, json};
 
 use super::errors::PcError;
-use super::{Owner, Stored, str_at};
+use super::{Owner, PartnerCenter, Stored, parse_time, str_at};
 use crate::app::App;
 use crate::clock::pc_timestamp;
 use crate::config::{REFERRALS_AUDIENCE, ReferralRole};
@@ -36,6 +38,9 @@ const SERVER_FIELDS: &[&str] = &[
 /// The sandbox's own partner organisation.
 pub const PARTNER_ORG_ID: &str = "5b3c5f6e-1f0a-4d3e-9c52-0a3a1f3c0d11";
 pub const PARTNER_ORG_NAME: &str = "Sandbox Partner";
+/// How Microsoft's own referrals name their organisation.
+pub const MICROSOFT_ORG_ID: &str = "msft";
+pub const MICROSOFT_ORG_NAME: &str = "Microsoft";
 
 #[derive(Debug, Clone)]
 struct Caller {
@@ -125,6 +130,22 @@ fn require_json(headers: &HeaderMap, also: &[&str]) -> Result<(), PcError> {
     }
 }
 
+/// The consent member whose `false` makes a deal private.
+const CONSENT_TO_SHARE: &str = "consentToShareReferralWithMicrosoftSellers";
+
+/// Whether `target` invites Microsoft: what makes a referral posted into an engagement the
+/// connected one.
+fn targets_microsoft(doc: &Map<String, Value>) -> bool {
+    doc.get("target")
+        .and_then(Value::as_array)
+        .is_some_and(|t| {
+            t.iter().any(|t| {
+                t.get("type").and_then(Value::as_str) == Some("BusinessProfileLocation")
+                    && t.get("id").and_then(Value::as_str) == Some("msft")
+            })
+        })
+}
+
 /// Create-time (and, for the partner's outgoing referrals, update-time) validation: the rules
 /// Partner Center enforces on what the partner shares.
 fn validate(doc: &Map<String, Value>) -> Result<(), PcError> {
@@ -159,15 +180,10 @@ fn validate(doc: &Map<String, Value>) -> Result<(), PcError> {
         }
         Some(_) => {}
     }
-    let shared_with_microsoft = at(&["consent", "consentToShareReferralWithMicrosoftSellers"])
+    let shared_with_microsoft = at(&["consent", CONSENT_TO_SHARE])
         .and_then(Value::as_bool)
         .unwrap_or(false)
-        || at(&["target"]).and_then(Value::as_array).is_some_and(|t| {
-            t.iter().any(|t| {
-                t.get("type").and_then(Value::as_str) == Some("BusinessProfileLocation")
-                    && t.get("id").and_then(Value::as_str) == Some("msft")
-            })
-        });
+        || targets_microsoft(doc);
     let has_solution = at(&["details", "requirements", "solutions"])
         .and_then(Value::as_array)
         .is_some_and(|s| !s.is_empty());
@@ -206,6 +222,7 @@ fn check_update(
     old: &Stored,
     new: &mut Map<String, Value>,
     keep_server_fields: bool,
+    won_min_age: Duration,
 ) -> Result<(), PcError> {
     let rules = TransitionRules {
         allow_error_substatus: app.config.allow_error_substatus,
@@ -239,10 +256,101 @@ fn check_update(
     let to = status_pair(new);
     check_transition((&from.0, &from.1), (&to.0, &to.1), &rules)
         .map_err(|e| PcError::invalid_field("status", e.to_string()))?;
-    if str_at(&old.doc, "direction") == "Outgoing" {
+    check_visibility(&old.doc, new)?;
+    let outgoing = str_at(&old.doc, "direction") == "Outgoing";
+    if outgoing && matches!(to, (Status::Closed, Substatus::Won)) {
+        check_won_age(&old.doc, won_min_age, app.clock.now())?;
+    }
+    if outgoing {
         validate(new)?;
     }
     Ok(())
+}
+
+/// A deal may become more visible but never less (Partner Center: visibility cannot be reverted
+/// once visible; a private deal can still be upgraded). So `type` may go from `Independent` to
+/// `Shared` and the share consent from false to true, not back. A body that leaves either out
+/// keeps what the referral has, as it does for the status.
+fn check_visibility(old: &Map<String, Value>, new: &mut Map<String, Value>) -> Result<(), PcError> {
+    if new.get("type").is_none_or(Value::is_null)
+        && let Some(v) = old.get("type")
+    {
+        new.insert("type".into(), v.clone());
+    }
+    let (was, now) = (str_at(old, "type"), str_at(new, "type"));
+    if was.eq_ignore_ascii_case("Shared") && !now.eq_ignore_ascii_case("Shared") {
+        return Err(PcError::invalid_field(
+            "type",
+            format!(
+                "type cannot change from Shared to {now}: a deal shared with Microsoft stays shared."
+            ),
+        ));
+    }
+    let target = "consent.consentToShareReferralWithMicrosoftSellers";
+    let was_shared = old
+        .get("consent")
+        .and_then(|c| c.get(CONSENT_TO_SHARE))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if !was_shared {
+        return Ok(());
+    }
+    let consent = new
+        .entry("consent")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if consent.is_null() {
+        *consent = Value::Object(Map::new());
+    }
+    let Some(consent) = consent.as_object_mut() else {
+        return Err(PcError::invalid_field(
+            "consent",
+            "consent must be an object.",
+        ));
+    };
+    match consent.get(CONSENT_TO_SHARE) {
+        None | Some(Value::Null) => {
+            consent.insert(CONSENT_TO_SHARE.into(), Value::Bool(true));
+            Ok(())
+        }
+        Some(Value::Bool(true)) => Ok(()),
+        Some(_) => Err(PcError::invalid_field(
+            target,
+            format!(
+                "{target} cannot go back to false: a deal visible to Microsoft's sellers cannot be made private again."
+            ),
+        )),
+    }
+}
+
+/// Partner Center may refuse a deal registration marked Won too soon after the deal was made;
+/// the sandbox does when `won_min_age` is set.
+fn check_won_age(
+    doc: &Map<String, Value>,
+    won_min_age: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), PcError> {
+    if won_min_age.is_zero() {
+        return Ok(());
+    }
+    let Some(created) = parse_time(str_at(doc, "createdDateTime")) else {
+        // Without a creation time there is no age to hold against the deal.
+        return Ok(());
+    };
+    let allowed_from = chrono::Duration::from_std(won_min_age)
+        .ok()
+        .and_then(|age| created.checked_add_signed(age));
+    if allowed_from.is_some_and(|t| now >= t) {
+        return Ok(());
+    }
+    let hours = won_min_age.as_secs_f64() / 3600.0;
+    let from = allowed_from.map_or_else(|| "never".to_string(), pc_timestamp);
+    Err(PcError::invalid_field(
+        "substatus",
+        format!(
+            "Won is refused in the first {hours} hours after a deal is created: this referral was created at {}, Closed/Won is accepted from {from}.",
+            str_at(doc, "createdDateTime")
+        ),
+    ))
 }
 
 fn etag_matches(given: &str, current: &str) -> bool {
@@ -270,22 +378,18 @@ fn create_inner(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response,
     app.expire_referrals();
     let now = app.clock.now();
     let mut pc = app.partner_center();
-    let engagement = match doc.get("engagementId").and_then(Value::as_str) {
-        Some(e) if !e.is_empty() => {
-            // Joining an existing engagement is how the second half of a shared deal is made.
-            if !pc
-                .referrals
-                .iter()
-                .any(|r| r.engagement_id().eq_ignore_ascii_case(e))
-            {
-                return Err(PcError::invalid_field(
-                    "engagementId",
-                    format!("engagementId '{e}' does not name an existing engagement."),
-                ));
-            }
-            e.to_string()
+    let (engagement, owner) = match doc.get("engagementId") {
+        None | Some(Value::Null) => (uuid::Uuid::new_v4().to_string(), Owner::Partner),
+        Some(Value::String(e)) if e.is_empty() => {
+            (uuid::Uuid::new_v4().to_string(), Owner::Partner)
         }
-        _ => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(e)) => (connected_engagement(&pc, e, &doc)?, Owner::Microsoft),
+        Some(_) => {
+            return Err(PcError::invalid_field(
+                "engagementId",
+                "engagementId must be a string.",
+            ));
+        }
     };
     doc.retain(|k, _| !k.starts_with("@odata."));
     for f in SERVER_FIELDS {
@@ -295,22 +399,72 @@ fn create_inner(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response,
     let ts = pc_timestamp(now);
     doc.insert("id".into(), Value::String(id.clone()));
     doc.insert("engagementId".into(), Value::String(engagement));
-    doc.insert("organizationId".into(), PARTNER_ORG_ID.into());
-    doc.insert("organizationName".into(), PARTNER_ORG_NAME.into());
     doc.insert("direction".into(), "Outgoing".into());
     doc.insert("createdDateTime".into(), Value::String(ts.clone()));
-    // Deals the partner creates are accepted from the start, whatever status was posted.
-    doc.insert("status".into(), "Active".into());
-    doc.insert("substatus".into(), "Accepted".into());
-    doc.insert("acceptedDateTime".into(), Value::String(ts));
+    match owner {
+        Owner::Partner => {
+            doc.insert("organizationId".into(), PARTNER_ORG_ID.into());
+            doc.insert("organizationName".into(), PARTNER_ORG_NAME.into());
+            // Deals the partner creates are accepted from the start, whatever status was posted.
+            doc.insert("status".into(), "Active".into());
+            doc.insert("substatus".into(), "Accepted".into());
+            doc.insert("acceptedDateTime".into(), Value::String(ts));
+        }
+        Owner::Microsoft => {
+            // The connected referral is Microsoft's side of the deal, and Microsoft has not
+            // answered yet: the control API's related/accept and related/decline play that.
+            doc.insert("organizationId".into(), MICROSOFT_ORG_ID.into());
+            doc.insert("organizationName".into(), MICROSOFT_ORG_NAME.into());
+            doc.insert("type".into(), "Shared".into());
+            doc.insert("status".into(), "New".into());
+            doc.insert("substatus".into(), "Pending".into());
+        }
+    }
     app.stamp(&mut doc, now);
     pc.referrals.push(Stored {
         doc: doc.clone(),
-        owner: Owner::Partner,
+        owner,
     });
     app.referral_changed(&pc, &id, true);
     let status = StatusCode::from_u16(app.config.create_status).unwrap_or(StatusCode::OK);
     Ok(referral_response(status, &doc))
+}
+
+/// A POST that names an engagement is the second half of a shared deal: the connected referral
+/// that invites Microsoft into the partner's engagement. Returns the engagement id as stored.
+/// A second one in the same engagement is not refused: a client that makes two should be seen
+/// making two.
+fn connected_engagement(
+    pc: &PartnerCenter,
+    posted: &str,
+    doc: &Map<String, Value>,
+) -> Result<String, PcError> {
+    let in_engagement = |r: &&Stored| r.engagement_id().eq_ignore_ascii_case(posted);
+    let Some(own) = pc
+        .referrals
+        .iter()
+        .filter(in_engagement)
+        .find(|r| r.owner == Owner::Partner)
+    else {
+        let why = if pc.referrals.iter().any(|r| in_engagement(&r)) {
+            "holds no referral of this partner"
+        } else {
+            "does not name an existing engagement"
+        };
+        return Err(PcError::invalid_field(
+            "engagementId",
+            format!(
+                "engagementId '{posted}' {why}; a referral posted with an engagementId joins the partner's own engagement."
+            ),
+        ));
+    };
+    if !targets_microsoft(doc) {
+        return Err(PcError::invalid_field(
+            "target",
+            "target must include {\"type\": \"BusinessProfileLocation\", \"id\": \"msft\"}: a referral posted into an existing engagement is the connected referral that invites Microsoft.",
+        ));
+    }
+    Ok(own.engagement_id().to_string())
 }
 
 pub async fn get(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -463,8 +617,9 @@ pub async fn put(
         let mut new = parse_object(&body)?;
         new.retain(|k, _| !k.starts_with("@odata."));
         app.expire_referrals();
+        let won_min_age = app.won_min_age();
         write(&app, &id, &if_match, |old| {
-            check_update(&app, old, &mut new, true)?;
+            check_update(&app, old, &mut new, true, won_min_age)?;
             Ok(new)
         })
         .map(|doc| referral_response(StatusCode::OK, &doc))
@@ -506,6 +661,7 @@ pub async fn patch(
             .unwrap_or("*")
             .to_string();
         app.expire_referrals();
+        let won_min_age = app.won_min_age();
         let doc = write(&app, &id, &if_match, |old| {
             let mut value = Value::Object(old.doc.clone());
             json_patch::patch(&mut value, &ops)
@@ -515,7 +671,7 @@ pub async fn patch(
                     "The patch must leave the referral an object.",
                 ));
             };
-            check_update(&app, old, &mut new, false)?;
+            check_update(&app, old, &mut new, false, won_min_age)?;
             Ok(new)
         })?;
         let wants_body = headers

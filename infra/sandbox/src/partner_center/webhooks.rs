@@ -11,7 +11,7 @@ use super::Registration;
 use super::errors::PcError;
 use crate::app::App;
 use crate::clock::pc_timestamp;
-use crate::config::{PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE};
+use crate::config::PARTNER_CENTER_AUDIENCE;
 use crate::delivery::{AttemptOutcome, Event};
 
 /// Event names a registration may subscribe to: the referral ones and a sample of the others
@@ -32,9 +32,10 @@ pub const EVENT_NAMES: &[&str] = &[
     "granular-admin-relationship-updated",
 ];
 
-/// The Webhooks API accepts the Partner Center audience, app-only or app+user.
+/// The Webhooks API accepts the Partner Center audience only, app-only or app+user. A token for
+/// the Referrals API is a different audience and is refused, as Entra-protected APIs do.
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), PcError> {
-    app.authenticate(headers, &[PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE])
+    app.authenticate(headers, &[PARTNER_CENTER_AUDIENCE])
         .map(|_| ())
         .map_err(|why| PcError::unauthenticated(why.to_string()))
 }

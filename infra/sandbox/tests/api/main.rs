@@ -2,6 +2,7 @@
 
 mod common;
 mod control;
+mod cosell;
 mod delivery;
 mod referrals;
 mod tokens;

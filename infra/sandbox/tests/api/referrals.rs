@@ -589,3 +589,302 @@ async fn unanswered_incoming_referrals_expire_after_14_days() {
     let kept: Value = env.get_json(&path, &token).await;
     assert_eq!(kept["status"], "Active");
 }
+
+fn put_req(
+    env: &Env,
+    token: &str,
+    path: &str,
+    etag: &Value,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    env.http
+        .put(env.url(path))
+        .bearer_auth(token)
+        .header("If-Match", etag.as_str().expect("etag"))
+        .json(body)
+}
+
+/// The `target` of a 400 `invalidRequest`.
+async fn refused_target(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "invalidRequest");
+    err["error"]["target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_deal_may_become_shared_and_visible_but_never_go_back() {
+    let env = Env::start().await;
+    let token = env.admin().await;
+    let mut private = Env::outgoing("private");
+    json_patch::merge(
+        &mut private,
+        &json!({
+            "type": "Independent",
+            "consent": {"consentToShareReferralWithMicrosoftSellers": false},
+            "inviteContext": {"assistanceRequestCode": "Unknown"}
+        }),
+    );
+    let r = env.create(&token, private).await;
+    let path = format!("{LIST}/{}", r["id"].as_str().expect("id"));
+    let consent = "/consent/consentToShareReferralWithMicrosoftSellers";
+
+    // Private → partner-led → co-sell.
+    let resp = patch_req(
+        &env,
+        &token,
+        &path,
+        json!([{"op": "replace", "path": consent, "value": true}]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(resp.status(), 204);
+    let resp = patch_req(
+        &env,
+        &token,
+        &path,
+        json!([{"op": "replace", "path": "/type", "value": "Shared"}]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(resp.status(), 204);
+    let shared: Value = env.get_json(&path, &token).await;
+    assert_eq!(shared["type"], "Shared");
+    assert_eq!(
+        shared["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        true
+    );
+
+    // Not back, by PATCH or by PUT.
+    let back = patch_req(
+        &env,
+        &token,
+        &path,
+        json!([{"op": "replace", "path": "/type", "value": "Independent"}]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(refused_target(back).await, "type");
+    let mut body = shared.clone();
+    body["type"] = json!("Independent");
+    let back = put_req(&env, &token, &path, &shared["eTag"], &body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused_target(back).await, "type");
+    let private_again = patch_req(
+        &env,
+        &token,
+        &path,
+        json!([{"op": "replace", "path": consent, "value": false}]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(
+        refused_target(private_again).await,
+        "consent.consentToShareReferralWithMicrosoftSellers"
+    );
+    let mut body = shared.clone();
+    body["consent"]["consentToShareReferralWithMicrosoftSellers"] = json!(false);
+    let private_again = put_req(&env, &token, &path, &shared["eTag"], &body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        refused_target(private_again).await,
+        "consent.consentToShareReferralWithMicrosoftSellers"
+    );
+    let unchanged: Value = env.get_json(&path, &token).await;
+    assert_eq!(unchanged["eTag"], shared["eTag"], "nothing was written");
+
+    // A replacement that leaves them out keeps them, as it keeps the status.
+    let mut body = shared.clone();
+    let obj = body.as_object_mut().expect("object");
+    obj.remove("type");
+    obj.remove("consent");
+    obj.insert("name".into(), json!("renamed"));
+    let kept = put_req(&env, &token, &path, &shared["eTag"], &body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(kept.status(), 200);
+    let kept: Value = kept.json().await.expect("json");
+    assert_eq!(kept["name"], "renamed");
+    assert_eq!(kept["type"], "Shared");
+    assert_eq!(
+        kept["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        true
+    );
+}
+
+fn won() -> Value {
+    json!([
+        {"op": "replace", "path": "/status", "value": "Closed"},
+        {"op": "replace", "path": "/substatus", "value": "Won"}
+    ])
+}
+
+#[tokio::test]
+async fn won_is_refused_in_the_first_hours_when_configured() {
+    let env = Env::with(cosell_sandbox::SandboxConfig {
+        won_min_age: std::time::Duration::from_secs(72 * 3600),
+        ..crate::common::fast_config()
+    })
+    .await;
+    let token = env.admin().await;
+    let r = env.create(&token, Env::outgoing("too early")).await;
+    let path = format!("{LIST}/{}", r["id"].as_str().expect("id"));
+
+    let resp = patch_req(&env, &token, &path, won())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "invalidRequest");
+    assert_eq!(err["error"]["target"], "substatus");
+    let message = err["error"]["message"].as_str().expect("msg");
+    assert!(
+        message.contains("Won is refused in the first 72 hours"),
+        "{message}"
+    );
+    let mut body = r.clone();
+    body["status"] = json!("Closed");
+    body["substatus"] = json!("Won");
+    let resp = put_req(&env, &token, &path, &r["eTag"], &body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused_target(resp).await, "substatus");
+    // Lost is not held back, nor is a Microsoft-sent deal.
+    let lost = env.create(&token, Env::outgoing("lost early")).await;
+    let resp = patch_req(
+        &env,
+        &token,
+        &format!("{LIST}/{}", lost["id"].as_str().expect("id")),
+        json!([
+            {"op": "replace", "path": "/status", "value": "Closed"},
+            {"op": "replace", "path": "/substatus", "value": "Lost"}
+        ]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(resp.status(), 204);
+    let incoming = env.incoming("co-sell", json!({})).await;
+    let incoming_path = format!("{LIST}/{}", incoming["id"].as_str().expect("id"));
+    let resp = patch_req(
+        &env,
+        &token,
+        &incoming_path,
+        json!([
+            {"op": "replace", "path": "/status", "value": "Active"},
+            {"op": "replace", "path": "/substatus", "value": "Accepted"}
+        ]),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(resp.status(), 204);
+    let resp = patch_req(&env, &token, &incoming_path, won())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 204);
+
+    // Just before the 72 hours are up it is still refused; after, accepted.
+    env.control(
+        Method::POST,
+        "/_sandbox/clock/advance",
+        Some(json!({"hours": 71, "minutes": 58})),
+    )
+    .await;
+    let token = env.admin().await;
+    let resp = patch_req(&env, &token, &path, won())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused_target(resp).await, "substatus");
+    env.control(
+        Method::POST,
+        "/_sandbox/clock/advance",
+        Some(json!({"minutes": 3})),
+    )
+    .await;
+    let token = env.admin().await;
+    let resp = patch_req(&env, &token, &path, won())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 204);
+    let got: Value = env.get_json(&path, &token).await;
+    assert_eq!(got["substatus"], "Won");
+}
+
+#[tokio::test]
+async fn the_won_hold_is_off_by_default_and_settable_at_run_time() {
+    let env = Env::start().await;
+    let token = env.admin().await;
+    let settings = "/_sandbox/partner-center/settings";
+    let now: Value = env
+        .control(Method::GET, settings, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(now["wonMinAgeHours"], 0.0);
+    let r = env.create(&token, Env::outgoing("won at once")).await;
+    let resp = patch_req(
+        &env,
+        &token,
+        &format!("{LIST}/{}", r["id"].as_str().expect("id")),
+        won(),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(resp.status(), 204);
+
+    let set = env
+        .control(Method::PUT, settings, Some(json!({"wonMinAgeHours": 2})))
+        .await;
+    assert_eq!(set.status(), 200);
+    let set: Value = set.json().await.expect("json");
+    assert_eq!(set["wonMinAgeHours"], 2.0);
+    let held = env.create(&token, Env::outgoing("held")).await;
+    let held_path = format!("{LIST}/{}", held["id"].as_str().expect("id"));
+    let resp = patch_req(&env, &token, &held_path, won())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("first 2 hours"),
+        "{err}"
+    );
+
+    for bad in [json!({"wonMinAgeHours": -1}), json!({"wonMinAge": 1})] {
+        let resp = env.control(Method::PUT, settings, Some(bad.clone())).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    // A reset goes back to the configured value.
+    env.control(Method::POST, "/_sandbox/reset", None).await;
+    let after: Value = env
+        .control(Method::GET, settings, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["wonMinAgeHours"], 0.0);
+}

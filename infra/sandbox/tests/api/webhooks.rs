@@ -1,3 +1,4 @@
+use cosell_sandbox::config::{ADMIN_USER, PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -153,4 +154,50 @@ async fn validation_events_need_test_created_are_throttled_and_report_attempts()
             >= 3
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_webhooks_api_refuses_referrals_api_tokens() {
+    let env = Env::start().await;
+    let app_only = env.app_token(REFERRALS_AUDIENCE).await;
+    // The Referrals API's own App+User token is the one a connector already holds.
+    let user = env.admin().await;
+    let calls = [
+        (Method::GET, REG.to_string(), None),
+        (Method::GET, format!("{REG}/events"), None),
+        (
+            Method::PUT,
+            REG.to_string(),
+            Some(
+                json!({"WebhookUrl": "https://partner.example/hook", "WebhookEvents": REFERRAL_EVENTS}),
+            ),
+        ),
+        (Method::POST, format!("{REG}/validationEvents"), None),
+    ];
+    for token in [&app_only, &user] {
+        for (method, path, body) in &calls {
+            let resp = env.call(method.clone(), path, token, body.clone()).await;
+            assert_eq!(resp.status(), 401, "{method} {path}");
+            let err: Value = resp.json().await.expect("json");
+            assert_eq!(err["error"]["code"], "unauthenticated");
+            assert!(
+                err["error"]["message"]
+                    .as_str()
+                    .expect("msg")
+                    .contains("audience"),
+                "{err}"
+            );
+        }
+    }
+    // Nothing was registered by the refused PUT, and the right audience still gets in.
+    let right = env.webhooks_token().await;
+    assert_eq!(env.call(Method::GET, REG, &right, None).await.status(), 404);
+    let user = env.token_v1(ADMIN_USER, PARTNER_CENTER_AUDIENCE).await;
+    let user = user["access_token"].as_str().expect("token");
+    assert_eq!(
+        env.call(Method::GET, &format!("{REG}/events"), user, None)
+            .await
+            .status(),
+        200
+    );
 }
