@@ -12,8 +12,8 @@ use cosell_sandbox::config::{CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::dataverse::{DataverseConfig, DataverseCrm, Secret, VisibilityEncoding};
 use cosell_shared::crm::{
-    AccountFields, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState, OpportunityFields,
-    OpportunityState, Visibility,
+    AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
+    OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::retry::RetryPolicy;
 use reqwest::Method;
@@ -40,9 +40,11 @@ fn fast() -> RetryPolicy {
 
 impl Env {
     async fn start() -> Env {
-        let sandbox = Sandbox::start(SandboxConfig::default())
-            .await
-            .expect("sandbox starts");
+        Env::with(SandboxConfig::default()).await
+    }
+
+    async fn with(config: SandboxConfig) -> Env {
+        let sandbox = Sandbox::start(config).await.expect("sandbox starts");
         Env {
             sandbox,
             http: reqwest::Client::new(),
@@ -197,6 +199,7 @@ async fn an_opportunity_reads_back_as_it_was_written_and_is_found_by_referral() 
         microsoft_crm_id: Some("7-ABCDEF".into()),
         microsoft_status: Some("Active".into()),
         audit: Some("2026-01-05 created from Partner Center".into()),
+        ..Default::default()
     };
     let id = crm.create_opportunity(&fields).await.expect("created");
 
@@ -1480,4 +1483,401 @@ async fn a_configured_country_column_is_the_one_read() {
     let id = row["accountid"].as_str().expect("id");
     let read = crm.get_account(id).await.expect("read").expect("exists");
     assert_eq!(read.fields.country.as_deref(), Some("DE"));
+}
+
+// ---------------------------------------------------------------- clearing and Services fields
+
+/// The Services co-sell columns under the names the sandbox gives them.
+const SERVICES_COLUMNS: [&str; 4] = [
+    "cosell_solutionarea",
+    "cosell_solutionplay",
+    "cosell_partnerrole",
+    "cosell_marketplaceintent",
+];
+
+/// Every field a write can empty.
+const EVERY_CLEAR: [ClearField; 11] = [
+    ClearField::DealValue,
+    ClearField::Currency,
+    ClearField::CloseDate,
+    ClearField::Description,
+    ClearField::MicrosoftHelp,
+    ClearField::Contact,
+    ClearField::MicrosoftStatus,
+    ClearField::MicrosoftCrmId,
+    ClearField::SolutionArea,
+    ClearField::SolutionPlay,
+    ClearField::PartnerRole,
+];
+
+impl Env {
+    /// The adapter configured for the Services co-sell columns, as an admin would through
+    /// `COSELL_DATAVERSE_FIELDS`.
+    fn services_crm(&self) -> DataverseCrm {
+        let mut config = self.config();
+        config.fields = serde_json::from_value(json!({
+            "solutionArea": "cosell_solutionarea",
+            "solutionPlay": "cosell_solutionplay",
+            "partnerRole": "cosell_partnerrole",
+            "marketplaceIntent": "cosell_marketplaceintent",
+        }))
+        .expect("the settings parse");
+        DataverseCrm::new(config).expect("valid config")
+    }
+
+    async fn change_field(&self, set: &str, name: &str, change: Value) {
+        let (status, body) = self
+            .control(
+                Method::PATCH,
+                &format!("/_sandbox/dataverse/schema/{set}/fields/{name}"),
+                Some(change),
+            )
+            .await;
+        assert_eq!(status, 200, "change {set}.{name}: {body}");
+    }
+}
+
+/// An opportunity with every clearable field, and the Services fields, filled in.
+async fn everything(crm: &DataverseCrm, name: &str) -> (String, String) {
+    let account = account(crm, &format!("{name} Ltd")).await;
+    let contact = crm
+        .create_contact(&ContactFields {
+            last_name: "Bowman".into(),
+            account_id: Some(account.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            name: Some(name.into()),
+            account_id: Some(account),
+            contact_id: Some(contact.clone()),
+            deal_value: Some(42_000.0),
+            currency: Some("EUR".into()),
+            close_date: chrono::NaiveDate::from_ymd_opt(2030, 6, 30),
+            description: Some("notes".into()),
+            microsoft_help: Some("ProofOfConceptOrDemo".into()),
+            microsoft_status: Some("Active/Accepted".into()),
+            microsoft_crm_id: Some("7-ABCDEF".into()),
+            solution_area: Some("Cloud and AI Platforms".into()),
+            solution_play: Some("Migrate and modernize your estate".into()),
+            partner_role: Some("Implementation partner".into()),
+            sync_with_partner_center: Some(true),
+            referral_id: Some(format!("ref-{name}")),
+            audit: Some("created".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("created");
+    (id, contact)
+}
+
+#[tokio::test]
+async fn clearing_each_field_empties_its_column_and_detaches_the_contact() {
+    let env = Env::start().await;
+    // The currency lookup is ApplicationRequired in the standard schema; this environment's
+    // admin relaxed it, so its clear can be seen to land.
+    env.change_field(
+        "opportunities",
+        "transactioncurrencyid",
+        json!({"required": false}),
+    )
+    .await;
+    let crm = env.services_crm();
+    let (id, contact) = everything(&crm, "Emptied").await;
+    let before = env.row("opportunities", &id).await;
+    assert_eq!(before["_parentcontactid_value"], json!(contact));
+    assert_eq!(before["cosell_partnerrole"], "Implementation partner");
+    assert_eq!(before["estimatedvalue"], 42_000.0);
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            audit: Some("emptied".into()),
+            clear: EVERY_CLEAR.to_vec(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cleared");
+
+    let row = env.row("opportunities", &id).await;
+    for column in [
+        "estimatedvalue",
+        "_transactioncurrencyid_value",
+        "estimatedclosedate",
+        "description",
+        "cosell_microsofthelp",
+        "_parentcontactid_value",
+        "cosell_microsoftstatus",
+        "cosell_microsoftcrmid",
+        "cosell_solutionarea",
+        "cosell_solutionplay",
+        "cosell_partnerrole",
+    ] {
+        assert_eq!(row[column], Value::Null, "{column} emptied: {row}");
+    }
+    assert_eq!(row["name"], "Emptied", "what is not cleared stays");
+    assert_eq!(row["cosell_audit"], "emptied");
+    assert!(row["_customerid_value"].is_string(), "the customer stays");
+
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    let f = &read.fields;
+    assert_eq!(
+        (f.deal_value, &f.currency, f.close_date, &f.description),
+        (None, &None, None, &None)
+    );
+    assert_eq!(f.contact_id, None, "the contact is detached");
+    assert_eq!(
+        (&f.microsoft_help, &f.microsoft_status, &f.microsoft_crm_id),
+        (&None, &None, &None)
+    );
+    assert_eq!(
+        (&f.solution_area, &f.solution_play, &f.partner_role),
+        (&None, &None, &None)
+    );
+    assert!(f.clear.is_empty(), "a read never asks to clear");
+    assert_eq!(
+        env.row("contacts", &contact).await["lastname"],
+        "Bowman",
+        "only the link goes, not the contact"
+    );
+
+    // Clearing what is already empty is harmless (a redelivered command).
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            clear: EVERY_CLEAR.to_vec(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cleared again");
+}
+
+#[tokio::test]
+async fn a_required_currency_refuses_its_clear_by_name_and_nothing_is_written() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let mut fields = basic(&crm, "Priced").await;
+    fields.currency = Some("EUR".into());
+    fields.description = Some("kept".into());
+    let id = crm.create_opportunity(&fields).await.expect("created");
+    let err = crm
+        .update_opportunity(
+            &id,
+            &OpportunityFields {
+                clear: vec![ClearField::Currency, ClearField::Description],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("Dataverse requires the transaction currency");
+    match &err {
+        CrmError::Rejected { field, .. } => {
+            assert_eq!(field.as_deref(), Some("transactioncurrencyid"), "{err}")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let row = env.row("opportunities", &id).await;
+    assert_eq!(row["description"], "kept", "one PATCH: all or nothing");
+    assert!(row["_transactioncurrencyid_value"].is_string());
+}
+
+#[tokio::test]
+async fn a_field_both_set_and_cleared_is_set() {
+    let env = Env::start().await;
+    let crm = env.services_crm();
+    let (id, first) = everything(&crm, "Both").await;
+    let second = crm
+        .create_contact(&ContactFields {
+            last_name: "Second".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            description: Some("new notes".into()),
+            contact_id: Some(second.clone()),
+            solution_play: Some("Innovate with Azure AI".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay,
+                ClearField::MicrosoftCrmId,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("opportunities", &id).await;
+    assert_eq!(row["description"], "new notes");
+    assert_eq!(row["_parentcontactid_value"], json!(second));
+    assert_ne!(row["_parentcontactid_value"], json!(first));
+    assert_eq!(row["cosell_solutionplay"], "Innovate with Azure AI");
+    assert_eq!(
+        row["cosell_microsoftcrmid"],
+        Value::Null,
+        "a clear of a field not set still applies"
+    );
+}
+
+#[tokio::test]
+async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
+    let env = Env::start().await;
+    let crm = env.services_crm();
+    let mut fields = basic(&crm, "Services").await;
+    fields.sync_with_partner_center = Some(true);
+    fields.referral_id = Some("ref-services".into());
+    fields.solution_area = Some("Cloud and AI Platforms".into());
+    fields.solution_play = Some("Migrate and modernize your estate".into());
+    fields.partner_role = Some("Implementation partner".into());
+    fields.marketplace_intent = Some("Yes".into());
+    let id = crm.create_opportunity(&fields).await.expect("created");
+
+    let row = env.row("opportunities", &id).await;
+    assert_eq!(row["cosell_solutionarea"], "Cloud and AI Platforms");
+    assert_eq!(
+        row["cosell_solutionplay"],
+        "Migrate and modernize your estate"
+    );
+    assert_eq!(row["cosell_partnerrole"], "Implementation partner");
+    assert_eq!(
+        row["cosell_marketplaceintent"],
+        Value::Null,
+        "the connector never writes the marketplace intent"
+    );
+
+    // The seller records the customer's intent.
+    env.seller_edit(&id, json!({"cosell_marketplaceintent": "Have not decided"}))
+        .await;
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.fields.solution_area, fields.solution_area);
+    assert_eq!(read.fields.solution_play, fields.solution_play);
+    assert_eq!(read.fields.partner_role, fields.partner_role);
+    assert_eq!(
+        read.fields.marketplace_intent.as_deref(),
+        Some("Have not decided")
+    );
+    let found = crm
+        .find_opportunity_by_referral("ref-services")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found.fields, read.fields);
+    let (fed, _, _) = drain(&crm, None).await;
+    let fed = fed.iter().find(|o| o.id == id).expect("in the feed");
+    assert_eq!(fed.fields, read.fields);
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            partner_role: Some("Co-sell partner".into()),
+            marketplace_intent: Some("No".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("opportunities", &id).await;
+    assert_eq!(row["cosell_partnerrole"], "Co-sell partner");
+    assert_eq!(row["cosell_marketplaceintent"], "Have not decided");
+}
+
+#[tokio::test]
+async fn without_the_settings_an_environment_lacking_the_services_columns_keeps_working() {
+    let mut config = SandboxConfig::default();
+    config
+        .dataverse
+        .table_mut("opportunities")
+        .expect("opportunities")
+        .fields
+        .retain(|f| !SERVICES_COLUMNS.contains(&f.name.as_str()));
+    let env = Env::with(config).await;
+    // The sandbox refuses any request naming a column the table lacks (in $select, or in a
+    // body, even as null), so every call below succeeding shows the adapter never named one.
+    let crm = env.crm();
+    let mut fields = basic(&crm, "Plain").await;
+    fields.sync_with_partner_center = Some(true);
+    fields.referral_id = Some("ref-plain".into());
+    fields.solution_area = Some("Cloud and AI Platforms".into());
+    fields.partner_role = Some("Implementation partner".into());
+    fields.marketplace_intent = Some("Yes".into());
+    let id = crm.create_opportunity(&fields).await.expect("created");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            solution_play: Some("Migrate and modernize your estate".into()),
+            clear: vec![
+                ClearField::SolutionArea,
+                ClearField::SolutionPlay,
+                ClearField::PartnerRole,
+                ClearField::Description,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let read = crm
+        .get_opportunity(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (
+            &read.fields.solution_area,
+            &read.fields.solution_play,
+            &read.fields.partner_role,
+            &read.fields.marketplace_intent
+        ),
+        (&None, &None, &None, &None)
+    );
+    crm.find_opportunity_by_referral("ref-plain")
+        .await
+        .expect("query")
+        .expect("found");
+    let (fed, _, _) = drain(&crm, None).await;
+    assert_eq!(ids(&fed), vec![id.clone()]);
+
+    // The same environment with the settings: the missing column is named.
+    let err = env
+        .services_crm()
+        .get_opportunity(&id)
+        .await
+        .expect_err("the column does not exist");
+    assert!(err.to_string().contains("cosell_"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_services_column_name_stops_start_up_with_the_setting_named() {
+    let env = Env::start().await;
+    for (setting, fields) in [
+        (
+            "solution_area",
+            json!({"solutionArea": "cosell solution area"}),
+        ),
+        ("partner_role", json!({"partnerRole": "cosell_audit"})),
+        (
+            "marketplace_intent",
+            json!({"solutionPlay": "cosell_x", "marketplaceIntent": "cosell_x"}),
+        ),
+    ] {
+        let mut config = env.config();
+        config.fields = serde_json::from_value(fields).expect("parses");
+        let err = DataverseCrm::new(config).expect_err("refused");
+        assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
 }

@@ -10,8 +10,8 @@ use chrono::NaiveDate;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
 use cosell_shared::crm::{
-    AccountFields, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState, OpportunityFields,
-    OpportunityState, Visibility,
+    AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
+    OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
@@ -313,6 +313,7 @@ async fn an_opportunity_reads_back_as_written() {
         microsoft_crm_id: Some("7-ABCDEF".into()),
         microsoft_status: Some("Active/Accepted".into()),
         audit: Some("2030-01-01 created from Partner Center".into()),
+        ..Default::default()
     };
     let id = crm.create_opportunity(&written).await.expect("create");
 
@@ -1530,4 +1531,416 @@ async fn a_configured_country_field_is_the_one_read() {
     let id = account["Id"].as_str().expect("id");
     let read = crm.get_account(id).await.expect("read").expect("exists");
     assert_eq!(read.fields.country.as_deref(), Some("DE"));
+}
+
+// ---------------------------------------------------------------- clearing and Services fields
+
+const SERVICES_FIELDS: [&str; 4] = [
+    "Solution_Area__c",
+    "Solution_Play__c",
+    "Partner_Role__c",
+    "Marketplace_Intent__c",
+];
+
+impl Env {
+    /// The adapter configured for the Services co-sell fields, as an admin would through
+    /// `COSELL_SALESFORCE_FIELDS`.
+    async fn services_config(&self) -> SalesforceConfig {
+        let mut config = self.config().await;
+        config.fields = serde_json::from_value(json!({
+            "solutionArea": "Solution_Area__c",
+            "solutionPlay": "Solution_Play__c",
+            "partnerRole": "Partner_Role__c",
+            "marketplaceIntent": "Marketplace_Intent__c",
+        }))
+        .expect("the settings parse");
+        config
+    }
+
+    async fn services_crm(&self) -> SalesforceCrm {
+        SalesforceCrm::new(self.services_config().await).expect("valid")
+    }
+
+    /// The opportunity's primary contact roles' contacts.
+    async fn primary_contacts(&self, opportunity: &str) -> Vec<Value> {
+        self.rows("OpportunityContactRole")
+            .await
+            .into_iter()
+            .filter(|r| r["OpportunityId"] == json!(opportunity) && r["IsPrimary"] == json!(true))
+            .map(|r| r["ContactId"].clone())
+            .collect()
+    }
+}
+
+/// An opportunity with every clearable field (the close date aside) and the Services fields
+/// filled in, and its primary contact.
+async fn everything(crm: &SalesforceCrm, name: &str, currency: &str) -> (String, String) {
+    let contact = crm
+        .create_contact(&ContactFields {
+            last_name: "Bowman".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            deal_value: Some(42_000.0),
+            currency: Some(currency.into()),
+            description: Some("notes".into()),
+            contact_id: Some(contact.clone()),
+            microsoft_help: Some("ProofOfConceptOrDemo".into()),
+            microsoft_status: Some("Active/Accepted".into()),
+            microsoft_crm_id: Some("7-ABCDEF".into()),
+            solution_area: Some("Cloud and AI Platforms".into()),
+            solution_play: Some("Migrate and modernize your estate".into()),
+            partner_role: Some("Implementation partner".into()),
+            sync_with_partner_center: Some(true),
+            audit: Some("created".into()),
+            ..opportunity(name, &format!("ref-{name}"))
+        })
+        .await
+        .expect("created");
+    (id, contact)
+}
+
+#[tokio::test]
+async fn clearing_each_field_empties_it_and_deletes_the_primary_contact_role() {
+    let mut multi = SandboxConfig::default();
+    multi.salesforce.multi_currency = true;
+    let env = Env::with(multi).await;
+    let mut config = env.services_config().await;
+    config.multi_currency = true;
+    let crm = SalesforceCrm::new(config).expect("valid");
+    let (id, contact) = everything(&crm, "Emptied", "EUR").await;
+    // A role the seller added stays: only the customer contact is the connector's.
+    let evaluator = crm
+        .create_contact(&ContactFields {
+            last_name: "Evaluator".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    env.post(
+        "/_sandbox/salesforce/OpportunityContactRole",
+        json!({"OpportunityId": id, "ContactId": evaluator, "Role": "Evaluator"}),
+    )
+    .await;
+    assert_eq!(env.primary_contacts(&id).await, [json!(contact)]);
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["CurrencyIsoCode"], "EUR");
+    assert_eq!(row["Partner_Role__c"], "Implementation partner");
+
+    let every_clear_but_the_date: Vec<ClearField> = [
+        ClearField::DealValue,
+        ClearField::Currency,
+        ClearField::Description,
+        ClearField::MicrosoftHelp,
+        ClearField::Contact,
+        ClearField::MicrosoftStatus,
+        ClearField::MicrosoftCrmId,
+        ClearField::SolutionArea,
+        ClearField::SolutionPlay,
+        ClearField::PartnerRole,
+    ]
+    .to_vec();
+    env.reset_stats().await;
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            audit: Some("emptied".into()),
+            clear: every_clear_but_the_date.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cleared");
+    assert_eq!(
+        env.count("PATCH /services/data/v{version}/sobjects/Opportunity/{id}")
+            .await,
+        1,
+        "the fields go in one PATCH"
+    );
+    assert_eq!(
+        env.count("DELETE /services/data/v{version}/sobjects/OpportunityContactRole/{id}")
+            .await,
+        1
+    );
+
+    let row = env.row("Opportunity", &id).await;
+    for field in [
+        "Amount",
+        "CurrencyIsoCode",
+        "Description",
+        "How_can_Microsoft_help__c",
+        "Microsoft_Status__c",
+        "Microsoft_CRM_Identifier__c",
+        "Solution_Area__c",
+        "Solution_Play__c",
+        "Partner_Role__c",
+    ] {
+        assert_eq!(row[field], Value::Null, "{field} emptied: {row}");
+    }
+    assert_eq!(row["Audit__c"], "emptied");
+    assert_eq!(row["CloseDate"], "2030-06-30", "not asked to clear");
+    assert!(env.primary_contacts(&id).await.is_empty());
+    let left: Vec<Value> = env
+        .rows("OpportunityContactRole")
+        .await
+        .into_iter()
+        .map(|r| r["ContactId"].clone())
+        .collect();
+    assert_eq!(left, [json!(evaluator)], "the seller's role stays");
+
+    let read = read(&crm, &id).await;
+    let f = &read.fields;
+    assert_eq!(
+        (f.deal_value, &f.currency, &f.description, &f.contact_id),
+        (None, &None, &None, &None)
+    );
+    assert_eq!(
+        (&f.microsoft_help, &f.microsoft_status, &f.microsoft_crm_id),
+        (&None, &None, &None)
+    );
+    assert_eq!(
+        (&f.solution_area, &f.solution_play, &f.partner_role),
+        (&None, &None, &None)
+    );
+    assert!(f.clear.is_empty(), "a read never asks to clear");
+
+    // Again: nothing left to detach, and emptying what is empty is harmless.
+    env.reset_stats().await;
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            clear: every_clear_but_the_date,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cleared again");
+    assert_eq!(
+        env.count("DELETE /services/data/v{version}/sobjects/OpportunityContactRole/{id}")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_required_close_date_refuses_its_clear_by_name_unless_the_org_relaxed_it() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            description: Some("kept".into()),
+            ..opportunity("Dated", "ref-dated")
+        })
+        .await
+        .expect("created");
+    let clear = OpportunityFields {
+        clear: vec![ClearField::CloseDate, ClearField::Description],
+        ..Default::default()
+    };
+    let err = crm
+        .update_opportunity(&id, &clear)
+        .await
+        .expect_err("Salesforce requires a close date");
+    assert_eq!(rejected_field(&err), Some("CloseDate"), "{err}");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Description"], "kept", "one PATCH: all or nothing");
+
+    env.patch(
+        "/_sandbox/salesforce/schema/Opportunity/fields/CloseDate",
+        json!({"required": false}),
+    )
+    .await;
+    crm.update_opportunity(&id, &clear).await.expect("cleared");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(
+        (&row["CloseDate"], &row["Description"]),
+        (&Value::Null, &Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn a_field_both_set_and_cleared_is_set() {
+    let env = Env::start().await;
+    let crm = env.services_crm().await;
+    let (id, first) = everything(&crm, "Both", "USD").await;
+    let second = crm
+        .create_contact(&ContactFields {
+            last_name: "Second".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            description: Some("new notes".into()),
+            contact_id: Some(second.clone()),
+            solution_play: Some("Innovate with Azure AI".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay,
+                ClearField::MicrosoftCrmId,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Description"], "new notes");
+    assert_eq!(row["Solution_Play__c"], "Innovate with Azure AI");
+    assert_eq!(
+        row["Microsoft_CRM_Identifier__c"],
+        Value::Null,
+        "a clear of a field not set still applies"
+    );
+    assert_eq!(env.primary_contacts(&id).await, [json!(second)]);
+    assert_ne!(json!(first), json!(second));
+}
+
+#[tokio::test]
+async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
+    let env = Env::start().await;
+    let crm = env.services_crm().await;
+    let fields = OpportunityFields {
+        sync_with_partner_center: Some(true),
+        solution_area: Some("Cloud and AI Platforms".into()),
+        solution_play: Some("Migrate and modernize your estate".into()),
+        partner_role: Some("Implementation partner".into()),
+        marketplace_intent: Some("Yes".into()),
+        ..opportunity("Services", "ref-services")
+    };
+    let id = crm.create_opportunity(&fields).await.expect("created");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Solution_Area__c"], "Cloud and AI Platforms");
+    assert_eq!(row["Solution_Play__c"], "Migrate and modernize your estate");
+    assert_eq!(row["Partner_Role__c"], "Implementation partner");
+    assert_eq!(
+        row["Marketplace_Intent__c"],
+        Value::Null,
+        "the connector never writes the marketplace intent"
+    );
+
+    env.seller_edit(&id, json!({"Marketplace_Intent__c": "Have not decided"}))
+        .await;
+    let got = read(&crm, &id).await;
+    assert_eq!(got.fields.solution_area, fields.solution_area);
+    assert_eq!(got.fields.solution_play, fields.solution_play);
+    assert_eq!(got.fields.partner_role, fields.partner_role);
+    assert_eq!(
+        got.fields.marketplace_intent.as_deref(),
+        Some("Have not decided")
+    );
+    let found = crm
+        .find_opportunity_by_referral("ref-services")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found.fields, got.fields);
+    let (fed, _, _) = drain(&crm, None).await;
+    let fed = fed.iter().find(|o| o.id == id).expect("in the feed");
+    assert_eq!(fed.fields, got.fields);
+
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            partner_role: Some("Co-sell partner".into()),
+            marketplace_intent: Some("No".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Partner_Role__c"], "Co-sell partner");
+    assert_eq!(row["Marketplace_Intent__c"], "Have not decided");
+}
+
+#[tokio::test]
+async fn without_the_settings_an_org_lacking_the_services_fields_keeps_working() {
+    let env = Env::start().await;
+    for field in SERVICES_FIELDS {
+        env.control(
+            reqwest::Method::DELETE,
+            &format!("/_sandbox/salesforce/schema/Opportunity/fields/{field}"),
+            None,
+        )
+        .await;
+    }
+    // The sandbox refuses any request naming a field the object lacks (in `fields=`, in SOQL,
+    // or in a body, even as null), so every call below succeeding shows the adapter never
+    // named one.
+    let crm = env.crm().await;
+    let id = crm
+        .create_opportunity(&OpportunityFields {
+            sync_with_partner_center: Some(true),
+            solution_area: Some("Cloud and AI Platforms".into()),
+            partner_role: Some("Implementation partner".into()),
+            marketplace_intent: Some("Yes".into()),
+            ..opportunity("Plain", "ref-plain")
+        })
+        .await
+        .expect("created");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            solution_play: Some("Migrate and modernize your estate".into()),
+            clear: vec![
+                ClearField::SolutionArea,
+                ClearField::SolutionPlay,
+                ClearField::PartnerRole,
+                ClearField::Description,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let got = read(&crm, &id).await;
+    assert_eq!(
+        (
+            &got.fields.solution_area,
+            &got.fields.solution_play,
+            &got.fields.partner_role,
+            &got.fields.marketplace_intent
+        ),
+        (&None, &None, &None, &None)
+    );
+    crm.find_opportunity_by_referral("ref-plain")
+        .await
+        .expect("query")
+        .expect("found");
+    let (fed, _, _) = drain(&crm, None).await;
+    assert_eq!(ids(&fed), vec![id.clone()]);
+
+    // The same org with the settings: the missing field is named.
+    let err = env
+        .services_crm()
+        .await
+        .get_opportunity(&id)
+        .await
+        .expect_err("the field does not exist");
+    assert!(err.to_string().contains("__c"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_services_field_name_stops_start_up_with_the_setting_named() {
+    let env = Env::start().await;
+    for (setting, fields) in [
+        ("solution_area", json!({"solutionArea": "Solution Area"})),
+        ("partner_role", json!({"partnerRole": "Audit__c"})),
+        (
+            "marketplace_intent",
+            json!({"solutionPlay": "X__c", "marketplaceIntent": "X__c"}),
+        ),
+    ] {
+        let mut config = env.config().await;
+        config.fields = serde_json::from_value(fields).expect("parses");
+        let err = SalesforceCrm::new(config).expect_err("refused");
+        assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
 }

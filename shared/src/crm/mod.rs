@@ -69,6 +69,44 @@ pub struct OpportunityFields {
     pub microsoft_crm_id: Option<String>,
     pub microsoft_status: Option<String>,
     pub audit: Option<String>,
+    /// Services co-sell: the solution area, solution play and partner role, as Partner Center
+    /// spells them (the admin's allowed-values list decides what may be sent).
+    pub solution_area: Option<String>,
+    pub solution_play: Option<String>,
+    pub partner_role: Option<String>,
+    /// The customer's marketplace intent as the CRM holds it (`Yes`, `No`, `Have not decided`
+    /// or Partner Center's `HaveNotDecided` spelling); read only, sent on create.
+    pub marketplace_intent: Option<String>,
+    /// In a write: fields to empty (`None` above can only leave a field as it is). Never set by
+    /// a read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clear: Vec<ClearField>,
+}
+
+/// An opportunity field a write can empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClearField {
+    DealValue,
+    Currency,
+    CloseDate,
+    Description,
+    MicrosoftHelp,
+    /// The customer contact (Dataverse: the contact lookup; Salesforce: the primary contact
+    /// role is removed).
+    Contact,
+    MicrosoftStatus,
+    MicrosoftCrmId,
+    SolutionArea,
+    SolutionPlay,
+    PartnerRole,
+}
+
+impl OpportunityFields {
+    /// Whether a write of these fields empties `field`.
+    pub fn clears(&self, field: ClearField) -> bool {
+        self.clear.contains(&field)
+    }
 }
 
 /// An opportunity as read from the CRM.
@@ -206,6 +244,12 @@ pub type CrmResult<T> = Result<T, CrmError>;
 #[async_trait]
 pub trait Crm: Send + Sync {
     fn kind(&self) -> CrmKind;
+
+    /// Whether this CRM lets the field be emptied. A field the CRM requires keeps its value
+    /// when the other side empties it; the sync then sends the CRM's value back instead.
+    fn can_clear(&self, _field: ClearField) -> bool {
+        true
+    }
 
     async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>>;
     /// The opportunity whose referral-identifier field holds `referral_id`.

@@ -12,7 +12,9 @@
 //! - Tables: `opportunities`, `accounts`, `contacts`, `leads`, `transactioncurrencies` (seeded
 //!   from [`Config::currencies`]), `cosell_solutions`, `cosell_solutioncatalogs`. The schema is
 //!   data ([`schema`]): columns have a type, a maximum length, a required flag; the control API
-//!   adds columns, alternate keys and changes requirement levels.
+//!   adds columns, alternate keys and changes requirement levels. Besides the connector's
+//!   columns, the opportunity has the Services co-sell text columns `cosell_solutionarea`,
+//!   `cosell_solutionplay`, `cosell_partnerrole` and `cosell_marketplaceintent`.
 //! - Every row has `@odata.etag` (`W/"<n>"`, one global row-version counter), `versionnumber`,
 //!   `createdon`, `modifiedon`, `_createdby_value`, `_modifiedby_value`, `_ownerid_value`.
 //! - Writes (A2, A3, A4, A7): create 204 + `OData-EntityId`, or 201 + body with

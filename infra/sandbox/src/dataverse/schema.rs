@@ -371,6 +371,14 @@ fn connector_fields() -> Vec<Field> {
         Field::new("cosell_microsoftcrmid", s(100)),
         Field::new("cosell_microsoftstatus", s(100)),
         Field::new("cosell_audit", memo(100_000)),
+        // Services co-sell: the solution area, solution play and partner role as Partner
+        // Center spells them, and the customer's marketplace intent (Yes, No, Have not
+        // decided), which the seller records. Text: the real solution's schema is not public,
+        // and the connector reads them only when its admin names them.
+        Field::new("cosell_solutionarea", s(200)),
+        Field::new("cosell_solutionplay", s(200)),
+        Field::new("cosell_partnerrole", s(100)),
+        Field::new("cosell_marketplaceintent", s(50)),
     ]
 }
 

@@ -27,6 +27,9 @@
 //! Inferred choices (each is a [`Config`] field or control-API data, so a test can change it):
 //! - the connector's API names end in `__c` (the public manual prints them with typos, C4);
 //!   [`Config::connector_fields`] can leave them out and the control API can add others;
+//!   they include the Services co-sell fields `Solution_Area__c`, `Solution_Play__c`,
+//!   `Partner_Role__c` (text) and `Marketplace_Intent__c` (restricted picklist: Yes, No,
+//!   Have not decided);
 //! - `Referral_Identifier__c` is an external id but not unique, and external ids match
 //!   case-insensitively ([`Config::external_id_case_sensitive`]), so an upsert can meet
 //!   several matches; `Microsoft_Solution_Catalog__c.Solution_Id__c` is an external id too;

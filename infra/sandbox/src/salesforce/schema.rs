@@ -390,6 +390,10 @@ pub const MICROSOFT_HELP_VALUES: &[&str] = &[
     "General or other",
 ];
 
+/// Marketplace intent picklist values (inferred: Partner Center's three answers, as a person
+/// would label them).
+pub const MARKETPLACE_INTENT_VALUES: &[&str] = &["Yes", "No", "Have not decided"];
+
 /// Referral visibility; the values are not public, these are inferred.
 pub const VISIBILITY_VALUES: &[&str] = &["Private", "Visible"];
 
@@ -561,6 +565,22 @@ pub fn seed(config: &Config) -> Vec<SObject> {
             Field::new("Microsoft_CRM_Identifier__c", s(100)),
             Field::new("Microsoft_Status__c", s(100)),
             Field::new("Audit__c", FieldType::Textarea { length: 100_000 }),
+            // Services co-sell, as Partner Center spells the values; text, since the allowed
+            // lists change with Microsoft's fiscal year.
+            Field::new("Solution_Area__c", s(255)),
+            Field::new("Solution_Play__c", s(255)),
+            Field::new("Partner_Role__c", s(255)),
+            // The customer's intent to buy through the marketplace, as the seller records it.
+            Field::new(
+                "Marketplace_Intent__c",
+                FieldType::Picklist {
+                    values: MARKETPLACE_INTENT_VALUES
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect(),
+                    restricted: true,
+                },
+            ),
         ]);
         // Leads the connector creates carry the referral they came from and an Audit trail.
         lead.extend([

@@ -2,6 +2,7 @@
 //! (the connector) or a human seller (the control API) sees it.
 
 mod auth;
+mod clearing;
 mod common;
 mod control;
 mod limits;

@@ -2,6 +2,7 @@
 //! a connector sees it.
 
 mod auth;
+mod clearing;
 mod common;
 mod control;
 mod query;

@@ -56,6 +56,18 @@ pub struct DataverseFields {
     pub deal_value: String,
     /// Opportunity: the currency lookup (to `transactioncurrencies`), also its navigation.
     pub currency: String,
+    /// Opportunity: the Services co-sell solution area (text). `None`, the default, for an
+    /// environment without the column: the adapter then neither reads nor writes it, since
+    /// Dataverse refuses a `$select` that names a column it does not have.
+    pub solution_area: Option<String>,
+    /// Opportunity: the Services co-sell solution play (text); `None` as for the solution area.
+    pub solution_play: Option<String>,
+    /// Opportunity: the partner's role in a Services co-sell (text); `None` as for the solution
+    /// area.
+    pub partner_role: Option<String>,
+    /// Opportunity: the customer's marketplace intent (text: `Yes`, `No`, `Have not decided`).
+    /// Only read, never written; `None` as for the solution area.
+    pub marketplace_intent: Option<String>,
 
     /// Lead: the referral id.
     pub lead_referral_id: String,
@@ -102,6 +114,10 @@ impl Default for DataverseFields {
             audit: "cosell_audit".into(),
             deal_value: "estimatedvalue".into(),
             currency: "transactioncurrencyid".into(),
+            solution_area: None,
+            solution_play: None,
+            partner_role: None,
+            marketplace_intent: None,
             lead_referral_id: "cosell_referralid".into(),
             lead_referral_link: "cosell_referrallink".into(),
             lead_audit: "cosell_audit".into(),
@@ -267,6 +283,7 @@ impl DataverseFields {
                 "must be a column or table name (letters, digits, '_')",
             ));
         }
+        self.validate_optional_columns()?;
         for (name, map) in [
             (
                 "opportunity_create_defaults",
@@ -281,6 +298,69 @@ impl DataverseFields {
                 return Err(ConfigError::Invalid {
                     name,
                     reason: format!("'{key}' is not a column name or 'navigation@odata.bind'"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DataverseFields {
+    /// The opt-in opportunity columns: each must be a column name, and one no other setting
+    /// (nor a standard column the adapter writes) already uses, since a write body holds each
+    /// column once and the later value would silently win.
+    fn validate_optional_columns(&self) -> Result<(), ConfigError> {
+        let optional: [(&'static str, Option<&str>); 4] = [
+            ("solution_area", self.solution_area.as_deref()),
+            ("solution_play", self.solution_play.as_deref()),
+            ("partner_role", self.partner_role.as_deref()),
+            ("marketplace_intent", self.marketplace_intent.as_deref()),
+        ];
+        let configured = [
+            &self.sync_with_partner_center,
+            &self.referral_id,
+            &self.referral_link,
+            &self.microsoft_help,
+            &self.visibility,
+            &self.microsoft_crm_id,
+            &self.microsoft_status,
+            &self.audit,
+            &self.deal_value,
+            &self.currency,
+        ];
+        let taken: Vec<&str> = [
+            "name",
+            "description",
+            "estimatedclosedate",
+            "statecode",
+            "statuscode",
+            "parentaccountid",
+            "parentcontactid",
+            "customerid",
+            "modifiedon",
+        ]
+        .into_iter()
+        .chain(configured.into_iter().map(String::as_str))
+        .collect();
+        for (i, (name, column)) in optional.iter().enumerate() {
+            let Some(column) = column else {
+                continue;
+            };
+            if !is_identifier(column) {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must be a column name (letters, digits, '_')",
+                ));
+            }
+            // Logical names are lowercase; compare as Dataverse would.
+            let clash = taken
+                .iter()
+                .chain(optional[..i].iter().filter_map(|(_, c)| c.as_ref()))
+                .any(|t| t.eq_ignore_ascii_case(column));
+            if clash {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("names '{column}', a column another setting already uses"),
                 });
             }
         }
@@ -374,6 +454,58 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn services_columns_are_off_by_default_and_checked_when_set() {
+        let f = DataverseFields::default();
+        assert_eq!(
+            (
+                &f.solution_area,
+                &f.solution_play,
+                &f.partner_role,
+                &f.marketplace_intent
+            ),
+            (&None, &None, &None, &None)
+        );
+        let mut c = config();
+        c.fields = serde_json::from_value(serde_json::json!({
+            "solutionArea": "cosell_solutionarea",
+            "solutionPlay": "cosell_solutionplay",
+            "partnerRole": "cosell_partnerrole",
+            "marketplaceIntent": "cosell_marketplaceintent"
+        }))
+        .expect("parses");
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.fields.audit, "cosell_audit", "unnamed ones keep defaults");
+
+        let refused = |change: fn(&mut DataverseFields)| {
+            let mut c = config();
+            change(&mut c.fields);
+            match c.validate() {
+                Err(ConfigError::Invalid { name, .. }) => name,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            refused(|f| f.solution_play = Some("cosell_solution play".into())),
+            "solution_play"
+        );
+        assert_eq!(
+            refused(|f| f.partner_role = Some("COSELL_AUDIT".into())),
+            "partner_role"
+        );
+        assert_eq!(
+            refused(|f| f.solution_area = Some("description".into())),
+            "solution_area"
+        );
+        assert_eq!(
+            refused(|f| {
+                f.solution_area = Some("new_x".into());
+                f.marketplace_intent = Some("new_x".into());
+            }),
+            "marketplace_intent"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::config::{DataverseFields, VisibilityEncoding};
 use crate::crm::{
-    AccountFields, ContactFields, LeadFields, LeadState, OpportunityFields, OpportunityState,
-    Visibility,
+    AccountFields, ClearField, ContactFields, LeadFields, LeadState, OpportunityFields,
+    OpportunityState, Visibility,
 };
 
 /// Standard opportunity and lead columns (the standard schema, crm-apis.md A11).
@@ -211,7 +211,85 @@ pub(super) fn opportunity_select(f: &DataverseFields) -> String {
         "modifiedon".into(),
         lookup_column("modifiedby"),
     ]
+    .into_iter()
+    .chain(optional_columns(f).map(|(_, c)| c.to_string()))
+    .collect::<Vec<_>>()
     .join(",")
+}
+
+/// One of the opt-in opportunity columns of [`DataverseFields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Optional {
+    SolutionArea,
+    SolutionPlay,
+    PartnerRole,
+    MarketplaceIntent,
+}
+
+/// The opt-in columns the admin configured, with their names. Those left unset exist nowhere
+/// in a request: the environment may not have them.
+pub(super) fn optional_columns(f: &DataverseFields) -> impl Iterator<Item = (Optional, &str)> {
+    [
+        (Optional::SolutionArea, &f.solution_area),
+        (Optional::SolutionPlay, &f.solution_play),
+        (Optional::PartnerRole, &f.partner_role),
+        (Optional::MarketplaceIntent, &f.marketplace_intent),
+    ]
+    .into_iter()
+    .filter_map(|(which, column)| column.as_deref().map(|c| (which, c)))
+}
+
+/// Whether the write sets the field that `clear` names. A caller that both sets and clears a
+/// field has made a mistake; the value it sent is the more specific instruction, so setting
+/// wins and the clear is ignored for that field.
+pub(super) fn sets(fields: &OpportunityFields, clear: ClearField) -> bool {
+    match clear {
+        ClearField::DealValue => fields.deal_value.is_some(),
+        ClearField::Currency => fields.currency.is_some(),
+        ClearField::CloseDate => fields.close_date.is_some(),
+        ClearField::Description => fields.description.is_some(),
+        ClearField::MicrosoftHelp => fields.microsoft_help.is_some(),
+        ClearField::Contact => fields.contact_id.is_some(),
+        ClearField::MicrosoftStatus => fields.microsoft_status.is_some(),
+        ClearField::MicrosoftCrmId => fields.microsoft_crm_id.is_some(),
+        ClearField::SolutionArea => fields.solution_area.is_some(),
+        ClearField::SolutionPlay => fields.solution_play.is_some(),
+        ClearField::PartnerRole => fields.partner_role.is_some(),
+    }
+}
+
+/// The fields a write both sets and clears (see [`sets`]), for the adapter to warn about.
+pub(super) fn set_and_cleared(fields: &OpportunityFields) -> Vec<ClearField> {
+    fields
+        .clear
+        .iter()
+        .copied()
+        .filter(|c| sets(fields, *c))
+        .collect()
+}
+
+/// The clears a write carries out: those asked for whose field it does not also set.
+fn clears(fields: &OpportunityFields) -> impl Iterator<Item = ClearField> + '_ {
+    fields.clear.iter().copied().filter(|c| !sets(fields, *c))
+}
+
+/// The property a clear writes null to: a plain column, or a lookup's navigation property
+/// bound to null (Dataverse's documented way to disassociate a single-valued navigation
+/// property in a PATCH). `None` when the field has no column in this environment.
+fn cleared_property(clear: ClearField, f: &DataverseFields) -> Option<String> {
+    match clear {
+        ClearField::DealValue => Some(f.deal_value.clone()),
+        ClearField::Currency => Some(format!("{}@odata.bind", f.currency)),
+        ClearField::CloseDate => Some("estimatedclosedate".into()),
+        ClearField::Description => Some("description".into()),
+        ClearField::MicrosoftHelp => Some(f.microsoft_help.clone()),
+        ClearField::Contact => Some("parentcontactid@odata.bind".into()),
+        ClearField::MicrosoftStatus => Some(f.microsoft_status.clone()),
+        ClearField::MicrosoftCrmId => Some(f.microsoft_crm_id.clone()),
+        ClearField::SolutionArea => f.solution_area.clone(),
+        ClearField::SolutionPlay => f.solution_play.clone(),
+        ClearField::PartnerRole => f.partner_role.clone(),
+    }
 }
 
 /// Ids an opportunity write binds, checked before anything is sent.
@@ -284,6 +362,24 @@ pub(super) fn opportunity_body(
     put_text(&mut b, &f.microsoft_crm_id, &fields.microsoft_crm_id);
     put_text(&mut b, &f.microsoft_status, &fields.microsoft_status);
     put_text(&mut b, &f.audit, &fields.audit);
+    for (which, column) in optional_columns(f) {
+        let value = match which {
+            Optional::SolutionArea => &fields.solution_area,
+            Optional::SolutionPlay => &fields.solution_play,
+            Optional::PartnerRole => &fields.partner_role,
+            // Read only: the seller records the customer's intent, the connector never does.
+            Optional::MarketplaceIntent => continue,
+        };
+        put_text(&mut b, column, value);
+    }
+    // A new row has nothing to empty.
+    if !create {
+        for clear in clears(fields) {
+            if let Some(property) = cleared_property(clear, f) {
+                b.insert(property, Value::Null);
+            }
+        }
+    }
     b
 }
 
@@ -324,11 +420,21 @@ pub(super) fn opportunity_fields(
         microsoft_crm_id: text(row, &f.microsoft_crm_id),
         microsoft_status: text(row, &f.microsoft_status),
         audit: text(row, &f.audit),
+        solution_area: f.solution_area.as_deref().and_then(|c| text(row, c)),
+        solution_play: f.solution_play.as_deref().and_then(|c| text(row, c)),
+        partner_role: f.partner_role.as_deref().and_then(|c| text(row, c)),
+        marketplace_intent: f.marketplace_intent.as_deref().and_then(|c| text(row, c)),
+        clear: Vec::new(),
     }
 }
 
-/// Whether writing `wanted` would change anything in `current` (only `Some` fields count).
-pub(super) fn opportunity_differs(current: &OpportunityFields, wanted: &OpportunityFields) -> bool {
+/// Whether writing `wanted` would change anything in `current`: a `Some` field that differs,
+/// or a clear of a field that is not empty. `f` says which opt-in columns exist.
+pub(super) fn opportunity_differs(
+    current: &OpportunityFields,
+    wanted: &OpportunityFields,
+    f: &DataverseFields,
+) -> bool {
     fn differs<T: PartialEq>(cur: &Option<T>, want: &Option<T>) -> bool {
         want.as_ref().is_some_and(|w| cur.as_ref() != Some(w))
     }
@@ -366,6 +472,15 @@ pub(super) fn opportunity_differs(current: &OpportunityFields, wanted: &Opportun
         || differs(&current.microsoft_crm_id, &wanted.microsoft_crm_id)
         || differs(&current.microsoft_status, &wanted.microsoft_status)
         || differs(&current.audit, &wanted.audit)
+        || (f.solution_area.is_some() && differs(&current.solution_area, &wanted.solution_area))
+        || (f.solution_play.is_some() && differs(&current.solution_play, &wanted.solution_play))
+        || (f.partner_role.is_some() && differs(&current.partner_role, &wanted.partner_role))
+        || clears(wanted).any(|c| cleared_property(c, f).is_some() && !is_empty(current, c))
+}
+
+/// Whether `field` is empty in a read.
+fn is_empty(current: &OpportunityFields, field: ClearField) -> bool {
+    !sets(current, field)
 }
 
 pub(super) fn modified_at(row: &Value) -> Option<DateTime<Utc>> {
@@ -551,8 +666,38 @@ mod tests {
             microsoft_crm_id: Some("7-ABC".into()),
             microsoft_status: Some("Active".into()),
             audit: Some("line".into()),
+            solution_area: Some("Cloud and AI Platforms".into()),
+            solution_play: Some("Migrate and modernize your estate".into()),
+            partner_role: Some("Implementation partner".into()),
+            marketplace_intent: None,
+            clear: Vec::new(),
         }
     }
+
+    /// The defaults with every opt-in column configured under its suggested name.
+    fn with_services_columns() -> DataverseFields {
+        DataverseFields {
+            solution_area: Some("cosell_solutionarea".into()),
+            solution_play: Some("cosell_solutionplay".into()),
+            partner_role: Some("cosell_partnerrole".into()),
+            marketplace_intent: Some("cosell_marketplaceintent".into()),
+            ..Default::default()
+        }
+    }
+
+    const EVERY_CLEAR: [ClearField; 11] = [
+        ClearField::DealValue,
+        ClearField::Currency,
+        ClearField::CloseDate,
+        ClearField::Description,
+        ClearField::MicrosoftHelp,
+        ClearField::Contact,
+        ClearField::MicrosoftStatus,
+        ClearField::MicrosoftCrmId,
+        ClearField::SolutionArea,
+        ClearField::SolutionPlay,
+        ClearField::PartnerRole,
+    ];
 
     fn refs(fields: &OpportunityFields) -> OpportunityRefs {
         OpportunityRefs {
@@ -589,7 +734,7 @@ mod tests {
 
     #[test]
     fn an_opportunity_round_trips_through_its_columns() {
-        let f = DataverseFields::default();
+        let f = with_services_columns();
         let fields = all_fields();
         let body = opportunity_body(&fields, refs(&fields), &f, true);
         assert_eq!(body["cosell_visibility"], json!(true));
@@ -691,23 +836,191 @@ mod tests {
     #[test]
     fn differences_consider_only_wanted_fields() {
         let current = all_fields();
+        let f = DataverseFields::default();
         assert!(!opportunity_differs(
             &current,
-            &OpportunityFields::default()
+            &OpportunityFields::default(),
+            &f
         ));
-        assert!(!opportunity_differs(&current, &current));
+        assert!(!opportunity_differs(&current, &current, &f));
         let same_ish = OpportunityFields {
             deal_value: Some(125_000.501),
             currency: Some("eur".into()),
             account_id: Some("6592A1B0-AD2B-4C5B-A68A-47AB4B6C7D3E".into()),
             ..Default::default()
         };
-        assert!(!opportunity_differs(&current, &same_ish));
+        assert!(!opportunity_differs(&current, &same_ish, &f));
         let changed = OpportunityFields {
             audit: Some("another line".into()),
             ..Default::default()
         };
-        assert!(opportunity_differs(&current, &changed));
+        assert!(opportunity_differs(&current, &changed, &f));
+    }
+
+    #[test]
+    fn a_clear_differs_only_from_a_field_that_holds_something() {
+        let f = with_services_columns();
+        let current = OpportunityFields {
+            description: Some("x".into()),
+            ..Default::default()
+        };
+        let clear = |c: ClearField| OpportunityFields {
+            clear: vec![c],
+            ..Default::default()
+        };
+        assert!(opportunity_differs(
+            &current,
+            &clear(ClearField::Description),
+            &f
+        ));
+        assert!(!opportunity_differs(
+            &current,
+            &clear(ClearField::DealValue),
+            &f
+        ));
+        let with_area = OpportunityFields {
+            solution_area: Some("AI Business Solutions".into()),
+            ..Default::default()
+        };
+        assert!(opportunity_differs(
+            &with_area,
+            &clear(ClearField::SolutionArea),
+            &f
+        ));
+        // Without the column there is nothing to empty.
+        assert!(!opportunity_differs(
+            &with_area,
+            &clear(ClearField::SolutionArea),
+            &DataverseFields::default()
+        ));
+    }
+
+    #[test]
+    fn each_clear_writes_null_and_lookups_are_unbound() {
+        let f = with_services_columns();
+        let fields = OpportunityFields {
+            clear: EVERY_CLEAR.to_vec(),
+            ..Default::default()
+        };
+        let body = opportunity_body(&fields, OpportunityRefs::default(), &f, false);
+        assert_eq!(
+            Value::Object(body),
+            json!({
+                "estimatedvalue": null,
+                "transactioncurrencyid@odata.bind": null,
+                "estimatedclosedate": null,
+                "description": null,
+                "cosell_microsofthelp": null,
+                "parentcontactid@odata.bind": null,
+                "cosell_microsoftstatus": null,
+                "cosell_microsoftcrmid": null,
+                "cosell_solutionarea": null,
+                "cosell_solutionplay": null,
+                "cosell_partnerrole": null,
+            })
+        );
+        let create = opportunity_body(&fields, OpportunityRefs::default(), &f, true);
+        assert!(
+            create.is_empty(),
+            "a create has nothing to clear: {create:?}"
+        );
+    }
+
+    #[test]
+    fn a_field_both_set_and_cleared_is_set() {
+        let f = with_services_columns();
+        let contact = guid("0f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f");
+        let fields = OpportunityFields {
+            description: Some("kept".into()),
+            contact_id: contact.map(|c| c.to_string()),
+            solution_play: Some("Migrate and modernize".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay,
+                ClearField::MicrosoftStatus,
+            ],
+            ..Default::default()
+        };
+        let refs = OpportunityRefs {
+            contact,
+            ..Default::default()
+        };
+        let body = opportunity_body(&fields, refs, &f, false);
+        assert_eq!(body["description"], json!("kept"));
+        assert_eq!(
+            body["parentcontactid@odata.bind"],
+            json!("/contacts(0f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f)")
+        );
+        assert_eq!(body["cosell_solutionplay"], json!("Migrate and modernize"));
+        assert_eq!(body["cosell_microsoftstatus"], Value::Null);
+        assert_eq!(
+            set_and_cleared(&fields),
+            vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay
+            ]
+        );
+    }
+
+    #[test]
+    fn services_columns_are_used_only_when_configured() {
+        let fields = OpportunityFields {
+            solution_area: Some("Cloud and AI Platforms".into()),
+            solution_play: Some("Migrate and modernize your estate".into()),
+            partner_role: Some("Implementation partner".into()),
+            marketplace_intent: Some("Yes".into()),
+            clear: vec![ClearField::DealValue],
+            ..Default::default()
+        };
+        let plain = DataverseFields::default();
+        let body = opportunity_body(&fields, OpportunityRefs::default(), &plain, false);
+        assert_eq!(Value::Object(body), json!({"estimatedvalue": null}));
+        let select = opportunity_select(&plain);
+        for column in [
+            "solutionarea",
+            "solutionplay",
+            "partnerrole",
+            "marketplaceintent",
+        ] {
+            assert!(!select.contains(column), "{select}");
+        }
+
+        let f = with_services_columns();
+        let body = opportunity_body(&fields, OpportunityRefs::default(), &f, false);
+        assert_eq!(body["cosell_solutionarea"], json!("Cloud and AI Platforms"));
+        assert_eq!(body["cosell_partnerrole"], json!("Implementation partner"));
+        assert!(
+            !body.contains_key("cosell_marketplaceintent"),
+            "the marketplace intent is read only: {body:?}"
+        );
+        let select = opportunity_select(&f);
+        for column in [
+            "cosell_solutionarea",
+            "cosell_solutionplay",
+            "cosell_partnerrole",
+            "cosell_marketplaceintent",
+        ] {
+            assert!(select.split(',').any(|c| c == column), "{select}");
+        }
+        let row = json!({
+            "cosell_solutionarea": "Cloud and AI Platforms",
+            "cosell_solutionplay": "Migrate and modernize your estate",
+            "cosell_partnerrole": "Implementation partner",
+            "cosell_marketplaceintent": "Have not decided",
+        });
+        let read = opportunity_fields(&row, &f, None);
+        assert_eq!(read.solution_area, fields.solution_area);
+        assert_eq!(read.solution_play, fields.solution_play);
+        assert_eq!(read.partner_role, fields.partner_role);
+        assert_eq!(read.marketplace_intent.as_deref(), Some("Have not decided"));
+        assert!(read.clear.is_empty());
+        assert_eq!(
+            opportunity_fields(&row, &plain, None).solution_area,
+            None,
+            "an unconfigured column is not read"
+        );
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //!   state does nothing (a redelivered command must not fail), a closed opportunity is
 //!   reopened by a PATCH of only `statecode`/`statuscode` before anything else is written,
 //!   and fields are written before Win/Lose, since a closed opportunity is read-only.
+//! - A clear ([`OpportunityFields::clear`]) goes in the same PATCH as the other fields: the
+//!   column set to null, and for the currency and contact lookups the navigation property bound
+//!   to null (`transactioncurrencyid@odata.bind: null`, `parentcontactid@odata.bind: null`),
+//!   which the Web API documents as disassociating a single-valued navigation property. One
+//!   request keeps the write all-or-nothing. Creates ignore clears.
+//! - The opt-in columns (solution area, solution play, partner role, marketplace intent) are
+//!   named in no request unless configured; the marketplace intent is only ever read.
 
 mod config;
 mod feed;
@@ -383,6 +390,11 @@ impl Crm for DataverseCrm {
         CrmKind::Dynamics
     }
 
+    fn can_clear(&self, field: crate::crm::ClearField) -> bool {
+        // Dataverse requires a currency on an opportunity (`transactioncurrencyid`).
+        field != crate::crm::ClearField::Currency
+    }
+
     async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>> {
         let Some(id) = guid(id) else {
             return Ok(None);
@@ -433,6 +445,14 @@ impl Crm for DataverseCrm {
     async fn update_opportunity(&self, id: &str, fields: &OpportunityFields) -> CrmResult<()> {
         let what = format!("opportunity {id}");
         let uuid = guid(id).ok_or_else(|| CrmError::NotFound { what: what.clone() })?;
+        let both = mapping::set_and_cleared(fields);
+        if !both.is_empty() {
+            tracing::warn!(
+                opportunity = id,
+                fields = ?both,
+                "an update both sets and clears these fields; the values are written, the clears ignored"
+            );
+        }
         let refs = self.opportunity_refs(fields).await?;
         let mut body = mapping::opportunity_body(fields, refs, &self.fields, false);
         let Some(target) = fields.state else {
@@ -458,7 +478,7 @@ impl Crm for DataverseCrm {
             None if now == Some(target) => {
                 // Already closed this way (a redelivered command): only a real difference is
                 // sent, which Dataverse refuses on a closed opportunity.
-                if mapping::opportunity_differs(&current.fields, fields) {
+                if mapping::opportunity_differs(&current.fields, fields, &self.fields) {
                     self.update_row(OPPORTUNITIES, uuid, body, &what).await?;
                 }
                 Ok(())

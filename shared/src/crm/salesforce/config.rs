@@ -67,6 +67,18 @@ pub struct SalesforceFieldNames {
     pub deal_value: String,
     /// The deal currency; only read and written when [`SalesforceConfig::multi_currency`].
     pub currency: String,
+    /// Opportunity field for the Services co-sell solution area (text or picklist). `None`, the
+    /// default, for an org without it: the adapter then neither reads nor writes it, since
+    /// Salesforce refuses a query or a write that names a field it does not have.
+    pub solution_area: Option<String>,
+    /// Opportunity field for the Services co-sell solution play; `None` as for the solution area.
+    pub solution_play: Option<String>,
+    /// Opportunity field for the partner's role in a Services co-sell; `None` as for the
+    /// solution area.
+    pub partner_role: Option<String>,
+    /// Opportunity picklist of the customer's marketplace intent (`Yes`, `No`, `Have not
+    /// decided`). Only read, never written; `None` as for the solution area.
+    pub marketplace_intent: Option<String>,
     /// Account field holding the ISO 3166 alpha-2 country.
     pub account_country: String,
     /// Lead field holding the referral id; like the opportunity's, it must be an External ID.
@@ -100,6 +112,10 @@ impl Default for SalesforceFieldNames {
             audit: s("Audit__c"),
             deal_value: s("Amount"),
             currency: s("CurrencyIsoCode"),
+            solution_area: None,
+            solution_play: None,
+            partner_role: None,
+            marketplace_intent: None,
             account_country: s("BillingCountry"),
             lead_referral_id: s("Referral_Identifier__c"),
             lead_referral_link: s("Referral_Link__c"),
@@ -333,6 +349,10 @@ impl SalesforceConfig {
             ("solution_id", Some(&f.solution_id)),
             ("solution_opportunity", Some(&f.solution_opportunity)),
             ("solution_name", f.solution_name.as_ref()),
+            ("solution_area", f.solution_area.as_ref()),
+            ("solution_play", f.solution_play.as_ref()),
+            ("partner_role", f.partner_role.as_ref()),
+            ("marketplace_intent", f.marketplace_intent.as_ref()),
         ];
         for (what, name) in names {
             if let Some(name) = name
@@ -341,6 +361,7 @@ impl SalesforceConfig {
                 return Err(format!("field name {what} is not an API name: {name:?}"));
             }
         }
+        check_optional_fields(f)?;
         for key in self
             .opportunity_create_values
             .keys()
@@ -392,6 +413,59 @@ impl SalesforceConfig {
     }
 }
 
+/// The opt-in opportunity fields must each name a field no other setting (nor a standard field
+/// the adapter writes) already uses: a write body holds each field once, so one of the two
+/// values would silently be lost.
+fn check_optional_fields(f: &SalesforceFieldNames) -> Result<(), String> {
+    let optional = [
+        ("solution_area", f.solution_area.as_deref()),
+        ("solution_play", f.solution_play.as_deref()),
+        ("partner_role", f.partner_role.as_deref()),
+        ("marketplace_intent", f.marketplace_intent.as_deref()),
+    ];
+    let configured = [
+        &f.sync_with_partner_center,
+        &f.referral_id,
+        &f.referral_link,
+        &f.microsoft_help,
+        &f.visibility,
+        &f.microsoft_crm_id,
+        &f.microsoft_status,
+        &f.audit,
+        &f.deal_value,
+        &f.currency,
+    ];
+    let taken: Vec<&str> = [
+        "Id",
+        "Name",
+        "CloseDate",
+        "Description",
+        "StageName",
+        "AccountId",
+        "IsClosed",
+        "IsWon",
+    ]
+    .into_iter()
+    .chain(configured.into_iter().map(String::as_str))
+    .collect();
+    for (i, (what, name)) in optional.iter().enumerate() {
+        let Some(name) = name else {
+            continue;
+        };
+        // Salesforce matches API names without regard to case.
+        let clash = taken
+            .iter()
+            .chain(optional[..i].iter().filter_map(|(_, n)| n.as_ref()))
+            .any(|t| t.eq_ignore_ascii_case(name));
+        if clash {
+            return Err(format!(
+                "field name {what} names {name:?}, a field another setting already uses"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Letters, digits and underscores, starting with a letter (`ns__Field__c` included).
 fn is_api_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -432,6 +506,43 @@ mod tests {
         let mut c = config();
         c.query_batch_size = Some(10);
         assert!(c.validate().unwrap_err().contains("query_batch_size"));
+    }
+
+    #[test]
+    fn services_fields_are_off_by_default_and_checked_when_set() {
+        let c = config();
+        assert_eq!(c.fields.solution_area, None);
+        assert_eq!(c.fields.marketplace_intent, None);
+        let fields: SalesforceFieldNames = serde_json::from_value(serde_json::json!({
+            "solutionArea": "Solution_Area__c",
+            "solutionPlay": "Solution_Play__c",
+            "partnerRole": "Partner_Role__c",
+            "marketplaceIntent": "Marketplace_Intent__c"
+        }))
+        .unwrap_or_default();
+        assert_eq!(fields.partner_role.as_deref(), Some("Partner_Role__c"));
+        assert_eq!(
+            fields.audit, "Audit__c",
+            "unnamed fields keep their defaults"
+        );
+        let mut c = config();
+        c.fields = fields;
+        assert_eq!(c.validate(), Ok(()));
+
+        let mut c = config();
+        c.fields.solution_play = Some("Solution Play".into());
+        assert!(c.validate().unwrap_err().contains("solution_play"));
+        let mut c = config();
+        c.fields.partner_role = Some("audit__c".into());
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("partner_role") && err.contains("another setting"),
+            "{err}"
+        );
+        let mut c = config();
+        c.fields.solution_area = Some("Area__c".into());
+        c.fields.marketplace_intent = Some("Area__c".into());
+        assert!(c.validate().unwrap_err().contains("marketplace_intent"));
     }
 
     #[test]

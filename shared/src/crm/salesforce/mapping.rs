@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::SalesforceConfig;
 use crate::crm::{
-    AccountFields, ContactFields, CrmError, LeadFields, LeadState, OpportunityFields,
+    AccountFields, ClearField, ContactFields, CrmError, LeadFields, LeadState, OpportunityFields,
     OpportunityState, Visibility,
 };
 
@@ -149,7 +149,82 @@ pub fn opportunity_select(c: &SalesforceConfig) -> Vec<String> {
         .into_iter()
         .cloned(),
     );
+    out.extend(optional_fields(c).map(|(_, name)| name.to_string()));
     dedup(out)
+}
+
+/// One of the opt-in opportunity fields of [`SalesforceFieldNames`](super::SalesforceFieldNames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Optional {
+    SolutionArea,
+    SolutionPlay,
+    PartnerRole,
+    MarketplaceIntent,
+}
+
+/// The opt-in fields the admin configured, with their API names. Those left unset appear in
+/// no request: the org may not have them.
+fn optional_fields(c: &SalesforceConfig) -> impl Iterator<Item = (Optional, &str)> {
+    let f = &c.fields;
+    [
+        (Optional::SolutionArea, &f.solution_area),
+        (Optional::SolutionPlay, &f.solution_play),
+        (Optional::PartnerRole, &f.partner_role),
+        (Optional::MarketplaceIntent, &f.marketplace_intent),
+    ]
+    .into_iter()
+    .filter_map(|(which, name)| name.as_deref().map(|n| (which, n)))
+}
+
+/// Whether the write sets the field that `clear` names. A caller that both sets and clears a
+/// field has made a mistake; the value it sent is the more specific instruction, so setting
+/// wins and the clear is ignored for that field.
+fn sets(o: &OpportunityFields, clear: ClearField) -> bool {
+    match clear {
+        ClearField::DealValue => o.deal_value.is_some(),
+        ClearField::Currency => o.currency.is_some(),
+        ClearField::CloseDate => o.close_date.is_some(),
+        ClearField::Description => o.description.is_some(),
+        ClearField::MicrosoftHelp => o.microsoft_help.is_some(),
+        ClearField::Contact => o.contact_id.is_some(),
+        ClearField::MicrosoftStatus => o.microsoft_status.is_some(),
+        ClearField::MicrosoftCrmId => o.microsoft_crm_id.is_some(),
+        ClearField::SolutionArea => o.solution_area.is_some(),
+        ClearField::SolutionPlay => o.solution_play.is_some(),
+        ClearField::PartnerRole => o.partner_role.is_some(),
+    }
+}
+
+/// The fields a write both sets and clears (see [`sets`]), for the adapter to warn about.
+pub fn set_and_cleared(o: &OpportunityFields) -> Vec<ClearField> {
+    o.clear.iter().copied().filter(|c| sets(o, *c)).collect()
+}
+
+/// Whether an update empties `field`: asked for, and not overridden by a value (see [`sets`]).
+pub fn clears(o: &OpportunityFields, field: ClearField) -> bool {
+    o.clears(field) && !sets(o, field)
+}
+
+/// The field a clear writes null to; `None` when it is no field of the opportunity record (the
+/// contact is a contact role, removed by the adapter), or the org has no such field (a
+/// single-currency org, an unconfigured opt-in field).
+fn cleared_field(c: &SalesforceConfig, clear: ClearField) -> Option<&str> {
+    let f = &c.fields;
+    match clear {
+        ClearField::DealValue => Some(&f.deal_value),
+        ClearField::Currency => c.multi_currency.then_some(f.currency.as_str()),
+        // Salesforce requires a close date: the update is refused with REQUIRED_FIELD_MISSING
+        // naming CloseDate, which is what the caller should see rather than a silent no-op.
+        ClearField::CloseDate => Some("CloseDate"),
+        ClearField::Description => Some("Description"),
+        ClearField::MicrosoftHelp => Some(&f.microsoft_help),
+        ClearField::Contact => None,
+        ClearField::MicrosoftStatus => Some(&f.microsoft_status),
+        ClearField::MicrosoftCrmId => Some(&f.microsoft_crm_id),
+        ClearField::SolutionArea => f.solution_area.as_deref(),
+        ClearField::SolutionPlay => f.solution_play.as_deref(),
+        ClearField::PartnerRole => f.partner_role.as_deref(),
+    }
 }
 
 fn dedup(list: Vec<String>) -> Vec<String> {
@@ -301,6 +376,24 @@ pub fn opportunity_body(
     put(&mut body, &f.microsoft_crm_id, o.microsoft_crm_id.clone());
     put(&mut body, &f.microsoft_status, o.microsoft_status.clone());
     put(&mut body, &f.audit, o.audit.clone());
+    for (which, name) in optional_fields(c) {
+        let value = match which {
+            Optional::SolutionArea => &o.solution_area,
+            Optional::SolutionPlay => &o.solution_play,
+            Optional::PartnerRole => &o.partner_role,
+            // Read only: the seller records the customer's intent, the connector never does.
+            Optional::MarketplaceIntent => continue,
+        };
+        put(&mut body, name, value.clone());
+    }
+    // A new record has nothing to empty.
+    if write == Write::Update {
+        for clear in o.clear.iter().copied().filter(|x| clears(o, *x)) {
+            if let Some(name) = cleared_field(c, clear) {
+                body.insert(name.to_string(), Value::Null);
+            }
+        }
+    }
     Ok(body)
 }
 
@@ -344,6 +437,11 @@ pub fn opportunity_fields(
         microsoft_crm_id: text(rec, &f.microsoft_crm_id),
         microsoft_status: text(rec, &f.microsoft_status),
         audit: text(rec, &f.audit),
+        solution_area: f.solution_area.as_deref().and_then(|n| text(rec, n)),
+        solution_play: f.solution_play.as_deref().and_then(|n| text(rec, n)),
+        partner_role: f.partner_role.as_deref().and_then(|n| text(rec, n)),
+        marketplace_intent: f.marketplace_intent.as_deref().and_then(|n| text(rec, n)),
+        clear: Vec::new(),
     }
 }
 
@@ -670,6 +768,172 @@ mod tests {
         assert_eq!(body["How_can_Microsoft_help__c"], Value::Null);
         let read = opportunity_fields(&c, &body, None);
         assert_eq!(read.microsoft_help, None);
+    }
+
+    fn services_config() -> SalesforceConfig {
+        let mut c = config();
+        c.fields.solution_area = Some("Solution_Area__c".into());
+        c.fields.solution_play = Some("Solution_Play__c".into());
+        c.fields.partner_role = Some("Partner_Role__c".into());
+        c.fields.marketplace_intent = Some("Marketplace_Intent__c".into());
+        c
+    }
+
+    const EVERY_CLEAR: [ClearField; 11] = [
+        ClearField::DealValue,
+        ClearField::Currency,
+        ClearField::CloseDate,
+        ClearField::Description,
+        ClearField::MicrosoftHelp,
+        ClearField::Contact,
+        ClearField::MicrosoftStatus,
+        ClearField::MicrosoftCrmId,
+        ClearField::SolutionArea,
+        ClearField::SolutionPlay,
+        ClearField::PartnerRole,
+    ];
+
+    #[test]
+    fn each_clear_writes_null_but_a_create_clears_nothing() {
+        let mut c = services_config();
+        c.multi_currency = true;
+        let fields = OpportunityFields {
+            clear: EVERY_CLEAR.to_vec(),
+            ..Default::default()
+        };
+        let body = opportunity_body(&c, &fields, Write::Update).unwrap_or_default();
+        assert_eq!(
+            Value::Object(body),
+            json!({
+                "Amount": null,
+                "CurrencyIsoCode": null,
+                "CloseDate": null,
+                "Description": null,
+                "How_can_Microsoft_help__c": null,
+                "Microsoft_Status__c": null,
+                "Microsoft_CRM_Identifier__c": null,
+                "Solution_Area__c": null,
+                "Solution_Play__c": null,
+                "Partner_Role__c": null,
+            }),
+            "the contact is a contact role, not a field"
+        );
+        let create =
+            opportunity_body(&c, &fields, Write::Create { today: today() }).unwrap_or_default();
+        assert_eq!(create["CloseDate"], json!("2025-02-19"));
+        assert!(
+            !create.contains_key("Amount") && !create.contains_key("Description"),
+            "{create:?}"
+        );
+    }
+
+    #[test]
+    fn a_single_currency_org_has_no_currency_to_clear_and_unset_fields_none_to_empty() {
+        let c = config();
+        let fields = OpportunityFields {
+            clear: vec![
+                ClearField::Currency,
+                ClearField::SolutionArea,
+                ClearField::SolutionPlay,
+                ClearField::PartnerRole,
+            ],
+            ..Default::default()
+        };
+        let body = opportunity_body(&c, &fields, Write::Update).unwrap_or_default();
+        assert!(body.is_empty(), "{body:?}");
+    }
+
+    #[test]
+    fn a_field_both_set_and_cleared_is_set() {
+        let c = services_config();
+        let fields = OpportunityFields {
+            description: Some("kept".into()),
+            partner_role: Some("Co-sell partner".into()),
+            contact_id: Some("003000000000001AAA".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::PartnerRole,
+                ClearField::Contact,
+                ClearField::MicrosoftCrmId,
+            ],
+            ..Default::default()
+        };
+        let body = opportunity_body(&c, &fields, Write::Update).unwrap_or_default();
+        assert_eq!(
+            Value::Object(body),
+            json!({
+                "Description": "kept",
+                "Partner_Role__c": "Co-sell partner",
+                "Microsoft_CRM_Identifier__c": null,
+            })
+        );
+        assert!(!clears(&fields, ClearField::Contact));
+        assert!(clears(&fields, ClearField::MicrosoftCrmId));
+        assert_eq!(
+            set_and_cleared(&fields),
+            vec![
+                ClearField::Description,
+                ClearField::PartnerRole,
+                ClearField::Contact
+            ]
+        );
+    }
+
+    #[test]
+    fn services_fields_are_read_and_written_only_when_configured() {
+        let fields = OpportunityFields {
+            solution_area: Some("Cloud and AI Platforms".into()),
+            solution_play: Some("Migrate and modernize your estate".into()),
+            partner_role: Some("Implementation partner".into()),
+            marketplace_intent: Some("Yes".into()),
+            ..Default::default()
+        };
+        let plain = config();
+        assert!(
+            opportunity_body(&plain, &fields, Write::Update)
+                .unwrap_or_default()
+                .is_empty()
+        );
+        let select = opportunity_select(&plain);
+        assert!(
+            !select.iter().any(|f| f.contains("Solution")
+                || f.contains("Partner_Role")
+                || f.contains("Marketplace")),
+            "{select:?}"
+        );
+
+        let c = services_config();
+        let body = opportunity_body(&c, &fields, Write::Update).unwrap_or_default();
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({
+                "Solution_Area__c": "Cloud and AI Platforms",
+                "Solution_Play__c": "Migrate and modernize your estate",
+                "Partner_Role__c": "Implementation partner",
+            }),
+            "the marketplace intent is read only"
+        );
+        let select = opportunity_select(&c);
+        for name in [
+            "Solution_Area__c",
+            "Solution_Play__c",
+            "Partner_Role__c",
+            "Marketplace_Intent__c",
+        ] {
+            assert!(select.iter().any(|f| f == name), "{select:?}");
+        }
+        let mut rec = body;
+        rec.insert("Marketplace_Intent__c".into(), json!("Have not decided"));
+        let read = opportunity_fields(&c, &rec, None);
+        assert_eq!(read.solution_area, fields.solution_area);
+        assert_eq!(read.solution_play, fields.solution_play);
+        assert_eq!(read.partner_role, fields.partner_role);
+        assert_eq!(read.marketplace_intent.as_deref(), Some("Have not decided"));
+        assert!(read.clear.is_empty());
+        assert_eq!(
+            opportunity_fields(&plain, &rec, None).marketplace_intent,
+            None
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //!   300 (several records share the id) is refused with a message saying so.
 //! - Reads follow `nextRecordsUrl` until `done`; the change feed returns one batch per page
 //!   (see the `feed` module).
+//! - A clear ([`OpportunityFields::clear`]) writes `"Field": null` in the update's PATCH; the
+//!   contact is cleared by deleting the opportunity's primary `OpportunityContactRole`. Creates
+//!   ignore clears. The opt-in fields (solution area, solution play, partner role, marketplace
+//!   intent) are named in no request unless configured; the marketplace intent is only read.
 
 mod config;
 mod feed;
@@ -37,8 +41,8 @@ pub use http::SalesforceSetupError;
 pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
 
 use super::{
-    Account, AccountFields, ChangePage, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind,
-    CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
+    Account, AccountFields, ChangePage, ClearField, Contact, ContactFields, Crm, CrmError, CrmId,
+    CrmKind, CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
 };
 use http::{Http, Target};
 use mapping::Write;
@@ -276,6 +280,41 @@ impl SalesforceCrm {
             .map(str::to_string))
     }
 
+    /// Removes the opportunity's customer contact: every primary contact role is deleted (a
+    /// real org keeps one; the loop also covers orgs and stand-ins that let several through).
+    /// Other roles stay: they are the seller's, not the co-sell customer contact. Nothing is
+    /// sent when there is no primary role, so repeating it changes nothing.
+    async fn detach_contact(&self, opportunity_id: &str) -> CrmResult<()> {
+        let soql = format!(
+            "SELECT Id FROM OpportunityContactRole WHERE OpportunityId = {} AND IsPrimary = true",
+            soql_quote(opportunity_id)
+        );
+        for role in self.query(&soql).await? {
+            let Some(role_id) = mapping::id_of(&role) else {
+                continue;
+            };
+            let what = format!("OpportunityContactRole {role_id}");
+            match self
+                .http
+                .call(
+                    Method::DELETE,
+                    Target::Api {
+                        segments: &["sobjects", "OpportunityContactRole", &role_id],
+                        query: &[],
+                    },
+                    None,
+                    &what,
+                )
+                .await
+            {
+                // Gone already: a retry whose first attempt deleted it, or a seller was faster.
+                Ok(_) | Err(CrmError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn opportunity(&self, rec: Record) -> CrmResult<Opportunity> {
         let id = mapping::id_of(&rec).ok_or_else(|| missing_id("Opportunity"))?;
         let contact = self.primary_contact(&id).await?;
@@ -358,6 +397,11 @@ impl Crm for SalesforceCrm {
         CrmKind::Salesforce
     }
 
+    fn can_clear(&self, field: crate::crm::ClearField) -> bool {
+        // Salesforce requires a close date on every opportunity.
+        field != crate::crm::ClearField::CloseDate
+    }
+
     async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>> {
         let fields = mapping::opportunity_select(&self.config);
         match self.get_record("Opportunity", id, &fields).await? {
@@ -405,6 +449,14 @@ impl Crm for SalesforceCrm {
     /// that state: an opportunity a seller moved to, say, "Negotiation/Review" is active and
     /// stays where the seller put it.
     async fn update_opportunity(&self, id: &str, fields: &OpportunityFields) -> CrmResult<()> {
+        let both = mapping::set_and_cleared(fields);
+        if !both.is_empty() {
+            tracing::warn!(
+                opportunity = id,
+                fields = ?both,
+                "an update both sets and clears these fields; the values are written, the clears ignored"
+            );
+        }
         let mut body = mapping::opportunity_body(&self.config, fields, Write::Update)?;
         if let Some(state) = fields.state {
             let stage_fields = ["StageName".to_string(), "IsClosed".into(), "IsWon".into()];
@@ -426,6 +478,8 @@ impl Crm for SalesforceCrm {
         }
         if let Some(contact) = &fields.contact_id {
             self.attach_contact(id, contact).await?;
+        } else if mapping::clears(fields, ClearField::Contact) {
+            self.detach_contact(id).await?;
         }
         Ok(())
     }
