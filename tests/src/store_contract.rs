@@ -16,7 +16,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use cosell_shared::crm::CrmKind;
 use cosell_shared::domain::projection::Projection;
 use cosell_shared::store::{
-    Claim, JournalEntry, Link, Outcome, RecordKind, Store, StoreError, StoreResult,
+    Claim, JournalEntry, Link, LinkState, Outcome, RecordKind, Seen, Store, StoreError,
+    StoreResult, Timer,
 };
 
 /// Unique ids for one run: a per-process seed plus a counter, so runs against a store that
@@ -72,6 +73,7 @@ macro_rules! store_contract_tests {
             a_released_claim_is_free_at_once,
             the_journal_is_newest_first_and_limited,
             cursors_round_trip_and_overwrite,
+            timers_come_due_in_order_and_are_replaced_by_key,
         );
     };
     (@each $store:expr; $($name:ident),* $(,)?) => {$(
@@ -97,6 +99,7 @@ pub async fn run_all(store: &dyn Store) {
     a_claim_is_held_until_completed_then_skipped(store, &ids).await;
     a_completed_key_can_be_claimed_after_it_expires(store, &ids).await;
     an_expired_in_progress_claim_is_taken_over(store, &ids).await;
+    timers_come_due_in_order_and_are_replaced_by_key(store, &ids).await;
     a_released_claim_is_free_at_once(store, &ids).await;
     the_journal_is_newest_first_and_limited(store, &ids).await;
     cursors_round_trip_and_overwrite(store, &ids).await;
@@ -127,6 +130,23 @@ pub fn sample_link(referral_id: &str, crm_id: &str, version: u64) -> Link {
         terminal: false,
         last_error: None,
         version,
+        state: LinkState {
+            microsoft_invited: true,
+            won_held_until: Utc.timestamp_opt(1_750_100_000, 5).single(),
+            crm_seen: [(
+                "deal value".to_owned(),
+                Seen {
+                    value: "125000.5".to_owned(),
+                    at: Utc
+                        .timestamp_opt(1_750_000_100, 7)
+                        .single()
+                        .unwrap_or_default(),
+                },
+            )]
+            .into(),
+            pc_seen: Default::default(),
+            reported_conflicts: vec!["deal value: 1 / 2".to_owned()],
+        },
     }
 }
 
@@ -548,5 +568,86 @@ pub async fn cursors_round_trip_and_overwrite(store: &dyn Store, ids: &Ids) {
         ok(store.cursor(&ids.next("other")).await, "cursor"),
         None,
         "cursors are independent"
+    );
+}
+
+/// Timers: only due ones come back, soonest first; a timer put again under its key moves; a
+/// deleted one never comes back.
+pub async fn timers_come_due_in_order_and_are_replaced_by_key(store: &dyn Store, ids: &Ids) {
+    let now = Utc::now();
+    let timer = |key: &str, due: DateTime<Utc>| Timer {
+        key: key.to_owned(),
+        due,
+        crm_id: format!("crm-of-{key}"),
+        referral_id: Some(format!("referral-of-{key}")),
+    };
+    let (soon, sooner, later) = (ids.next("won"), ids.next("won"), ids.next("won"));
+    ok(
+        store
+            .put_timer(&timer(&soon, now - Duration::minutes(1)))
+            .await,
+        "put_timer",
+    );
+    ok(
+        store
+            .put_timer(&timer(&sooner, now - Duration::minutes(2)))
+            .await,
+        "put_timer",
+    );
+    ok(
+        store
+            .put_timer(&timer(&later, now + Duration::hours(1)))
+            .await,
+        "put_timer",
+    );
+    let ours = |timers: Vec<Timer>| -> Vec<Timer> {
+        timers
+            .into_iter()
+            .filter(|t| [&soon, &sooner, &later].contains(&&t.key))
+            .collect()
+    };
+    let due = ours(ok(store.due_timers(now, 1000).await, "due_timers"));
+    assert_eq!(
+        due,
+        vec![
+            timer(&sooner, now - Duration::minutes(2)),
+            timer(&soon, now - Duration::minutes(1))
+        ],
+        "only the due timers, soonest first, with every field"
+    );
+
+    // Put again under its key: moved, not doubled.
+    ok(
+        store
+            .put_timer(&timer(&soon, now + Duration::hours(2)))
+            .await,
+        "put_timer",
+    );
+    let due = ours(ok(store.due_timers(now, 1000).await, "due_timers"));
+    assert_eq!(
+        due.iter().map(|t| t.key.clone()).collect::<Vec<_>>(),
+        vec![sooner.clone()]
+    );
+    let due = ours(ok(
+        store.due_timers(now + Duration::hours(3), 1000).await,
+        "due_timers",
+    ));
+    assert_eq!(
+        due.iter().map(|t| t.key.clone()).collect::<Vec<_>>(),
+        vec![sooner.clone(), later.clone(), soon.clone()]
+    );
+
+    ok(store.delete_timer(&sooner).await, "delete_timer");
+    ok(
+        store.delete_timer(&ids.next("never-put")).await,
+        "deleting a missing timer",
+    );
+    let due = ours(ok(
+        store.due_timers(now + Duration::hours(3), 1000).await,
+        "due_timers",
+    ));
+    assert_eq!(
+        due.iter().map(|t| t.key.clone()).collect::<Vec<_>>(),
+        vec![later, soon]
     );
 }

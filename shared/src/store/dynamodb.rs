@@ -10,6 +10,12 @@
 //! | idempotency | `IDEM#<key>` | `IDEM` | `status` (`INPROGRESS`\|`COMPLETED`), `inProgressUntil` (N, epoch ms, in progress only), `expiresAt` (N, epoch s) |
 //! | journal | `REF#<referral id, lowercased>` | `JOURNAL#<at, RFC 3339 with nanoseconds>#<uuid>` | `at`, `referralId`, `outcome`, `message` |
 //! | cursor | `CURSOR#<name>` | `CURSOR` | `value` |
+//! | timer | `TIMER#<key>` | `TIMER` | `due` (RFC 3339), `crmId`, `referralId`? |
+//! | timer index | `TIMERS` | `<due, RFC 3339 with nanoseconds>#<key>` | `key` |
+//!
+//! Links keep what the sync remembers beyond the projection in `state` (JSON), absent when empty.
+//! Timers are few (a Won held for a few days), so one index partition ordered by due time is
+//! enough to find the due ones with a single query.
 //!
 //! Referral ids are GUIDs whose case varies between Partner Center's payloads, hence lowercased in
 //! keys (like the queue's message group). CRM ids are kept as given: Salesforce ids are
@@ -41,7 +47,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Claim, JournalEntry, Link, Store, StoreError, StoreResult};
+use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -50,6 +56,8 @@ const SK: &str = "sk";
 const SK_LINK: &str = "LINK";
 const SK_IDEM: &str = "IDEM";
 const SK_CURSOR: &str = "CURSOR";
+const SK_TIMER: &str = "TIMER";
+const PK_TIMERS: &str = "TIMERS";
 const JOURNAL_PREFIX: &str = "JOURNAL#";
 
 const STATUS_IN_PROGRESS: &str = "INPROGRESS";
@@ -479,6 +487,132 @@ impl Store for DynamoStore {
         ]))
         .await
     }
+
+    async fn put_timer(&self, timer: &Timer) -> StoreResult<()> {
+        let mut items = Vec::new();
+        if let Some(old) = self.timer(&timer.key).await?
+            && old.due != timer.due
+        {
+            items.push(delete_item(&self.table, PK_TIMERS, &timer_sk(&old))?);
+        }
+        let mut item = HashMap::from([
+            (PK.to_owned(), s(timer_pk(&timer.key))),
+            (SK.to_owned(), s(SK_TIMER)),
+            ("due".to_owned(), s(stamp(timer.due))),
+            ("crmId".to_owned(), s(&timer.crm_id)),
+        ]);
+        if let Some(referral_id) = &timer.referral_id {
+            item.insert("referralId".to_owned(), s(referral_id));
+        }
+        items.push(put_item(&self.table, item)?);
+        items.push(put_item(
+            &self.table,
+            HashMap::from([
+                (PK.to_owned(), s(PK_TIMERS)),
+                (SK.to_owned(), s(timer_sk(timer))),
+                ("key".to_owned(), s(&timer.key)),
+            ]),
+        )?);
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| self.unavailable("TransactWriteItems", &err))
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Timer>> {
+        // Every index key of a time up to `now` sorts before `<now>#~`.
+        let upto = format!("{}#~", stamp(now));
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk <= :upto")
+            .expression_attribute_values(":pk", s(PK_TIMERS))
+            .expression_attribute_values(":upto", s(upto))
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|err| self.unavailable("Query", &err))?;
+        let mut timers = Vec::new();
+        for item in page.items() {
+            let key = Fields::new(item, || "a timer index item".to_owned()).string("key")?;
+            // The index may name a timer deleted a moment ago: only the timer item counts.
+            if let Some(timer) = self.timer(&key).await?
+                && timer.due <= now
+            {
+                timers.push(timer);
+            }
+        }
+        Ok(timers)
+    }
+
+    async fn delete_timer(&self, key: &str) -> StoreResult<()> {
+        let Some(old) = self.timer(key).await? else {
+            return Ok(());
+        };
+        let items = vec![
+            delete_item(&self.table, &timer_pk(key), SK_TIMER)?,
+            delete_item(&self.table, PK_TIMERS, &timer_sk(&old))?,
+        ];
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| self.unavailable("TransactWriteItems", &err))
+    }
+}
+
+impl DynamoStore {
+    async fn timer(&self, key: &str) -> StoreResult<Option<Timer>> {
+        let Some(item) = self.get(timer_pk(key), SK_TIMER).await? else {
+            return Ok(None);
+        };
+        let fields = Fields::new(&item, || format!("the timer {key}"));
+        Ok(Some(Timer {
+            key: key.to_owned(),
+            due: fields.time("due")?,
+            crm_id: fields.string("crmId")?,
+            referral_id: fields.opt_string("referralId")?,
+        }))
+    }
+}
+
+fn timer_pk(key: &str) -> String {
+    format!("TIMER#{key}")
+}
+
+/// Fixed width, so the index's string order is time order.
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn timer_sk(timer: &Timer) -> String {
+    format!("{}#{}", stamp(timer.due), timer.key)
+}
+
+fn put_item(table: &str, item: Item) -> StoreResult<TransactWriteItem> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map(|put| TransactWriteItem::builder().put(put).build())
+        .map_err(|err| StoreError::Unavailable(format!("a DynamoDB put cannot be built: {err}")))
+}
+
+fn delete_item(table: &str, pk: &str, sk: &str) -> StoreResult<TransactWriteItem> {
+    Delete::builder()
+        .table_name(table)
+        .key(PK, s(pk))
+        .key(SK, s(sk))
+        .build()
+        .map(|delete| TransactWriteItem::builder().delete(delete).build())
+        .map_err(|err| StoreError::Unavailable(format!("a DynamoDB delete cannot be built: {err}")))
 }
 
 /// A condition expression with its placeholders.
@@ -597,6 +731,15 @@ fn encode_link(link: &Link) -> StoreResult<Item> {
         })?;
         item.insert("synced".to_owned(), s(json));
     }
+    if link.state != LinkState::default() {
+        let json = serde_json::to_string(&link.state).map_err(|err| {
+            StoreError::Corrupt(format!(
+                "the state of the link of referral {} cannot be serialised: {err}",
+                link.referral_id
+            ))
+        })?;
+        item.insert("state".to_owned(), s(json));
+    }
     Ok(item)
 }
 
@@ -610,6 +753,10 @@ fn decode_link(item: &Item) -> StoreResult<Link> {
         Some(json) => Some(fields.json("synced", &json)?),
         None => None,
     };
+    let state = match fields.opt_string("state")? {
+        Some(json) => fields.json("state", &json)?,
+        None => LinkState::default(),
+    };
     Ok(Link {
         referral_id: fields.string("referralId")?,
         crm_id: fields.string("crmId")?,
@@ -622,6 +769,7 @@ fn decode_link(item: &Item) -> StoreResult<Link> {
         terminal: fields.bool("terminal")?,
         last_error: fields.opt_string("lastError")?,
         version: fields.u64("version")?,
+        state,
     })
 }
 
@@ -739,6 +887,7 @@ mod tests {
             terminal: false,
             last_error: None,
             version: 3,
+            state: Default::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::crm::CrmKind;
@@ -39,6 +41,53 @@ pub struct Link {
     pub last_error: Option<String>,
     /// Bumped by every write; a write expecting another version loses (no lost updates).
     pub version: u64,
+    /// What the sync remembers between runs beyond the projection (stored as one JSON value,
+    /// so it can grow without a change to either store's layout).
+    #[serde(default)]
+    pub state: LinkState,
+}
+
+/// What a link remembers between syncs, besides the last synced projection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LinkState {
+    /// Microsoft's connected referral exists in the engagement: the co-sell deal reached
+    /// Microsoft's sellers, and the engagement need not be read again to find out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub microsoft_invited: bool,
+    /// A Won the seller set too early for Partner Center; sent once this time has passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub won_held_until: Option<DateTime<Utc>>,
+    /// Per field (its Audit label), when the CRM's current value differing from the base was
+    /// first seen: a field's own change time, which the record's modification time is not.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub crm_seen: BTreeMap<String, Seen>,
+    /// The same for Partner Center's values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pc_seen: BTreeMap<String, Seen>,
+    /// Conflicts already reported in Audit (field and both values), so one held conflict is
+    /// written once, not at every poll.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reported_conflicts: Vec<String>,
+}
+
+/// A side's value of a field (as Audit shows it) and when the connector first read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seen {
+    pub value: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A command the poller enqueues once `due` has passed (a Won held for Partner Center's
+/// minimum deal age). `key` names the timer: putting one with the same key replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timer {
+    pub key: String,
+    pub due: DateTime<Utc>,
+    pub crm_id: String,
+    pub referral_id: Option<String>,
 }
 
 /// What a claim on an idempotency key found.
@@ -110,4 +159,11 @@ pub trait Store: Send + Sync {
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<String>>;
     async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()>;
+
+    /// Stores `timer`, replacing any timer with the same key.
+    async fn put_timer(&self, timer: &Timer) -> StoreResult<()>;
+    /// Timers due at `now` or earlier, soonest first, at most `limit`.
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Timer>>;
+    /// Removes the timer with this key, if any.
+    async fn delete_timer(&self, key: &str) -> StoreResult<()>;
 }

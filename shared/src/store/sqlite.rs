@@ -9,6 +9,10 @@
 //! | `claims` | `key` | `status` (`INPROGRESS`\|`COMPLETED`), `in_progress_until`? (epoch ms, in progress only), `expires_at` (epoch ms) | `claims_by_expiry` (`expires_at`) |
 //! | `journal` | `seq` (the rowid, in order of arrival) | `referral_key`, `referral_id`, `at_secs` + `at_nanos` (epoch seconds and their nanoseconds), `outcome`, `message` | `journal_by_referral` (`referral_key`, `at_secs`, `at_nanos`, `seq`) |
 //! | `cursors` | `name` | `value` | |
+//! | `timers` | `key` | `due` (RFC 3339 with nanoseconds, fixed width, so text order is time order), `crm_id`, `referral_id`? | `timers_by_due` (`due`) |
+//!
+//! Schema version 2 adds `links.state` (what the sync remembers beyond the projection, as JSON;
+//! null when empty) and the `timers` table.
 //!
 //! Why this shape:
 //! - Referral ids are lowercased in keys, as in DynamoDB (Partner Center varies their case); CRM
@@ -52,7 +56,7 @@ use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior, params
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Claim, JournalEntry, Link, Store, StoreError, StoreResult};
+use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer};
 
 /// Schema steps: step `i` takes the file from schema version `i` to `i + 1`, and
 /// `user_version` records how many have run. A later schema appends a step; never edit one.
@@ -97,6 +101,16 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL
     ) STRICT;",
+    // 2: the link's state, and timers.
+    "ALTER TABLE links ADD COLUMN state TEXT;
+
+    CREATE TABLE timers (
+        key         TEXT NOT NULL PRIMARY KEY,
+        due         TEXT NOT NULL,
+        crm_id      TEXT NOT NULL,
+        referral_id TEXT
+    ) STRICT;
+    CREATE INDEX timers_by_due ON timers (due);",
 ];
 
 /// How long a call waits for another connection (another process) to let go of the write lock.
@@ -108,7 +122,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 macro_rules! link_columns {
     () => {
         "referral_key, referral_id, crm_id, record, crm_kind, engagement_id, synced, \
-         referral_etag, crm_modified_at, terminal, last_error, version"
+         referral_etag, crm_modified_at, terminal, last_error, version, state"
     };
 }
 
@@ -121,14 +135,14 @@ const LINK_BY_CRM: &str = concat!("SELECT ", link_columns!(), " FROM links WHERE
 const UPSERT_LINK: &str = concat!(
     "INSERT INTO links (",
     link_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
      ON CONFLICT (referral_key) DO UPDATE SET
         referral_id = excluded.referral_id, crm_id = excluded.crm_id,
         record = excluded.record, crm_kind = excluded.crm_kind,
         engagement_id = excluded.engagement_id, synced = excluded.synced,
         referral_etag = excluded.referral_etag, crm_modified_at = excluded.crm_modified_at,
         terminal = excluded.terminal, last_error = excluded.last_error,
-        version = excluded.version"
+        version = excluded.version, state = excluded.state"
 );
 const JOURNAL: &str = "SELECT seq, referral_key, referral_id, at_secs, at_nanos, outcome, message
      FROM journal WHERE referral_key = ?1
@@ -358,6 +372,7 @@ struct LinkRow {
     last_error: Option<String>,
     version: u64,
     stored_version: i64,
+    state: Option<String>,
 }
 
 impl LinkRow {
@@ -370,6 +385,16 @@ impl LinkRow {
                 ))
             })?),
             None => None,
+        };
+        let state = if link.state == LinkState::default() {
+            None
+        } else {
+            Some(serde_json::to_string(&link.state).map_err(|err| {
+                StoreError::Corrupt(format!(
+                    "the state of the link of referral {} cannot be serialised: {err}",
+                    link.referral_id
+                ))
+            })?)
         };
         let stored_version = i64::try_from(link.version).map_err(|_| {
             conflict(format!(
@@ -393,6 +418,7 @@ impl LinkRow {
             last_error: link.last_error.clone(),
             version: link.version,
             stored_version,
+            state,
         })
     }
 
@@ -448,6 +474,7 @@ impl LinkRow {
                     self.terminal,
                     self.last_error,
                     self.stored_version,
+                    self.state,
                 ])
             })
             .doing(path, "writing a link")?;
@@ -461,6 +488,10 @@ fn decode_link(row: &Row<'_>) -> StoreResult<Link> {
         Some(json) => Some(columns.json("synced", &json)?),
         None => None,
     };
+    let state = match columns.opt_text("state")? {
+        Some(json) => columns.json("state", &json)?,
+        None => LinkState::default(),
+    };
     Ok(Link {
         referral_id: columns.text("referral_id")?,
         crm_id: columns.text("crm_id")?,
@@ -473,6 +504,7 @@ fn decode_link(row: &Row<'_>) -> StoreResult<Link> {
         terminal: columns.bool("terminal")?,
         last_error: columns.opt_text("last_error")?,
         version: columns.u64("version")?,
+        state,
     })
 }
 
@@ -803,6 +835,76 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_timer(&self, timer: &Timer) -> StoreResult<()> {
+        let timer = timer.clone();
+        self.run(move |conn, path| {
+            conn.prepare_cached(
+                "INSERT INTO timers (key, due, crm_id, referral_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET due = excluded.due, crm_id = excluded.crm_id,
+                    referral_id = excluded.referral_id",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    timer.key,
+                    timer.due.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                    timer.crm_id,
+                    timer.referral_id
+                ])
+            })
+            .doing(path, "writing a timer")
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Timer>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn, path| {
+            let doing = "reading the due timers";
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT key, due, crm_id, referral_id FROM timers WHERE due <= ?1
+                     ORDER BY due, key LIMIT ?2",
+                )
+                .doing(path, doing)?;
+            let mut rows = statement
+                .query(params![
+                    now.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                    limit
+                ])
+                .doing(path, doing)?;
+            let mut timers = Vec::new();
+            while let Some(row) = rows.next().doing(path, doing)? {
+                let key: String = row.get(0).doing(path, doing)?;
+                let due: String = row.get(1).doing(path, doing)?;
+                let due = DateTime::parse_from_rfc3339(&due)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        StoreError::Corrupt(format!("the timer {key} has an unreadable due time"))
+                    })?;
+                timers.push(Timer {
+                    crm_id: row.get(2).doing(path, doing)?,
+                    referral_id: row.get(3).doing(path, doing)?,
+                    key,
+                    due,
+                });
+            }
+            Ok(timers)
+        })
+        .await
+    }
+
+    async fn delete_timer(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.run(move |conn, path| {
+            conn.prepare_cached("DELETE FROM timers WHERE key = ?1")
+                .and_then(|mut statement| statement.execute([&key]))
+                .doing(path, "deleting a timer")
+                .map(|_| ())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -841,6 +943,7 @@ mod tests {
             terminal: false,
             last_error: None,
             version: 1,
+            state: Default::default(),
         }
     }
 
