@@ -215,6 +215,17 @@ impl Config {
                 "COSELL_IN_PROGRESS_TTL_SECS",
                 defaults.in_progress_ttl.as_secs(),
             )?),
+            won_hold: Duration::from_secs(
+                env.number("COSELL_WON_HOLD_HOURS", defaults.won_hold.as_secs() / 3600)?
+                    .saturating_mul(3600),
+            ),
+            services: crate::domain::outbound::ServicesRules {
+                solution_areas: list(env, "COSELL_SOLUTION_AREAS"),
+                solution_plays: list(env, "COSELL_SOLUTION_PLAYS"),
+                partner_roles: list(env, "COSELL_PARTNER_ROLES"),
+                every_co_sell_deal: env.bool("COSELL_SERVICES_EVERY_CO_SELL_DEAL", false)?,
+            },
+            clock: defaults.clock,
         };
         let poller_defaults = PollerOptions::default();
         let poller = PollerOptions {
@@ -247,6 +258,20 @@ impl Config {
             aws,
         })
     }
+}
+
+/// A list setting: values separated by `;` or new lines (values such as solution plays may
+/// hold commas), blanks dropped.
+fn list(env: &Env<'_>, name: &str) -> Vec<String> {
+    env.get(name)
+        .map(|v| {
+            v.split([';', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {

@@ -616,6 +616,8 @@ pub struct TestStack {
     crm: Arc<dyn cosell_shared::crm::Crm>,
     /// The admin's options; change them before the messages they should apply to are processed.
     pub options: SyncOptions,
+    /// How far the sandbox clock was moved: the connector's clock follows it.
+    clock_offset: Arc<std::sync::atomic::AtomicI64>,
     receiver_url: String,
     captured: Arc<Mutex<Vec<Captured>>>,
     receiver_task: JoinHandle<()>,
@@ -691,6 +693,7 @@ impl TestStack {
             let _ = axum::serve(listener, router).await;
         });
 
+        let clock_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let stack = TestStack {
             kind,
             crm_side: CrmSide(kind),
@@ -706,7 +709,21 @@ impl TestStack {
             poller_options: PollerOptions::default(),
             pc,
             crm,
-            options: SyncOptions::default(),
+            options: SyncOptions {
+                // Scenarios close deals within seconds; the Won hold has scenarios of its own.
+                won_hold: std::time::Duration::ZERO,
+                clock: cosell_shared::sync::Clock::new({
+                    let offset = clock_offset.clone();
+                    move || {
+                        Utc::now()
+                            + chrono::Duration::seconds(
+                                offset.load(std::sync::atomic::Ordering::SeqCst),
+                            )
+                    }
+                }),
+                ..SyncOptions::default()
+            },
+            clock_offset,
             receiver_url,
             captured,
             receiver_task,
@@ -871,12 +888,24 @@ impl TestStack {
 
     /// Moves the sandbox clock forward: tokens and unanswered referrals expire by it.
     pub async fn advance_clock_days(&self, days: i64) {
+        self.advance_clock_hours(days * 24).await;
+    }
+
+    /// Moves the sandbox clock, and the connector's with it, forward by `hours`.
+    pub async fn advance_clock_hours(&self, hours: i64) {
         self.control(
             Method::POST,
             "/_sandbox/clock/advance",
-            Some(json!({ "days": days })),
+            Some(json!({ "hours": hours })),
         )
         .await;
+        self.clock_offset
+            .fetch_add(hours * 3600, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The time as the connector sees it (the sandbox's clock).
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.options.clock.now()
     }
 
     /// Adds a fault rule (`POST /_sandbox/faults`).
@@ -1411,7 +1440,7 @@ impl TestStack {
             queue: self.queue.as_ref(),
             options: &self.poller_options,
         };
-        let (report, errors) = poller.run(Utc::now()).await;
+        let (report, errors) = poller.run(self.options.clock.now()).await;
         assert!(errors.is_empty(), "the poll failed: {errors:?}");
         report
     }

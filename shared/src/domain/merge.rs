@@ -351,21 +351,51 @@ fn shown<T: Shown>(v: &Option<T>) -> String {
         .map_or_else(|| "(empty)".to_string(), Shown::shown)
 }
 
+/// When each side changed a field: `(CRM, Partner Center)`, `None` where not known.
+pub type ChangeTimes<'a> = &'a dyn Fn(Field) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Each two-way field's value as an Audit line shows it, after the merge's normalising: what a
+/// side's change of a field is recognised by from one sync to the next.
+pub fn shown_values(p: &Projection) -> Vec<(Field, String)> {
+    let p = normalised(p);
+    Field::ALL
+        .iter()
+        .map(|f| {
+            let v = match f {
+                Field::Name => shown(&p.name),
+                Field::DealValue => shown(&p.deal_value),
+                Field::Currency => shown(&p.currency),
+                Field::CloseDate => shown(&p.close_date),
+                Field::Notes => shown(&p.notes),
+                Field::MicrosoftHelp => shown(&p.microsoft_help),
+                Field::Visible => shown(&p.visible),
+            };
+            (*f, v)
+        })
+        .collect()
+}
+
 /// Collects the per-field outcomes into a [`Merge`].
-struct Builder {
-    winner: Side,
-    by_time: bool,
+struct Builder<'a> {
+    times: ChangeTimes<'a>,
     out: Merge,
 }
 
-impl Builder {
+impl Builder<'_> {
+    fn winner(&self, field: Field) -> (Side, bool) {
+        let (crm, pc) = (self.times)(field);
+        let by_time = matches!((crm, pc), (Some(c), Some(p)) if c != p);
+        (winner(crm, pc), by_time)
+    }
+
     fn three_way<T: Clone + PartialEq>(
         &self,
+        field: Field,
         base: &Option<T>,
         crm: &Option<T>,
         pc: &Option<T>,
     ) -> FieldMerge<T> {
-        three_way(base, crm, pc, self.winner)
+        three_way(base, crm, pc, self.winner(field).0)
     }
 
     /// Refuses the CRM's value of `field`: Partner Center keeps its value and the CRM is set
@@ -405,7 +435,7 @@ impl Builder {
                 crm: shown(crm),
                 pc: shown(pc),
                 winner,
-                by_time: self.by_time,
+                by_time: self.winner(field).1,
             });
         }
         m.value
@@ -418,7 +448,7 @@ impl Builder {
         crm: &Option<T>,
         pc: &Option<T>,
     ) -> Option<T> {
-        let m = self.three_way(base, crm, pc);
+        let m = self.three_way(field, base, crm, pc);
         self.take(field, m, crm, pc)
     }
 }
@@ -442,16 +472,25 @@ pub fn merge(
     crm_changed_at: Option<DateTime<Utc>>,
     pc_changed_at: Option<DateTime<Utc>>,
 ) -> Merge {
+    merge_by_field(base, crm, pc, &|_| (crm_changed_at, pc_changed_at))
+}
+
+/// [`merge`] with each field's own change times: a conflict goes to the side that changed
+/// *that field* later, whatever else either side changed since.
+pub fn merge_by_field(
+    base: &Projection,
+    crm: &Projection,
+    pc: &Projection,
+    times: ChangeTimes<'_>,
+) -> Merge {
     let (base, crm, pc) = (normalised(base), normalised(crm), normalised(pc));
-    let by_time = matches!((crm_changed_at, pc_changed_at), (Some(c), Some(p)) if c != p);
     let mut b = Builder {
-        winner: winner(crm_changed_at, pc_changed_at),
-        by_time,
+        times,
         out: Merge::default(),
     };
 
     // Partner Center needs a name: an opportunity whose name was emptied keeps the referral's.
-    let mut m = b.three_way(&base.name, &crm.name, &pc.name);
+    let mut m = b.three_way(Field::Name, &base.name, &crm.name, &pc.name);
     if m.to_pc && m.value.is_none() {
         b.refuse(Field::Name, &mut m, &crm.name, &pc.name, NAME_EMPTIED);
     }
@@ -478,7 +517,7 @@ pub fn merge(
     );
 
     // Once visible (as last synced, or in Partner Center now), never private again.
-    let mut m = b.three_way(&base.visible, &crm.visible, &pc.visible);
+    let mut m = b.three_way(Field::Visible, &base.visible, &crm.visible, &pc.visible);
     let ever_visible = base.visible == Some(true) || pc.visible == Some(true);
     if m.to_pc && ever_visible && m.value != Some(true) {
         b.refuse(

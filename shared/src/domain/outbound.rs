@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Number, Value, json};
 
 use super::marker;
@@ -188,6 +188,12 @@ pub fn validate(
             }
         }
         (None, None) => {}
+    }
+    if marketplace_intent(opportunity.marketplace_intent.as_deref()).is_none() {
+        problems.push(format!(
+            "The marketplace intent '{}' is not one Partner Center knows: use Yes, No or Have not decided.",
+            opportunity.marketplace_intent.as_deref().unwrap_or("").trim()
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -376,7 +382,12 @@ pub fn new_referral(
                 additional_requirements: Some(AdditionalRequirements {
                     attributes: Some(vec![Attribute {
                         r#type: Some("CustomerMarketplaceIntent".into()),
-                        id: Some("HaveNotDecided".into()),
+                        id: Some(
+                            marketplace_intent(opportunity.marketplace_intent.as_deref())
+                                .unwrap_or(MarketplaceIntent::HaveNotDecided)
+                                .as_str()
+                                .into(),
+                        ),
                         ..Attribute::default()
                     }]),
                     ..AdditionalRequirements::default()
@@ -390,8 +401,230 @@ pub fn new_referral(
             ..InviteContext::default()
         }),
         target: Some(target),
+        partner_role: text(opportunity.partner_role.as_deref()),
+        solution_area: text(opportunity.solution_area.as_deref()),
+        solution_play: text(opportunity.solution_play.as_deref()),
         ..Referral::default()
     }
+}
+
+/// `target` of the referral that invites Microsoft into an engagement.
+pub const MICROSOFT_TARGET_ID: &str = "msft";
+
+/// Whether `r` is Microsoft's referral in an engagement: Microsoft's organisation, or the
+/// connected referral a partner creates for Microsoft (its target is Microsoft).
+pub fn is_microsoft_referral(r: &Referral) -> bool {
+    let org = r
+        .organization_id
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case(MICROSOFT_TARGET_ID));
+    let targets_microsoft = r.target.as_ref().is_some_and(|targets| {
+        targets.iter().any(|t| {
+            t.r#type == Some(TargetType::BusinessProfileLocation)
+                && t.id
+                    .as_deref()
+                    .is_some_and(|id| id.eq_ignore_ascii_case(MICROSOFT_TARGET_ID))
+        })
+    });
+    org || targets_microsoft
+}
+
+/// The body of the second `POST /referrals` of a co-sell deal: Microsoft's referral in the
+/// partner's engagement (Partner Center's "creating a shared referral"), built from the
+/// partner's referral as Partner Center holds it. It carries no `externalReferenceId`: that id
+/// finds the partner's own referral, and must find only that one.
+pub fn microsoft_referral(partner: &Referral) -> Referral {
+    let help = partner
+        .invite_context
+        .as_ref()
+        .and_then(|c| c.assistance_request_code.clone());
+    Referral {
+        engagement_id: partner.engagement_id.clone(),
+        name: partner.name.clone(),
+        r#type: Some(ReferralType::Shared),
+        qualification: partner
+            .qualification
+            .clone()
+            .or(Some(Qualification::SalesQualified)),
+        customer_profile: partner.customer_profile.clone(),
+        consent: partner.consent.clone(),
+        details: partner.details.clone(),
+        team: partner.team.clone(),
+        invite_context: Some(InviteContext {
+            assistance_request_code: help,
+            notes: partner
+                .invite_context
+                .as_ref()
+                .and_then(|c| c.notes.clone()),
+            ..InviteContext::default()
+        }),
+        target: Some(vec![Target {
+            r#type: Some(TargetType::BusinessProfileLocation),
+            id: Some(MICROSOFT_TARGET_ID.into()),
+            ..Target::default()
+        }]),
+        partner_role: partner.partner_role.clone(),
+        solution_area: partner.solution_area.clone(),
+        solution_play: partner.solution_play.clone(),
+        ..Referral::default()
+    }
+}
+
+/// What turns a linked private or partner-led referral into a co-sell one, beside the help code
+/// and the consent the merge sends: `type: Shared`, and a target naming the deal's first
+/// solution when the referral has none (as a new co-sell referral is created).
+pub fn co_sell_conversion_ops(referral: &Referral) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    if referral.is_closed() {
+        return ops;
+    }
+    if referral.r#type != Some(ReferralType::Shared) {
+        ops.push(PatchOp {
+            op: if referral.r#type.is_some() {
+                "replace"
+            } else {
+                "add"
+            },
+            path: "/type".into(),
+            value: json!(ReferralType::Shared.as_str()),
+        });
+    }
+    let has_target = referral.target.as_ref().is_some_and(|t| !t.is_empty());
+    let first_solution = referral
+        .details
+        .as_ref()
+        .and_then(|d| d.requirements.as_ref())
+        .and_then(|r| r.solutions.as_ref())
+        .and_then(|s| s.iter().find_map(|s| s.id.clone()));
+    if !has_target && let Some(id) = first_solution {
+        ops.push(PatchOp {
+            op: "add",
+            path: "/target".into(),
+            value: json!([{"type": TargetType::SolutionProfile.as_str(), "id": id}]),
+        });
+    }
+    ops
+}
+
+/// The customer's marketplace intent, as Partner Center's `CustomerMarketplaceIntent` attribute
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketplaceIntent {
+    Yes,
+    No,
+    HaveNotDecided,
+}
+
+impl MarketplaceIntent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarketplaceIntent::Yes => "Yes",
+            MarketplaceIntent::No => "No",
+            MarketplaceIntent::HaveNotDecided => "HaveNotDecided",
+        }
+    }
+}
+
+/// The CRM's marketplace intent value: Yes / No / Have not decided in any case or spacing (or
+/// Partner Center's own spellings); empty is not decided. `None` for anything else.
+pub fn marketplace_intent(value: Option<&str>) -> Option<MarketplaceIntent> {
+    let Some(value) = non_blank(value) else {
+        return Some(MarketplaceIntent::HaveNotDecided);
+    };
+    let squeezed: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match squeezed.as_str() {
+        "yes" | "true" => Some(MarketplaceIntent::Yes),
+        "no" | "false" => Some(MarketplaceIntent::No),
+        "havenotdecided" | "notdecided" | "undecided" => Some(MarketplaceIntent::HaveNotDecided),
+        _ => None,
+    }
+}
+
+/// The Services co-sell fields' rules, from the admin's settings. Partner Center requires
+/// `solutionArea`, `solutionPlay` and `partnerRole` on Services co-sell referrals only and does
+/// not publish the current values, so the admin lists them; an empty list accepts any value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicesRules {
+    pub solution_areas: Vec<String>,
+    pub solution_plays: Vec<String>,
+    pub partner_roles: Vec<String>,
+    /// Every co-sell deal is a Services co-sell deal. Otherwise a deal is one when any of the
+    /// three fields is filled in.
+    pub every_co_sell_deal: bool,
+}
+
+/// What must be fixed in the Services co-sell fields before the deal is sent, in the seller's
+/// words, naming the allowed values.
+pub fn validate_services(opportunity: &OpportunityFields, rules: &ServicesRules) -> Vec<String> {
+    let fields = [
+        (
+            "solution area",
+            opportunity.solution_area.as_deref(),
+            &rules.solution_areas,
+        ),
+        (
+            "solution play",
+            opportunity.solution_play.as_deref(),
+            &rules.solution_plays,
+        ),
+        (
+            "partner role",
+            opportunity.partner_role.as_deref(),
+            &rules.partner_roles,
+        ),
+    ];
+    let filled = fields.iter().any(|(_, v, _)| non_blank(*v).is_some());
+    let services =
+        filled || (rules.every_co_sell_deal && deal_type(opportunity) == DealType::CoSell);
+    if !services {
+        return Vec::new();
+    }
+    let allowed_text = |allowed: &Vec<String>| {
+        if allowed.is_empty() {
+            String::new()
+        } else {
+            format!(" (allowed: {})", allowed.join(", "))
+        }
+    };
+    let mut problems = Vec::new();
+    for (label, value, allowed) in fields {
+        match non_blank(value) {
+            None => problems.push(format!(
+                "Fill in the {label}: Partner Center needs it for a Services co-sell deal{}.",
+                allowed_text(allowed)
+            )),
+            Some(v)
+                if !allowed.is_empty()
+                    && !allowed
+                        .iter()
+                        .any(|a| a.trim().eq_ignore_ascii_case(v.trim())) =>
+            {
+                problems.push(format!(
+                    "The {label} '{}' is not one Partner Center accepts{}.",
+                    v.trim(),
+                    allowed_text(allowed)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// When a Won the seller set may be sent: `created` (the referral's creation) plus `hold`, or
+/// `None` when it may go now.
+pub fn won_held_until(
+    created: Option<DateTime<Utc>>,
+    hold: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let hold = chrono::Duration::from_std(hold).ok()?;
+    let until = created? + hold;
+    (until > now).then_some(until)
 }
 
 /// What a stage change in the CRM does to the referral's status.

@@ -10,9 +10,10 @@ use crate::domain::classify::{Kind, classify};
 use crate::domain::mapping::{self, Changed};
 use crate::domain::marker::{self, Mark};
 use crate::domain::merge;
+use crate::domain::outbound::is_microsoft_referral;
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
-use crate::referral::{Referral, ReferralType, Status};
+use crate::referral::{Direction, Referral, ReferralType, Status};
 use crate::store::{Link, Outcome, RecordKind, Store};
 
 /// What the three-way merge leaves for an inbound update.
@@ -167,7 +168,24 @@ impl Inbound<'_> {
             .filter(|x| !x.is_empty())
         {
             let exists = match record {
-                RecordKind::Opportunity => self.crm.get_opportunity(crm_id).await?.is_some(),
+                RecordKind::Opportunity => match self.crm.get_opportunity(crm_id).await? {
+                    // The connector's own new referral, announced before the answer to its
+                    // create reached it (or before it recorded the link): finish the share.
+                    Some(opportunity)
+                        if own.direction == Some(Direction::Outgoing)
+                            && opportunity.fields.referral_id.is_none()
+                            && opportunity.fields.sync_with_partner_center == Some(true) =>
+                    {
+                        let outbound = super::outbound::Outbound {
+                            pc: self.pc,
+                            crm: self.crm,
+                            store: self.store,
+                            options: self.options,
+                        };
+                        return outbound.share(&opportunity, Some(own.clone()), now).await;
+                    }
+                    found => found.is_some(),
+                },
                 RecordKind::Lead => self.crm.get_lead(crm_id).await?.is_some(),
             };
             if !exists {
@@ -212,6 +230,7 @@ impl Inbound<'_> {
         let e_tag = self.write_back(own, &crm_id).await?;
         let mut link = self.new_link(own, &crm_id, record, Some(projection));
         link.referral_etag = e_tag.or_else(|| own.e_tag.clone());
+        link.state.microsoft_invited = related.is_some_and(is_microsoft_referral);
         self.save(link).await?;
         self.journal(&id, now, Outcome::Synced, "created in the CRM")
             .await?;
@@ -237,6 +256,7 @@ impl Inbound<'_> {
             terminal: own.status == Some(Status::Closed),
             last_error: None,
             version: 0,
+            state: Default::default(),
         }
     }
 
@@ -275,6 +295,11 @@ impl Inbound<'_> {
         fields.referral_id = Some(id.clone());
         fields.referral_link = Some(link);
         fields.audit = Some(audit);
+        fields.clear.clear();
+        // Services co-sell fields are shown as the referral has them; they only come in on create.
+        fields.solution_area = own.solution_area.clone().filter(|v| !v.trim().is_empty());
+        fields.solution_play = own.solution_play.clone().filter(|v| !v.trim().is_empty());
+        fields.partner_role = own.partner_role.clone().filter(|v| !v.trim().is_empty());
         let crm_id = self.crm.create_opportunity(&fields).await?;
         if let Some(cid) = contact_id {
             self.crm.attach_contact(&crm_id, &cid).await?;
@@ -394,7 +419,8 @@ impl Inbound<'_> {
     ) -> Result<Handled, SyncError> {
         let id = link.referral_id.clone();
         let current = mapping::referral_projection(own, related);
-        let merged = self.merge_with_crm(own, &current, &link).await?;
+        let reported_before = link.state.reported_conflicts.clone();
+        let merged = self.merge_with_crm(own, &current, &mut link, now).await?;
         let changed = match (&link.synced, &merged) {
             (_, Some(m)) => m.changed,
             (Some(base), None) => Changed::between(base, &current),
@@ -403,6 +429,8 @@ impl Inbound<'_> {
         link.referral_etag = own.e_tag.clone().or(link.referral_etag);
         link.terminal = own.status == Some(Status::Closed);
         if !changed.any() {
+            // Nothing is written, so no conflict was reported: the outbound sync reports it.
+            link.state.reported_conflicts = reported_before;
             self.save(link).await?;
             return Ok(Handled::Unchanged);
         }
@@ -492,7 +520,8 @@ impl Inbound<'_> {
         &self,
         own: &Referral,
         current: &Projection,
-        link: &Link,
+        link: &mut Link,
+        now: DateTime<Utc>,
     ) -> Result<Option<InboundMerge>, SyncError> {
         let Some(base) = &link.synced else {
             return Ok(None);
@@ -509,7 +538,18 @@ impl Inbound<'_> {
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        let m = merge::merge(base, &crm_now, current, existing.modified_at, pc_changed_at);
+        let times = super::change_times(
+            &mut link.state,
+            base,
+            &crm_now,
+            current,
+            existing.modified_at,
+            pc_changed_at,
+            now,
+        );
+        let m = merge::merge_by_field(base, &crm_now, current, &|f| {
+            times.get(&f).copied().unwrap_or((None, None))
+        });
         // The fields the merge leaves alone flow from Partner Center as before.
         let only_pc = Changed::between(base, current);
         let mut changed = m.to_crm.fields;
@@ -523,7 +563,13 @@ impl Inbound<'_> {
             values: base.clone(),
         }
         .apply_to(current);
-        let mut notes = m.conflict_lines();
+        super::prune_seen(
+            &mut link.state,
+            &synced,
+            &m.to_crm.apply_to(&crm_now),
+            current,
+        );
+        let mut notes = super::unreported_conflicts(&mut link.state, &m);
         notes.extend(m.refusal_lines());
         Ok(Some(InboundMerge {
             changed,
@@ -548,6 +594,7 @@ impl Inbound<'_> {
             return Ok(false);
         };
         let mut fields: OpportunityFields = mapping::opportunity_update(current, changed);
+        fields.clear.retain(|c| self.crm.can_clear(*c));
         if let Some(referral_id) = adopted_for {
             fields.sync_with_partner_center = Some(true);
             fields.referral_id = Some(referral_id.to_string());

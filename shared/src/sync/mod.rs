@@ -28,6 +28,51 @@ pub struct SyncOptions {
     pub idempotency_ttl: Duration,
     /// How long a claim protects work in progress before another worker may take it over.
     pub in_progress_ttl: Duration,
+    /// Partner Center may refuse a deal marked Won this soon after the deal was created: a
+    /// seller's Won within it is held and sent once it has passed (zero sends at once).
+    pub won_hold: Duration,
+    /// The Services co-sell fields' checks before a referral is sent.
+    pub services: crate::domain::outbound::ServicesRules,
+    /// The time the sync goes by (the system clock; tests follow the sandbox's).
+    pub clock: Clock,
+}
+
+/// Where the sync reads the time: the system clock, or any other (a test's, which follows the
+/// sandbox's clock so that days can pass in a second).
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(std::sync::Arc::new(chrono::Utc::now))
+    }
+
+    pub fn new(now: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static) -> Self {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Every clock is the same setting: options compare by what they configure.
+impl PartialEq for Clock {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Default for SyncOptions {
@@ -41,6 +86,9 @@ impl Default for SyncOptions {
             audit_max_chars: 32_000,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             in_progress_ttl: Duration::from_secs(300),
+            won_hold: Duration::from_secs(72 * 3600),
+            services: Default::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -108,6 +156,118 @@ async fn under_claim(
         }
     }
     result
+}
+
+/// Each two-way field's change times: `(CRM, Partner Center)`, `None` where it did not change.
+type FieldTimes = std::collections::HashMap<
+    crate::domain::merge::Field,
+    (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+>;
+
+/// When each side changed each two-way field, for the merge's "the later change wins".
+///
+/// A record's modification time moves with every edit (other fields, a stage, the connector's
+/// own Audit line), so it cannot date one field. What can: the first read in which a side's
+/// value of the field differed from the base, dated by that read's record time (the field
+/// changed at or before it). It is kept in the link's state until both sides agree again, so
+/// a value changed on hold and merged days later keeps the time it was changed.
+fn change_times(
+    state: &mut crate::store::LinkState,
+    base: &crate::domain::projection::Projection,
+    crm: &crate::domain::projection::Projection,
+    pc: &crate::domain::projection::Projection,
+    crm_read_at: Option<chrono::DateTime<chrono::Utc>>,
+    pc_read_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FieldTimes {
+    use crate::domain::merge::shown_values;
+    use crate::store::Seen;
+    let base_values = shown_values(base);
+    let seen_at = |seen: &mut std::collections::BTreeMap<String, Seen>,
+                   label: &str,
+                   value: &str,
+                   base_value: &str,
+                   read_at: Option<chrono::DateTime<chrono::Utc>>| {
+        if value == base_value {
+            seen.remove(label);
+            return None;
+        }
+        match seen.get(label) {
+            Some(s) if s.value == value => Some(s.at),
+            _ => {
+                let at = read_at.unwrap_or(now).min(now);
+                seen.insert(
+                    label.to_string(),
+                    Seen {
+                        value: value.to_string(),
+                        at,
+                    },
+                );
+                Some(at)
+            }
+        }
+    };
+    let mut times = std::collections::HashMap::new();
+    for (((field, b), (_, c)), (_, p)) in base_values
+        .iter()
+        .zip(shown_values(crm))
+        .zip(shown_values(pc))
+    {
+        let label = field.label();
+        let crm_at = seen_at(&mut state.crm_seen, label, &c, b, crm_read_at);
+        let pc_at = seen_at(&mut state.pc_seen, label, &p, b, pc_read_at);
+        times.insert(*field, (crm_at, pc_at));
+    }
+    times
+}
+
+/// Forgets the change times of fields where a side, once written, holds the new base again.
+fn prune_seen(
+    state: &mut crate::store::LinkState,
+    new_base: &crate::domain::projection::Projection,
+    crm_after: &crate::domain::projection::Projection,
+    pc_after: &crate::domain::projection::Projection,
+) {
+    use crate::domain::merge::shown_values;
+    let base = shown_values(new_base);
+    for ((field, b), (_, c)) in base.iter().zip(shown_values(crm_after)) {
+        if *b == c {
+            state.crm_seen.remove(field.label());
+        }
+    }
+    for ((field, b), (_, p)) in base.iter().zip(shown_values(pc_after)) {
+        if *b == p {
+            state.pc_seen.remove(field.label());
+        }
+    }
+}
+
+/// The conflict lines not yet reported for the same field and values; the state remembers
+/// those now in conflict, so a conflict that stays (on hold) is written once.
+fn unreported_conflicts(
+    state: &mut crate::store::LinkState,
+    merged: &crate::domain::merge::Merge,
+) -> Vec<String> {
+    let keys: Vec<(String, String)> = merged
+        .conflicts
+        .iter()
+        .map(|c| {
+            (
+                format!("{}: {} / {}", c.field.label(), c.crm, c.pc),
+                c.audit_line(),
+            )
+        })
+        .collect();
+    let fresh = keys
+        .iter()
+        .filter(|(k, _)| !state.reported_conflicts.contains(k))
+        .map(|(_, line)| line.clone())
+        .collect();
+    state.reported_conflicts = keys.into_iter().map(|(k, _)| k).collect();
+    fresh
 }
 
 /// Writes the next version of `link` (conditional on the one it was read at).
@@ -184,7 +344,7 @@ impl Processor {
                     options: &self.options,
                 };
                 match inbound
-                    .referral_changed(&referral_id, &event, chrono::Utc::now())
+                    .referral_changed(&referral_id, &event, self.options.clock.now())
                     .await
                 {
                     Ok(handled) => {
@@ -209,7 +369,7 @@ impl Processor {
                     options: &self.options,
                 };
                 match outbound
-                    .opportunity_changed(&crm_id, chrono::Utc::now())
+                    .opportunity_changed(&crm_id, self.options.clock.now())
                     .await
                 {
                     Ok(Handled::Failed { reason }) => {

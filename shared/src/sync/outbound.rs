@@ -20,7 +20,7 @@ use crate::domain::merge;
 use crate::domain::outbound::{self as rules, StatusAction};
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Direction, Referral, Status};
-use crate::store::{Link, Outcome, RecordKind, Store};
+use crate::store::{Link, LinkState, Outcome, RecordKind, Store, Timer};
 
 /// How many times an update re-reads the referral after a lost `If-Match` race.
 const PRECONDITION_ATTEMPTS: usize = 3;
@@ -56,10 +56,17 @@ impl Outbound<'_> {
                 reason: "Sync with Partner Center is off".into(),
             });
         }
-        let key = format!(
+        let link = self.store.link_by_crm(crm_id).await?;
+        let mut key = format!(
             "crm:{crm_id}:{}",
             super::poller::opportunity_version(&opportunity)
         );
+        // A held Won that has come due is new work for a version already handled.
+        if let Some(until) = link.as_ref().and_then(|l| l.state.won_held_until)
+            && until <= now
+        {
+            key.push_str(&format!(":won-due:{}", until.timestamp()));
+        }
         super::under_claim(
             self.store,
             self.options,
@@ -69,19 +76,60 @@ impl Outbound<'_> {
             crm_id,
             // Boxed: the sync is a large future, and nesting it unboxed doubles the stack it needs.
             Box::pin(async {
-                match self.store.link_by_crm(crm_id).await? {
+                match link {
                     Some(link) => self.update(&opportunity, link, now).await,
-                    None => self.share(&opportunity, now).await,
+                    None => self.share(&opportunity, None, now).await,
                 }
             }),
         )
         .await
     }
 
-    /// A new deal the seller shares: validate, find or create the referral, write back.
-    async fn share(
+    /// Makes sure Microsoft's connected referral is in the engagement of `partner` (the
+    /// partner's own referral of a co-sell deal): looks first, so a lost answer, a redelivery or
+    /// a crash between the two creates never makes a second one. `Ok(true)` when it is there.
+    async fn invite_microsoft(&self, partner: &Referral) -> Result<bool, PartnerCenterError> {
+        let Some(engagement) = partner.engagement_id.as_deref() else {
+            return Err(PartnerCenterError::Transient {
+                status: None,
+                retry_after: None,
+                message: "the referral has no engagement id yet".into(),
+            });
+        };
+        let members = self.pc.engagement_referrals(engagement).await?;
+        if members.iter().any(rules::is_microsoft_referral) {
+            return Ok(true);
+        }
+        self.pc
+            .create_referral(&rules::microsoft_referral(partner))
+            .await
+            .map(|_| true)
+    }
+
+    /// Invites Microsoft for a co-sell deal, turning a refusal into the Audit line the seller
+    /// reads (with ✖); transient failures go back to the queue.
+    async fn invite_or_explain(&self, partner: &Referral) -> Result<Result<(), String>, SyncError> {
+        match self.invite_microsoft(partner).await {
+            Ok(_) => Ok(Ok(())),
+            Err(PartnerCenterError::Rejected { message, target }) => Ok(Err(match target {
+                Some(t) => format!(
+                    "Not shared with Microsoft: Partner Center refused Microsoft's referral ({t}): {message}"
+                ),
+                None => format!(
+                    "Not shared with Microsoft: Partner Center refused Microsoft's referral: {message}"
+                ),
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A new deal the seller shares: validate, find or create the referral, invite Microsoft to
+    /// a co-sell deal, write back. `found` is the referral when the caller has read it already
+    /// (its creation was announced before the answer to the create arrived).
+    pub(super) async fn share(
         &self,
         opportunity: &Opportunity,
+        found: Option<Referral>,
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
         let crm_id = opportunity.id.as_str();
@@ -103,9 +151,13 @@ impl Outbound<'_> {
             None => None,
         };
         let solutions = self.crm.solution_links(crm_id).await?;
-        if let Err(problems) =
-            rules::validate(fields, account.as_ref(), contact.as_ref(), &solutions)
-        {
+        let mut problems =
+            match rules::validate(fields, account.as_ref(), contact.as_ref(), &solutions) {
+                Ok(()) => Vec::new(),
+                Err(problems) => problems,
+            };
+        problems.extend(rules::validate_services(fields, &self.options.services));
+        if !problems.is_empty() {
             let reason = format!("Not shared with Partner Center: {}", problems.join(" "));
             self.mark(opportunity, Mark::Failed, &reason, None, now)
                 .await?;
@@ -115,7 +167,11 @@ impl Outbound<'_> {
         }
 
         // A create whose answer was lost committed all the same: find it before creating.
-        let referral = match self.pc.find_by_external_reference(crm_id).await? {
+        let found = match found {
+            Some(referral) => Some(referral),
+            None => self.pc.find_by_external_reference(crm_id).await?,
+        };
+        let referral = match found {
             Some(existing) => existing,
             None => {
                 let body = rules::new_referral(
@@ -152,7 +208,21 @@ impl Outbound<'_> {
             }));
         };
         let deal = rules::deal_type(fields);
-        let message = format!("Shared with Partner Center as a {deal} deal");
+        let mut message = format!("Shared with Partner Center as a {deal} deal");
+        let mut invited = false;
+        let mut mark = Mark::Synced;
+        if deal == rules::DealType::CoSell {
+            match self.invite_or_explain(&referral).await? {
+                Ok(()) => {
+                    invited = true;
+                    message.push_str(" and with Microsoft");
+                }
+                Err(why) => {
+                    mark = Mark::Failed;
+                    message = format!("{message}; {why}");
+                }
+            }
+        }
         // What Partner Center made of the deal (its status; visibility for co-sell) becomes the
         // CRM's too, and the first base: the next poll then finds nothing to send.
         let crm_now = rules::crm_projection(fields);
@@ -168,7 +238,7 @@ impl Outbound<'_> {
             referral_link: Some(self.options.referral_link(&referral_id)),
             ..first.crm_update()
         };
-        self.mark(opportunity, Mark::Synced, &message, Some(identity), now)
+        self.mark(opportunity, mark, &message, Some(identity), now)
             .await?;
         let mut projection = first.merged.clone();
         projection.status = mapping::referral_projection(&referral, None).status;
@@ -184,10 +254,18 @@ impl Outbound<'_> {
             terminal: referral.status == Some(Status::Closed),
             last_error: None,
             version: 1,
+            state: LinkState {
+                microsoft_invited: invited,
+                ..LinkState::default()
+            },
         };
         self.store.put_link(&link).await?;
-        self.journal(&referral_id, now, Outcome::Synced, &message)
-            .await?;
+        let outcome = if mark == Mark::Failed {
+            Outcome::Failed
+        } else {
+            Outcome::Synced
+        };
+        self.journal(&referral_id, now, outcome, &message).await?;
         Ok(Handled::Created {
             crm_id: referral_id,
         })
@@ -250,7 +328,7 @@ impl Outbound<'_> {
             .fields
             .state
             .unwrap_or(crate::crm::OpportunityState::Active);
-        let action = rules::status_action(crm_state, &status, &substatus, incoming);
+        let mut action = rules::status_action(crm_state, &status, &substatus, incoming);
         if let StatusAction::Refused { message } = &action {
             self.mark(opportunity, Mark::Failed, message, None, now)
                 .await?;
@@ -260,30 +338,85 @@ impl Outbound<'_> {
                 reason: message.clone(),
             });
         }
-        let sends_edits = rules::sends_edits(crm_state, &status, &substatus, incoming)
-            || !matches!(action, StatusAction::None);
+        // Only the stage decides whether edits go: a decline sends the decline and its reason,
+        // never the edits made on hold.
+        let sends_edits = rules::sends_edits(crm_state, &status, &substatus, incoming);
+
+        let mut lines: Vec<(Mark, String)> = Vec::new();
+        let mut timer_change: Option<Option<Timer>> = None;
+        if action == StatusAction::Won {
+            let created = parse_time(referral.created_date_time.as_deref());
+            match rules::won_held_until(created, self.options.won_hold, now) {
+                Some(until) => {
+                    action = StatusAction::None;
+                    if link.state.won_held_until != Some(until) {
+                        lines.push((
+                            Mark::Synced,
+                            format!(
+                                "Won is held: Partner Center may refuse a deal marked won within {} hours of its creation, so it is sent after {} UTC",
+                                self.options.won_hold.as_secs() / 3600,
+                                until.format("%Y-%m-%d %H:%M")
+                            ),
+                        ));
+                        link.state.won_held_until = Some(until);
+                        timer_change = Some(Some(Timer {
+                            key: won_timer_key(&link.crm_id),
+                            due: until,
+                            crm_id: link.crm_id.clone(),
+                            referral_id: Some(referral_id.clone()),
+                        }));
+                    }
+                }
+                None if link.state.won_held_until.is_some() => {
+                    link.state.won_held_until = None;
+                    timer_change = Some(None);
+                }
+                None => {}
+            }
+        } else if link.state.won_held_until.is_some() {
+            // The seller changed their mind while the Won waited.
+            link.state.won_held_until = None;
+            timer_change = Some(None);
+        }
 
         let base = link.synced.clone().unwrap_or_default();
         let crm_now = rules::crm_projection(&opportunity.fields);
-        let pc_now = mapping::referral_projection(referral, None);
-        let merged = merge::merge(
+        let mut pc_now = mapping::referral_projection(referral, None);
+        // Microsoft's status and MSX id come with Microsoft's referral, which only the inbound
+        // sync reads: here they are what was last synced, never "emptied".
+        pc_now.microsoft_status.clone_from(&base.microsoft_status);
+        if pc_now.microsoft_crm_id.is_none() {
+            pc_now.microsoft_crm_id.clone_from(&base.microsoft_crm_id);
+        }
+        let times = super::change_times(
+            &mut link.state,
             &base,
             &crm_now,
             &pc_now,
             opportunity.modified_at,
             updated_at(referral),
+            now,
         );
+        let merged = merge::merge_by_field(&base, &crm_now, &pc_now, &|f| {
+            times.get(&f).copied().unwrap_or((None, None))
+        });
 
         let mut ops: Vec<PatchOp> = Vec::new();
         if sends_edits {
             ops.extend(rules::patch_ops(referral, &merged.to_pc));
         }
+        // A linked deal that is (or has just become) co-sell reaches Microsoft: type and target
+        // as a co-sell referral has them, then Microsoft's referral in the engagement.
+        let co_sell = merged.merged.microsoft_help.is_some();
+        let converting = sends_edits && co_sell && !incoming && !referral.is_closed();
+        if converting {
+            ops.extend(rules::co_sell_conversion_ops(referral));
+        }
         ops.extend(action.patch_ops());
-        let mut lines: Vec<(Mark, String)> = Vec::new();
         for refusal in merged.refusal_lines() {
             lines.push((Mark::Failed, refusal));
         }
-        for conflict in merged.conflict_lines() {
+        for conflict in super::unreported_conflicts(&mut link.state, &merged) {
             lines.push((Mark::Synced, conflict));
         }
 
@@ -312,7 +445,30 @@ impl Outbound<'_> {
                 Err(e) => return Err(e.into()),
             }
         };
-        let sent = describe(&action, &merged, sends_edits);
+        let mut sent = describe(&action, &merged, sends_edits);
+        if converting && !link.state.microsoft_invited {
+            let mut after = referral.clone();
+            after.r#type = Some(crate::referral::ReferralType::Shared);
+            let code = rules::help_code(merged.merged.microsoft_help.as_deref());
+            let context = after.invite_context.get_or_insert_with(Default::default);
+            context.assistance_request_code = code;
+            after
+                .consent
+                .get_or_insert_with(Default::default)
+                .consent_to_share_referral_with_microsoft_sellers = Some(true);
+            match self.invite_or_explain(&after).await? {
+                Ok(()) => {
+                    link.state.microsoft_invited = true;
+                    let text = sent.get_or_insert_with(String::new);
+                    if text.is_empty() {
+                        text.push_str("Shared with Microsoft");
+                    } else {
+                        text.push_str("; shared with Microsoft");
+                    }
+                }
+                Err(why) => lines.push((Mark::Failed, why)),
+            }
+        }
         if let Some(message) = &sent {
             lines.push((Mark::Synced, message.clone()));
         }
@@ -322,12 +478,28 @@ impl Outbound<'_> {
             self.write_crm(opportunity, to_crm, &lines, failed, now)
                 .await?;
         }
+        match timer_change {
+            Some(Some(timer)) => self.store.put_timer(&timer).await?,
+            Some(None) => {
+                self.store
+                    .delete_timer(&won_timer_key(&link.crm_id))
+                    .await?
+            }
+            None => {}
+        }
 
         let mut synced = if sends_edits {
             merged.merged.clone()
         } else {
             base.clone()
         };
+        let crm_after = merged.to_crm.apply_to(&crm_now);
+        let pc_after = if sends_edits {
+            merged.to_pc.apply_to(&pc_now)
+        } else {
+            pc_now.clone()
+        };
+        super::prune_seen(&mut link.state, &synced, &crm_after, &pc_after);
         synced.status = Some(action.status_after(&status, &substatus));
         synced.microsoft_status = pc_now
             .microsoft_status
@@ -403,6 +575,10 @@ impl Outbound<'_> {
         if !lines.is_empty() {
             fields.audit = Some(audit_text);
         }
+        fields.clear.retain(|c| self.crm.can_clear(*c));
+        if fields == OpportunityFields::default() {
+            return Ok(());
+        }
         match self.crm.update_opportunity(&opportunity.id, &fields).await {
             Ok(()) => Ok(()),
             // The seller sees the journal through `cosell status`; the referral side is done.
@@ -430,11 +606,17 @@ impl Outbound<'_> {
 }
 
 fn updated_at(referral: &Referral) -> Option<DateTime<Utc>> {
-    referral
-        .updated_date_time
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    parse_time(referral.updated_date_time.as_deref())
+}
+
+fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// The timer of a held Won: one per opportunity.
+pub fn won_timer_key(crm_id: &str) -> String {
+    format!("won:{crm_id}")
 }
 
 /// The Audit line for what went to Partner Center, if anything did.

@@ -23,6 +23,8 @@ use crate::store::{Link, Store, StoreError};
 pub const CRM_CURSOR: &str = "crm-opportunities";
 /// The store cursor of the reconciliation: the newest `updatedDateTime` seen (RFC 3339).
 pub const RECONCILIATION_CURSOR: &str = "partner-center-referrals";
+/// At most this many due timers are fired per run; the rest wait for the next.
+const TIMERS_PER_RUN: usize = 100;
 /// The event name reconciliation gives its commands for the partner's referrals (webhooks give
 /// theirs).
 pub const RECONCILIATION_EVENT: &str = "reconciliation";
@@ -73,6 +75,8 @@ pub struct PollReport {
     pub crm_enqueued: usize,
     pub referrals_listed: usize,
     pub referrals_enqueued: usize,
+    /// Held commands (a Won waiting for the deal's minimum age) enqueued because they came due.
+    pub timers_fired: usize,
 }
 
 /// The ports a poll runs against.
@@ -89,7 +93,10 @@ impl Poller<'_> {
     pub async fn run(&self, now: DateTime<Utc>) -> (PollReport, Vec<PollError>) {
         let mut report = PollReport::default();
         let mut errors = Vec::new();
-        if let Err(e) = self.poll_crm(&mut report).await {
+        if let Err(e) = self.poll_crm(now, &mut report).await {
+            errors.push(e);
+        }
+        if let Err(e) = self.fire_timers(now, &mut report).await {
             errors.push(e);
         }
         if let Err(e) = self.reconcile(now, &mut report).await {
@@ -99,14 +106,18 @@ impl Poller<'_> {
     }
 
     /// Follows the CRM change feed from the stored cursor, page by page.
-    pub async fn poll_crm(&self, report: &mut PollReport) -> Result<(), PollError> {
+    pub async fn poll_crm(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut PollReport,
+    ) -> Result<(), PollError> {
         let mut cursor = self.store.cursor(CRM_CURSOR).await?;
         for _ in 0..self.options.max_pages.max(1) {
             let page = self.crm.opportunity_changes(cursor.as_deref()).await?;
             report.crm_pages += 1;
             for opportunity in &page.opportunities {
                 report.crm_changed += 1;
-                if let Some(referral_id) = self.needs_sync(opportunity).await? {
+                if let Some(referral_id) = self.needs_sync(opportunity, now).await? {
                     self.queue
                         .send(&Outgoing {
                             command: SyncCommand::CrmChanged {
@@ -134,6 +145,7 @@ impl Poller<'_> {
     async fn needs_sync(
         &self,
         opportunity: &Opportunity,
+        now: DateTime<Utc>,
     ) -> Result<Option<Option<String>>, PollError> {
         if opportunity.fields.sync_with_partner_center != Some(true) {
             return Ok(None);
@@ -147,12 +159,45 @@ impl Poller<'_> {
         // After a terminal state nothing more goes to Partner Center; the CRM may go on
         // differing (a reopened deal). Each change the seller makes there is answered once (an
         // Audit line saying why it went nowhere), not again after the connector's own answer.
+        // A Won held for Partner Center's minimum deal age waits for its timer; only a change
+        // of the seller's (another stage, a shared field) is worth a command before then.
+        if let Some(until) = link.state.won_held_until
+            && until > now
+            && opportunity.fields.state == Some(crate::crm::OpportunityState::Won)
+            && !shared_fields_differ(opportunity, &link)
+        {
+            return Ok(None);
+        }
         let differs = if link.terminal {
             !opportunity.modified_by_connector && crm_differs_from_link(opportunity, &link)
         } else {
             crm_differs_from_link(opportunity, &link)
         };
         Ok(differs.then_some(Some(link.referral_id)))
+    }
+
+    /// Enqueues the command of every timer that has come due (a held Won), then forgets it.
+    /// A crash between the two enqueues it again next run: the processor's claim makes that
+    /// harmless.
+    pub async fn fire_timers(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut PollReport,
+    ) -> Result<(), PollError> {
+        for timer in self.store.due_timers(now, TIMERS_PER_RUN).await? {
+            self.queue
+                .send(&Outgoing {
+                    command: SyncCommand::CrmChanged {
+                        crm_id: timer.crm_id.clone(),
+                        referral_id: timer.referral_id.clone(),
+                    },
+                    dedup_id: format!("timer:{}:{}", timer.key, timer.due.timestamp()),
+                })
+                .await?;
+            self.store.delete_timer(&timer.key).await?;
+            report.timers_fired += 1;
+        }
+        Ok(())
     }
 
     /// Lists referrals changed since the watermark and enqueues those whose eTag is not the
@@ -233,8 +278,8 @@ impl Poller<'_> {
     }
 }
 
-/// Whether the opportunity's shared fields or stage differ from the link's synced projection.
-pub fn crm_differs_from_link(opportunity: &Opportunity, link: &Link) -> bool {
+/// Whether the opportunity's two-way fields differ from the link's synced projection.
+fn shared_fields_differ(opportunity: &Opportunity, link: &Link) -> bool {
     let Some(base) = &link.synced else {
         return true;
     };
@@ -250,7 +295,15 @@ pub fn crm_differs_from_link(opportunity: &Opportunity, link: &Link) -> bool {
             p.visible,
         )
     };
-    if shared(&now) != shared(base) {
+    shared(&now) != shared(base)
+}
+
+/// Whether the opportunity's shared fields or stage differ from the link's synced projection.
+pub fn crm_differs_from_link(opportunity: &Opportunity, link: &Link) -> bool {
+    let Some(base) = &link.synced else {
+        return true;
+    };
+    if shared_fields_differ(opportunity, link) {
         return true;
     }
     let synced_state = base

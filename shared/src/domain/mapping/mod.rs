@@ -6,7 +6,8 @@ use chrono::NaiveDate;
 
 use super::projection::Projection;
 use crate::crm::{
-    AccountFields, ContactFields, LeadFields, LeadState, OpportunityFields, OpportunityState,
+    AccountFields, ClearField, ContactFields, LeadFields, LeadState, OpportunityFields,
+    OpportunityState,
 };
 use crate::referral::{Referral, Status, Substatus};
 
@@ -204,8 +205,48 @@ pub fn opportunity_update(now: &Projection, changed: &Changed) -> OpportunityFie
         },
         microsoft_status: pick(changed.microsoft_status, &now.microsoft_status),
         microsoft_crm_id: pick(changed.microsoft_crm_id, &now.microsoft_crm_id),
+        clear: cleared(now, changed),
         ..OpportunityFields::default()
     }
+}
+
+/// The changed fields whose new value is empty: emptied on one side, so emptied on the other.
+/// The name is never emptied (Partner Center needs one) and the visibility never goes back.
+fn cleared(now: &Projection, changed: &Changed) -> Vec<ClearField> {
+    let text_empty = |v: &Option<String>| v.as_deref().is_none_or(|t| t.trim().is_empty());
+    [
+        (
+            changed.deal_value && now.deal_value.is_none(),
+            ClearField::DealValue,
+        ),
+        (
+            changed.currency && text_empty(&now.currency),
+            ClearField::Currency,
+        ),
+        (
+            changed.close_date && now.close_date.is_none(),
+            ClearField::CloseDate,
+        ),
+        (
+            changed.notes && text_empty(&now.notes),
+            ClearField::Description,
+        ),
+        (
+            changed.microsoft_help && text_empty(&now.microsoft_help),
+            ClearField::MicrosoftHelp,
+        ),
+        (
+            changed.microsoft_status && text_empty(&now.microsoft_status),
+            ClearField::MicrosoftStatus,
+        ),
+        (
+            changed.microsoft_crm_id && text_empty(&now.microsoft_crm_id),
+            ClearField::MicrosoftCrmId,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(empty, field)| empty.then_some(field))
+    .collect()
 }
 
 /// The account a referral's customer becomes, when the referral names a customer.
