@@ -1656,6 +1656,11 @@ fn dataverse(sandbox: &Sandbox, page_size: Option<usize>) -> DataverseCrm {
         config.page_size = n;
     }
     config.timeout = Duration::from_secs(10);
+    // The sandbox's schema has the opt-in columns: scenarios use them.
+    config.fields.solution_area = Some("cosell_solutionarea".into());
+    config.fields.solution_play = Some("cosell_solutionplay".into());
+    config.fields.partner_role = Some("cosell_partnerrole".into());
+    config.fields.marketplace_intent = Some("cosell_marketplaceintent".into());
     DataverseCrm::new(config).unwrap_or_else(|e| panic!("Dataverse adapter: {e}"))
 }
 
@@ -1696,6 +1701,10 @@ async fn salesforce(
     config.retry = fast_retries();
     config.query_batch_size = batch_size.and_then(|n| u32::try_from(n).ok());
     config.timeout = Duration::from_secs(10);
+    config.fields.solution_area = Some("Solution_Area__c".into());
+    config.fields.solution_play = Some("Solution_Play__c".into());
+    config.fields.partner_role = Some("Partner_Role__c".into());
+    config.fields.marketplace_intent = Some("Marketplace_Intent__c".into());
     SalesforceCrm::new(config).unwrap_or_else(|e| panic!("Salesforce adapter: {e}"))
 }
 

@@ -53,6 +53,10 @@ pub struct FaultRule {
     /// How many times the rule fires before it is spent; unlimited when absent.
     #[serde(default)]
     pub count: Option<u32>,
+    /// Matching requests let through before the rule starts to fire: the second of two
+    /// creates on one route, say.
+    #[serde(default)]
+    pub skip: u32,
 }
 
 impl FaultRule {
@@ -128,7 +132,13 @@ impl Faults {
         self.routes
             .iter_mut()
             .filter(|r| r.matches(method, route))
-            .find_map(|r| fires(r.rate, &mut r.count).then(|| r.clone()))
+            .find_map(|r| {
+                if r.skip > 0 {
+                    r.skip -= 1;
+                    return None;
+                }
+                fires(r.rate, &mut r.count).then(|| r.clone())
+            })
     }
 
     pub fn take_webhook_fault(&mut self) -> Option<(WebhookFaultKind, Duration)> {

@@ -344,20 +344,20 @@ impl Outbound<'_> {
 
         let mut lines: Vec<(Mark, String)> = Vec::new();
         let mut timer_change: Option<Option<Timer>> = None;
+        // The hold's Audit line, also journaled: Dataverse keeps a won opportunity read-only.
+        let mut held: Option<String> = None;
         if action == StatusAction::Won {
             let created = parse_time(referral.created_date_time.as_deref());
             match rules::won_held_until(created, self.options.won_hold, now) {
                 Some(until) => {
                     action = StatusAction::None;
                     if link.state.won_held_until != Some(until) {
-                        lines.push((
-                            Mark::Synced,
-                            format!(
-                                "Won is held: Partner Center may refuse a deal marked won within {} hours of its creation, so it is sent after {} UTC",
-                                self.options.won_hold.as_secs() / 3600,
-                                until.format("%Y-%m-%d %H:%M")
-                            ),
+                        held = Some(format!(
+                            "Won is held: Partner Center may refuse a deal marked won within {} hours of its creation, so it is sent after {} UTC",
+                            self.options.won_hold.as_secs() / 3600,
+                            until.format("%Y-%m-%d %H:%M")
                         ));
+                        lines.extend(held.clone().map(|h| (Mark::Synced, h)));
                         link.state.won_held_until = Some(until);
                         timer_change = Some(Some(Timer {
                             key: won_timer_key(&link.crm_id),
@@ -515,6 +515,10 @@ impl Outbound<'_> {
         link.terminal = action.is_terminal() || status == Status::Closed;
         link.last_error = None;
         self.save(link.clone()).await?;
+        if let Some(message) = &held {
+            self.journal(&referral_id, now, Outcome::Synced, message)
+                .await?;
+        }
         match sent {
             Some(message) => {
                 self.journal(&referral_id, now, Outcome::Synced, &message)

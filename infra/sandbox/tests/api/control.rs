@@ -385,3 +385,22 @@ async fn a_fault_rate_of_zero_never_fires_and_one_always_does() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_fault_rule_can_let_the_first_matching_requests_through() {
+    let env = Env::start().await;
+    let token = env.admin().await;
+    env.control(
+        Method::POST,
+        "/_sandbox/faults",
+        Some(json!({"method": "GET", "route": "/v1.0/engagements/referrals", "status": 503, "count": 1, "skip": 2})),
+    )
+    .await;
+    let statuses = [
+        env.call(Method::GET, LIST, &token, None).await.status(),
+        env.call(Method::GET, LIST, &token, None).await.status(),
+        env.call(Method::GET, LIST, &token, None).await.status(),
+        env.call(Method::GET, LIST, &token, None).await.status(),
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 503, 200]);
+}
