@@ -1403,6 +1403,35 @@ impl TestStack {
         self.control(Method::PATCH, &path, Some(fields)).await;
     }
 
+    /// A seller removes the opportunity's customer contact (Dataverse: the contact lookup;
+    /// Salesforce: its contact roles).
+    pub async fn seller_removes_contact(&self, id: &str) {
+        match self.kind {
+            CrmKind::Dynamics => {
+                self.seller_edits(id, json!({"parentcontactid@odata.bind": null}))
+                    .await;
+            }
+            CrmKind::Salesforce => {
+                for role in self
+                    .crm_rows("OpportunityContactRole")
+                    .await
+                    .into_iter()
+                    .filter(|r| r["OpportunityId"].as_str() == Some(id))
+                {
+                    let role_id = role["Id"].as_str().unwrap_or_default().to_string();
+                    self.control(
+                        Method::DELETE,
+                        &self
+                            .crm_side
+                            .control(&format!("OpportunityContactRole/{role_id}")),
+                        None,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
     /// A seller renames an opportunity (keeping whatever marker it shows).
     pub async fn seller_renames(&self, id: &str, name: &str) {
         let field = self.crm_side.name_field();

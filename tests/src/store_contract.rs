@@ -124,6 +124,7 @@ pub fn sample_link(referral_id: &str, crm_id: &str, version: u64) -> Link {
             visible: Some(true),
             microsoft_status: None,
             microsoft_crm_id: None,
+            has_contact: Some(true),
         }),
         referral_etag: Some(format!("\"etag-{version}\"")),
         crm_modified_at: Utc.timestamp_opt(1_750_000_000, 123_456_789).single(),

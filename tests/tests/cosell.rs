@@ -19,6 +19,7 @@ cosell_e2e::every_stack!(
     microsoft_accepting_shows_in_the_crm,
     emptying_a_shared_field_in_the_crm_empties_it_in_partner_center,
     emptying_a_shared_field_in_partner_center_empties_it_in_the_crm,
+    removing_the_contact_on_either_side_removes_it_on_the_other,
     a_services_deal_without_an_allowed_solution_area_is_refused_before_any_call,
     the_services_and_marketplace_fields_reach_partner_center,
     a_won_within_the_first_72_hours_is_held_and_sent_later,
@@ -738,4 +739,55 @@ async fn a_conflict_on_hold_is_written_once(kind: CrmKind, backend: Backend) {
         .count();
     assert_eq!(conflicts, 1, "{}", opportunity.audit);
     assert_eq!(deal_value(&stack.referral(&id).await), Some(9000.0));
+}
+
+async fn removing_the_contact_on_either_side_removes_it_on_the_other(
+    kind: CrmKind,
+    backend: Backend,
+) {
+    let stack = TestStack::start(kind, backend).await;
+    // A partner-led deal: Partner Center needs no contact for it.
+    let (id, crm_id) = shared(&stack, Share::default()).await;
+    let team = |r: &Value| {
+        r.pointer("/customerProfile/team")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(team(&stack.referral(&id).await), 1);
+    stack.seller_removes_contact(&crm_id).await;
+    // Salesforce keeps contact roles beside the opportunity: the removal travels with the
+    // seller's next edit of it.
+    stack.seller_sets_deal_value(&crm_id, 26_000.0).await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "{run:?}");
+    assert_eq!(
+        team(&stack.referral(&id).await),
+        0,
+        "Partner Center's team emptied"
+    );
+    let before = stack.stats().await;
+    stack.settle().await;
+    assert_eq!(stack.stats().await.since(&before).writes(), 0, "no echo");
+
+    // And from Partner Center: an incoming referral whose team Microsoft empties.
+    let incoming = stack.incoming_referral(Incoming::CoSell, json!({})).await;
+    let id = text(&incoming, "/id").expect("an id").to_string();
+    stack.settle().await;
+    let opportunity = stack.opportunity_for(&id).await.expect("in the CRM");
+    assert!(opportunity.contact_id.is_some(), "{opportunity:?}");
+    stack
+        .microsoft_changes(&id, json!({"customerProfile": {"team": []}}))
+        .await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "{run:?}");
+    let opportunity = stack
+        .opportunity(&opportunity.id)
+        .await
+        .expect("in the CRM");
+    assert_eq!(opportunity.contact_id, None, "{}", opportunity.raw);
+    assert!(
+        opportunity.audit_lines()[0].contains("customer contact"),
+        "{}",
+        opportunity.audit
+    );
 }

@@ -218,17 +218,28 @@ pub struct Merge {
     pub to_crm: Update,
     pub conflicts: Vec<Conflict>,
     pub refusals: Vec<Refusal>,
+    /// The seller removed the customer contact: Partner Center's team is to be emptied.
+    pub contact_removed_to_pc: bool,
+    /// Partner Center's team was emptied: the opportunity's contact is to be removed.
+    pub contact_removed_to_crm: bool,
 }
 
 impl Merge {
     /// Nothing to write to either side.
     pub fn writes_nothing(&self) -> bool {
-        self.to_pc.is_empty() && self.to_crm.is_empty()
+        self.to_pc.is_empty()
+            && self.to_crm.is_empty()
+            && !self.contact_removed_to_pc
+            && !self.contact_removed_to_crm
     }
 
     /// The opportunity fields to write (see [`Update::opportunity_fields`]).
     pub fn crm_update(&self) -> OpportunityFields {
-        self.to_crm.opportunity_fields()
+        let mut fields = self.to_crm.opportunity_fields();
+        if self.contact_removed_to_crm {
+            fields.clear.push(crate::crm::ClearField::Contact);
+        }
+        fields
     }
 
     /// The fields sent to Partner Center, for an Audit line.
@@ -280,6 +291,7 @@ pub fn normalised(p: &Projection) -> Projection {
         visible: Some(p.visible == Some(true)),
         microsoft_status: text(&p.microsoft_status),
         microsoft_crm_id: text(&p.microsoft_crm_id),
+        has_contact: Some(p.has_contact == Some(true)),
     }
 }
 
@@ -549,6 +561,16 @@ pub fn merge_by_field(
     out.to_crm.fields.microsoft_status = ms_status_changed;
     out.to_crm.fields.microsoft_crm_id = ms_id_changed;
 
+    // The customer contact: a removal on one side is a removal on the other; a contact added
+    // on one side is that side's to keep (the other gets no contact made up from a yes/no),
+    // and the base stays as it was so that the addition is never read as the other side's
+    // removal.
+    let had = base.has_contact == Some(true);
+    let (crm_has, pc_has) = (crm.has_contact == Some(true), pc.has_contact == Some(true));
+    out.contact_removed_to_pc = had && !crm_has && pc_has;
+    out.contact_removed_to_crm = had && crm_has && !pc_has;
+    let has_contact = Some(if had { crm_has && pc_has } else { false });
+
     out.merged = Projection {
         name,
         deal_value,
@@ -560,6 +582,7 @@ pub fn merge_by_field(
         visible,
         microsoft_status,
         microsoft_crm_id,
+        has_contact,
     };
     out.to_pc.values = out.merged.clone();
     out.to_crm.values = out.merged.clone();
@@ -588,6 +611,7 @@ mod tests {
             visible: Some(false),
             microsoft_status: None,
             microsoft_crm_id: None,
+            has_contact: None,
         }
     }
 
@@ -903,6 +927,7 @@ mod tests {
                         visible,
                         microsoft_status: ms,
                         microsoft_crm_id: msid,
+                        has_contact: None,
                     }
                 },
             )

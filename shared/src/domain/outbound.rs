@@ -53,6 +53,7 @@ pub fn crm_projection(opportunity: &OpportunityFields) -> Projection {
         visible: opportunity.visibility.map(|v| v == Visibility::Visible),
         microsoft_status: text(&opportunity.microsoft_status),
         microsoft_crm_id: text(&opportunity.microsoft_crm_id),
+        has_contact: Some(opportunity.contact_id.is_some()),
     }
 }
 
@@ -405,6 +406,24 @@ pub fn new_referral(
         solution_area: text(opportunity.solution_area.as_deref()),
         solution_play: text(opportunity.solution_play.as_deref()),
         ..Referral::default()
+    }
+}
+
+/// Empties the referral's customer contacts (`customerProfile.team`): the seller removed the
+/// opportunity's contact. `add` sets the member whether or not the referral has it.
+pub fn empty_team_op(referral: &Referral) -> PatchOp {
+    if referral.customer_profile.is_some() {
+        PatchOp {
+            op: "add",
+            path: "/customerProfile/team".into(),
+            value: json!([]),
+        }
+    } else {
+        PatchOp {
+            op: "add",
+            path: "/customerProfile".into(),
+            value: json!({"team": []}),
+        }
     }
 }
 
@@ -1084,6 +1103,7 @@ mod tests {
                     visible,
                     microsoft_status: None,
                     microsoft_crm_id: msx,
+                    has_contact: None,
                 },
             )
     }

@@ -21,4 +21,8 @@ pub struct Projection {
     pub visible: Option<bool>,
     pub microsoft_status: Option<String>,
     pub microsoft_crm_id: Option<String>,
+    /// Whether the deal names a customer contact (Partner Center: `customerProfile.team`). Only
+    /// its removal is synced: a contact emptied on one side is emptied on the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_contact: Option<bool>,
 }

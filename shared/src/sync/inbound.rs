@@ -19,6 +19,8 @@ use crate::store::{Link, Outcome, RecordKind, Store};
 /// What the three-way merge leaves for an inbound update.
 struct InboundMerge {
     changed: Changed,
+    /// Partner Center's customer contacts were emptied: the opportunity's goes too.
+    contact_removed: bool,
     synced: Projection,
     /// Conflicts and refusals, for the Audit line.
     notes: Vec<String>,
@@ -428,13 +430,17 @@ impl Inbound<'_> {
         };
         link.referral_etag = own.e_tag.clone().or(link.referral_etag);
         link.terminal = own.status == Some(Status::Closed);
-        if !changed.any() {
+        let contact_removed = merged.as_ref().is_some_and(|m| m.contact_removed);
+        if !changed.any() && !contact_removed {
             // Nothing is written, so no conflict was reported: the outbound sync reports it.
             link.state.reported_conflicts = reported_before;
             self.save(link).await?;
             return Ok(Handled::Unchanged);
         }
-        let names = changed.names();
+        let mut names = changed.names();
+        if contact_removed {
+            names.push("customer contact (removed)");
+        }
         let mut message = format!("Updated from Partner Center: {}", names.join(", "));
         if let Some(m) = &merged {
             for line in &m.notes {
@@ -449,7 +455,13 @@ impl Inbound<'_> {
             RecordKind::Opportunity => {
                 let identity = adopting.then_some(id.as_str());
                 match self
-                    .update_opportunity(&link.crm_id, &current, &changed, &message, identity, now)
+                    .update_opportunity(
+                        &link.crm_id,
+                        written(&current, &changed, contact_removed),
+                        &message,
+                        identity,
+                        now,
+                    )
                     .await
                 {
                     Ok(true) if adopting => self
@@ -573,6 +585,7 @@ impl Inbound<'_> {
         notes.extend(m.refusal_lines());
         Ok(Some(InboundMerge {
             changed,
+            contact_removed: m.contact_removed_to_crm,
             synced,
             notes,
         }))
@@ -584,8 +597,7 @@ impl Inbound<'_> {
     async fn update_opportunity(
         &self,
         crm_id: &str,
-        current: &Projection,
-        changed: &Changed,
+        mut fields: OpportunityFields,
         message: &str,
         adopted_for: Option<&str>,
         now: DateTime<Utc>,
@@ -593,7 +605,6 @@ impl Inbound<'_> {
         let Some(existing) = self.crm.get_opportunity(crm_id).await? else {
             return Ok(false);
         };
-        let mut fields: OpportunityFields = mapping::opportunity_update(current, changed);
         fields.clear.retain(|c| self.crm.can_clear(*c));
         if let Some(referral_id) = adopted_for {
             fields.sync_with_partner_center = Some(true);
@@ -659,4 +670,14 @@ impl Inbound<'_> {
     ) -> Result<(), SyncError> {
         super::journal(self.store, key, at, outcome, message).await
     }
+}
+
+/// The opportunity fields an inbound update writes: Partner Center's values of the changed
+/// fields, emptied where Partner Center emptied them, and the contact removed when its team was.
+fn written(current: &Projection, changed: &Changed, contact_removed: bool) -> OpportunityFields {
+    let mut fields = mapping::opportunity_update(current, changed);
+    if contact_removed {
+        fields.clear.push(crate::crm::ClearField::Contact);
+    }
+    fields
 }

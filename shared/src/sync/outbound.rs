@@ -402,8 +402,12 @@ impl Outbound<'_> {
         });
 
         let mut ops: Vec<PatchOp> = Vec::new();
+        let contact_removed = sends_edits && merged.contact_removed_to_pc;
         if sends_edits {
             ops.extend(rules::patch_ops(referral, &merged.to_pc));
+        }
+        if contact_removed {
+            ops.push(rules::empty_team_op(referral));
         }
         // A linked deal that is (or has just become) co-sell reaches Microsoft: type and target
         // as a co-sell referral has them, then Microsoft's referral in the engagement.
@@ -445,7 +449,7 @@ impl Outbound<'_> {
                 Err(e) => return Err(e.into()),
             }
         };
-        let mut sent = describe(&action, &merged, sends_edits);
+        let mut sent = describe(&action, &merged, sends_edits, contact_removed);
         if converting && !link.state.microsoft_invited {
             let mut after = referral.clone();
             after.r#type = Some(crate::referral::ReferralType::Shared);
@@ -624,12 +628,20 @@ pub fn won_timer_key(crm_id: &str) -> String {
 }
 
 /// The Audit line for what went to Partner Center, if anything did.
-fn describe(action: &StatusAction, merged: &merge::Merge, sends_edits: bool) -> Option<String> {
+fn describe(
+    action: &StatusAction,
+    merged: &merge::Merge,
+    sends_edits: bool,
+    contact_removed: bool,
+) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(what) = action.describe() {
         parts.push(what);
     }
-    let fields = merged.pc_field_names();
+    let mut fields = merged.pc_field_names();
+    if contact_removed {
+        fields.push("customer contact (removed)");
+    }
     if sends_edits && !fields.is_empty() {
         parts.push(format!("sent to Partner Center: {}", fields.join(", ")));
     }

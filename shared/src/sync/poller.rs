@@ -293,6 +293,7 @@ fn shared_fields_differ(opportunity: &Opportunity, link: &Link) -> bool {
             p.notes.clone(),
             p.microsoft_help.clone(),
             p.visible,
+            p.has_contact == Some(true),
         )
     };
     shared(&now) != shared(base)

@@ -52,6 +52,12 @@ pub fn referral_projection(r: &Referral, related: Option<&Referral>) -> Projecti
                     .as_ref()
                     .and_then(|t| t.microsoft_msx_id.clone())
             }),
+        has_contact: Some(
+            r.customer_profile
+                .as_ref()
+                .and_then(|c| c.team.as_ref())
+                .is_some_and(|t| !t.is_empty()),
+        ),
     }
 }
 
