@@ -394,8 +394,10 @@ async fn sellers_act_and_show(
                 None => (!referral_id.is_empty()).then(|| referral_id.clone()),
             };
             let key = referral.clone().unwrap_or_else(|| format!("crm:{crm_id}"));
-            let latest = store.journal(&key, 1).await.map_err(|e| e.to_string())?;
-            if let Some(entry) = latest.into_iter().find(|e| e.at >= started) {
+            // The first line after the seller's change is its outcome; later ones (Microsoft's
+            // referral announcing itself) are other syncs.
+            let recent = store.journal(&key, 20).await.map_err(|e| e.to_string())?;
+            if let Some(entry) = recent.into_iter().filter(|e| e.at >= started).last() {
                 outcomes[i] = Some((referral.unwrap_or_default(), entry.message));
             }
         }
