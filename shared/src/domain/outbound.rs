@@ -1103,7 +1103,8 @@ mod tests {
                     visible,
                     microsoft_status: None,
                     microsoft_crm_id: msx,
-                    has_contact: None,
+                    // No contact: opportunity_update never writes one.
+                    has_contact: Some(false),
                 },
             )
     }
