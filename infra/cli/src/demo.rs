@@ -397,7 +397,7 @@ async fn sellers_act_and_show(
             // The first line after the seller's change is its outcome; later ones (Microsoft's
             // referral announcing itself) are other syncs.
             let recent = store.journal(&key, 20).await.map_err(|e| e.to_string())?;
-            if let Some(entry) = recent.into_iter().filter(|e| e.at >= started).last() {
+            if let Some(entry) = recent.into_iter().rev().find(|e| e.at >= started) {
                 outcomes[i] = Some((referral.unwrap_or_default(), entry.message));
             }
         }
