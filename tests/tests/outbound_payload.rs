@@ -173,6 +173,8 @@ fn two_way(p: &Projection) -> Projection {
         status: None,
         microsoft_status: None,
         microsoft_crm_id: None,
+        // Synced for its removal only, and the opportunities here name no contact of their own.
+        has_contact: None,
         ..normalised(p)
     }
 }

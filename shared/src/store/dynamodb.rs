@@ -513,13 +513,7 @@ impl Store for DynamoStore {
                 ("key".to_owned(), s(&timer.key)),
             ]),
         )?);
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| self.unavailable("TransactWriteItems", &err))
+        self.transact_unconditional(items).await
     }
 
     async fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Timer>> {
@@ -558,6 +552,13 @@ impl Store for DynamoStore {
             delete_item(&self.table, &timer_pk(key), SK_TIMER)?,
             delete_item(&self.table, PK_TIMERS, &timer_sk(&old))?,
         ];
+        self.transact_unconditional(items).await
+    }
+}
+
+impl DynamoStore {
+    /// A transaction without conditions (the timer items): it fails only when DynamoDB does.
+    async fn transact_unconditional(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(items))
@@ -566,9 +567,7 @@ impl Store for DynamoStore {
             .map(|_| ())
             .map_err(|err| self.unavailable("TransactWriteItems", &err))
     }
-}
 
-impl DynamoStore {
     async fn timer(&self, key: &str) -> StoreResult<Option<Timer>> {
         let Some(item) = self.get(timer_pk(key), SK_TIMER).await? else {
             return Ok(None);
