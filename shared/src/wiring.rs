@@ -16,8 +16,8 @@ use crate::ingress::SignatureCheck;
 use crate::partner_center::PartnerCenter;
 use crate::partner_center::http::PartnerCenterClient;
 use crate::partner_center::signature::SignatureVerifier;
-use crate::queue::Queue;
 use crate::queue::sqs::SqsQueue;
+use crate::queue::{Queue, QueueConsumer};
 use crate::secrets::{self, SECRET_ARN_SETTING, SecretsError};
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, DynamoStoreConfig};
@@ -138,8 +138,21 @@ pub fn store(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Sto
 }
 
 pub fn queue(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Queue>, WiringError> {
+    Ok(Arc::new(sqs_queue(config, sdk)?))
+}
+
+/// The sync queue as the processor settles its messages (in AWS only to delay a failed one by
+/// its `Retry-After`: the event source mapping receives and deletes).
+pub fn queue_consumer(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Arc<dyn QueueConsumer>, WiringError> {
+    Ok(Arc::new(sqs_queue(config, sdk)?))
+}
+
+fn sqs_queue(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SqsQueue, WiringError> {
     let url = config.aws.queue_url.clone().ok_or_else(|| {
         setting("COSELL_QUEUE_URL")("is required (the SyncQueueUrl output of the stack)".into())
     })?;
-    Ok(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url)))
+    Ok(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url))
 }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cosell_shared::queue::sqs::parse_message;
 use cosell_shared::queue::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, SyncCommand};
 use tokio::time::Instant;
 
@@ -491,7 +490,7 @@ pub fn pc_changed(referral_id: &str, event: &str) -> SyncCommand {
 
 /// The command in a delivery's body.
 pub fn command_of(delivery: &Delivery) -> SyncCommand {
-    parse_message(&delivery.body)
+    SyncCommand::from_body(&delivery.body)
         .unwrap_or_else(|err| panic!("body {:?} does not parse: {err}", delivery.body))
 }
 

@@ -1014,7 +1014,8 @@ impl TestStack {
 
     /// One receive of up to ten messages, processed as the Lambda event source mapping with
     /// `ReportBatchItemFailures` does: succeeded messages are deleted, failed ones become
-    /// visible again at once; the queue moves a message to the dead-letter queue once it was
+    /// visible again at once (or after the `Retry-After` the service asked for, as the
+    /// processor sets it); the queue moves a message to the dead-letter queue once it was
     /// received [`MAX_RECEIVES`] times.
     pub async fn process_batch(&self) -> QueueRun {
         let dead_before = self.dead_letter_depth().await;

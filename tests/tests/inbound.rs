@@ -22,6 +22,7 @@ cosell_e2e::every_stack!(
     a_related_referral_update_touches_only_microsofts_fields,
     a_tampered_signature_is_refused_and_nothing_is_enqueued,
     a_throttled_crm_is_retried_and_the_opportunity_created_once,
+    a_crm_asking_for_twenty_seconds_is_not_asked_again_sooner,
     a_processor_dying_after_the_crm_committed_leaves_one_complete_opportunity,
     an_expired_claim_of_a_crashed_worker_is_taken_over,
 );
@@ -617,6 +618,38 @@ async fn a_throttled_crm_is_retried_and_the_opportunity_created_once(
     let all = stack.opportunities().await;
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0].referral_id.as_deref(), Some(id.as_str()));
+}
+
+/// A `Retry-After` longer than the adapter waits in-process ends the attempt; the message must
+/// then stay away at least that long, not come back after the receive-count backoff.
+async fn a_crm_asking_for_twenty_seconds_is_not_asked_again_sooner(
+    kind: CrmKind,
+    backend: Backend,
+) {
+    let stack = TestStack::start(kind, backend).await;
+    let (method, route) = stack.crm_side.create_opportunity_route();
+    stack
+        .fault(
+            json!({"method": method, "route": route, "status": 429, "retryAfter": 20, "count": 1}),
+        )
+        .await;
+    stack
+        .incoming_referral(Incoming::CoSell, json!({"name": "Throttled for a while"}))
+        .await;
+    let run = stack.sync().await;
+    assert_eq!(run.failed, 1, "the throttled attempt failed: {run:?}");
+    assert_eq!(
+        stack.crm_calls().await.get(&format!("{method} {route}")),
+        1,
+        "not sent again within the 20 s the CRM asked for"
+    );
+    assert_eq!(
+        stack.queue_depth().await,
+        1,
+        "the message waits in the queue"
+    );
+    assert_eq!(stack.dead_letter_depth().await, 0);
+    assert!(stack.opportunities().await.is_empty());
 }
 
 async fn a_processor_dying_after_the_crm_committed_leaves_one_complete_opportunity(

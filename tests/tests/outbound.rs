@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 cosell_e2e::every_stack!(
     sharing_a_deal_creates_exactly_one_referral,
+    partner_center_asking_for_twenty_seconds_is_not_asked_again_sooner,
     a_lost_create_answer_does_not_make_a_second_referral,
     a_deal_that_fails_validation_gets_audit_and_a_cross_and_no_partner_center_call,
     accepting_from_the_hold_stage_writes_partner_center_once_and_echoes_nothing,
@@ -66,6 +67,44 @@ async fn sharing_a_deal_creates_exactly_one_referral(kind: CrmKind, backend: Bac
 
 const CREATE: &str = "POST /v1.0/engagements/referrals";
 const PATCH: &str = "PATCH /v1.0/engagements/referrals/{id}";
+
+/// Partner Center's `Retry-After` on a create outlasts the adapter's in-process wait: the
+/// message stays in the queue at least that long.
+async fn partner_center_asking_for_twenty_seconds_is_not_asked_again_sooner(
+    kind: CrmKind,
+    backend: Backend,
+) {
+    let stack = TestStack::start(kind, backend).await;
+    stack
+        .fault(
+            json!({"method": "POST", "route": "/v1.0/engagements/referrals",
+                      "status": 429, "retryAfter": 20, "count": 1}),
+        )
+        .await;
+    let crm_id = stack
+        .seller_shares(Share {
+            name: "Throttled for a while",
+            help: Some("ProofOfConceptOrDemo"),
+            ..Share::default()
+        })
+        .await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 1, "the throttled attempt failed: {run:?}");
+    assert_eq!(
+        stack
+            .partner_center_calls()
+            .await
+            .get("POST /v1.0/engagements/referrals"),
+        1,
+        "not sent again within the 20 s Partner Center asked for"
+    );
+    assert_eq!(
+        stack.queue_depth().await,
+        1,
+        "the message waits in the queue"
+    );
+    assert!(stack.referral_for_opportunity(&crm_id).await.is_none());
+}
 
 async fn a_lost_create_answer_does_not_make_a_second_referral(kind: CrmKind, backend: Backend) {
     let stack = TestStack::start(kind, backend).await;

@@ -6,7 +6,7 @@
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use cosell_localaws::Moto;
-use cosell_shared::queue::sqs::{SqsQueue, parse_message};
+use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Outgoing, Queue, QueueError, SyncCommand};
 
 async fn moto() -> Moto {
@@ -82,7 +82,7 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Message> {
 
 fn command_of(message: &Message) -> SyncCommand {
     let body = message.body().expect("messages have a body");
-    parse_message(body).unwrap_or_else(|err| panic!("body {body:?} does not parse: {err}"))
+    SyncCommand::from_body(body).unwrap_or_else(|err| panic!("body {body:?} does not parse: {err}"))
 }
 
 fn attribute(message: &Message, name: MessageSystemAttributeName) -> &str {
@@ -244,12 +244,12 @@ fn a_body_that_is_not_a_sync_command_is_malformed() {
         r#"[1,2,3]"#,
     ] {
         assert!(
-            matches!(parse_message(body), Err(QueueError::Malformed(_))),
+            matches!(SyncCommand::from_body(body), Err(QueueError::Malformed(_))),
             "{body:?} should be Malformed"
         );
     }
     assert_eq!(
-        parse_message(r#"{"type":"crmChanged","crmId":"abc"}"#),
+        SyncCommand::from_body(r#"{"type":"crmChanged","crmId":"abc"}"#),
         Ok(SyncCommand::CrmChanged {
             crm_id: "abc".to_owned(),
             referral_id: None,

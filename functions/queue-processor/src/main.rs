@@ -1,41 +1,71 @@
 //! Sync commands from the FIFO queue, one group (referral) at a time, reporting failed items so
 //! only they are redelivered. Behaviour lives in `cosell_shared::sync`; this only wires.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use cosell_shared::sync::batch::{self, BatchMessage};
+use cosell_shared::queue::QueueConsumer;
+use cosell_shared::sync::batch::{self, BatchMessage, Failure};
 use cosell_shared::sync::{Processor, SyncOptions};
 use cosell_shared::wiring;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-/// The batch as the engine sees it: id, FIFO group and body of each record, in order.
-fn messages(event: SqsEvent) -> Vec<BatchMessage> {
-    event
+/// The batch as the engine sees it: id, FIFO group and body of each record, in order; and each
+/// record's receipt handle by id.
+fn messages(event: SqsEvent) -> (Vec<BatchMessage>, HashMap<String, String>) {
+    let mut receipts = HashMap::new();
+    let messages = event
         .records
         .into_iter()
-        .map(|r| BatchMessage {
-            group: r
-                .attributes
-                .get("MessageGroupId")
-                .cloned()
-                .unwrap_or_default(),
-            id: r.message_id.unwrap_or_default(),
-            body: r.body.unwrap_or_default(),
+        .map(|r| {
+            let id = r.message_id.unwrap_or_default();
+            if let Some(receipt) = r.receipt_handle {
+                receipts.insert(id.clone(), receipt);
+            }
+            BatchMessage {
+                group: r
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_default(),
+                id,
+                body: r.body.unwrap_or_default(),
+            }
         })
-        .collect()
+        .collect();
+    (messages, receipts)
 }
 
 /// Runs the batch and reports the failed items (`ReportBatchItemFailures`).
-async fn respond<F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+///
+/// A failed item comes back once the queue's visibility timeout passes, unless the service that
+/// failed it asked for a `Retry-After`: then its visibility is set to that, so it is retried
+/// when the service said it would be ready (and not before). A visibility change that fails
+/// leaves the message to the visibility timeout, which is the failure's default anyway.
+async fn respond<F, Fut, E>(
+    event: SqsEvent,
+    queue: &dyn QueueConsumer,
+    handle: F,
+) -> SqsBatchResponse
 where
     F: FnMut(&BatchMessage) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Failure,
 {
-    let failed = batch::process(&messages(event), handle).await;
+    let (messages, receipts) = messages(event);
+    let failed = batch::process(&messages, handle).await;
+    for item in &failed {
+        let (Some(wait), Some(receipt)) = (item.retry_after, receipts.get(&item.id)) else {
+            continue;
+        };
+        if let Err(err) = queue.release(receipt, wait).await {
+            tracing::warn!(message_id = %item.id, error = %err, "could not delay the message by its Retry-After; it comes back after the visibility timeout");
+        }
+    }
     let mut response = SqsBatchResponse::default();
-    response.set_failures(failed);
+    response.set_failures(failed.into_iter().map(|item| item.id).collect::<Vec<_>>());
     response
 }
 
@@ -49,11 +79,12 @@ async fn main() -> Result<(), Error> {
         store: wiring::store(&config, &sdk)?,
         options: SyncOptions::clone(&config.sync),
     });
+    let queue = wiring::queue_consumer(&config, &sdk)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let processor = Arc::clone(&processor);
+        let (processor, queue) = (Arc::clone(&processor), Arc::clone(&queue));
         async move {
             Ok::<_, Error>(
-                respond(event.payload, |m| {
+                respond(event.payload, queue.as_ref(), |m| {
                     let (processor, body) = (Arc::clone(&processor), m.body.clone());
                     async move { processor.handle(&body).await }
                 })
@@ -66,11 +97,33 @@ async fn main() -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
+    use cosell_shared::queue::{Delivery, Outgoing, Queue, SyncCommand};
+
     use super::*;
 
-    fn record(id: &str, group: &str, body: &str) -> serde_json::Value {
+    /// A handler's failure, asking for a wait or not.
+    #[derive(Debug)]
+    struct Boom(Option<Duration>);
+
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+
+    impl Failure for Boom {
+        fn retry_after(&self) -> Option<Duration> {
+            self.0
+        }
+    }
+
+    fn record(id: &str, group: &str, body: &str, receipt: &str) -> serde_json::Value {
         serde_json::json!({
             "messageId": id,
+            "receiptHandle": receipt,
             "body": body,
             "attributes": {"MessageGroupId": group},
             "messageAttributes": {},
@@ -78,18 +131,51 @@ mod tests {
         })
     }
 
+    fn queue(dir: &tempfile::TempDir, visibility_timeout: Duration) -> EmbeddedQueue {
+        let settings = EmbeddedQueueSettings {
+            visibility_timeout,
+            ..EmbeddedQueueSettings::default()
+        };
+        EmbeddedQueue::open(&dir.path().join("queue.sqlite"), "sync", settings)
+            .expect("an embedded queue")
+    }
+
+    async fn send(queue: &EmbeddedQueue, referral_id: &str) {
+        let command = SyncCommand::PartnerCenterChanged {
+            referral_id: referral_id.into(),
+            event: "referral-updated".into(),
+        };
+        queue
+            .send(&Outgoing {
+                command,
+                dedup_id: referral_id.into(),
+            })
+            .await
+            .expect("send");
+    }
+
+    fn event_of(deliveries: &[Delivery]) -> SqsEvent {
+        let records: Vec<_> = deliveries
+            .iter()
+            .map(|d| record(&d.message_id, &d.group, &d.body, &d.receipt))
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+    }
+
     #[tokio::test]
     async fn a_failed_record_fails_the_rest_of_its_group_in_the_response() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let queue = queue(&dir, Duration::from_secs(300));
         let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
-            record("1", "referral:a", "ok"),
-            record("2", "referral:b", "fail"),
-            record("3", "referral:a", "ok"),
-            record("4", "referral:b", "ok"),
+            record("1", "referral:a", "ok", "r1"),
+            record("2", "referral:b", "fail", "r2"),
+            record("3", "referral:a", "ok", "r3"),
+            record("4", "referral:b", "ok", "r4"),
         ]}))
         .expect("an SQS event");
-        let response = respond(event, |m| {
+        let response = respond(event, &queue, |m| {
             let fail = m.body == "fail";
-            async move { if fail { Err("boom".into()) } else { Ok(()) } }
+            async move { if fail { Err(Boom(None)) } else { Ok(()) } }
         })
         .await;
         let ids: Vec<&str> = response
@@ -98,5 +184,34 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["2", "4"]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_with_retry_after_stays_away_that_long_and_a_plain_one_for_the_visibility_timeout()
+     {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let queue = queue(&dir, Duration::from_secs(1));
+        send(&queue, "throttled").await;
+        send(&queue, "plain").await;
+        let deliveries = queue.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(deliveries.len(), 2);
+        let throttled = deliveries[0].message_id.clone();
+        let response = respond(event_of(&deliveries), &queue, |m| {
+            let wait = (m.id == throttled).then_some(Duration::from_secs(30));
+            async move { Err::<(), _>(Boom(wait)) }
+        })
+        .await;
+        assert_eq!(response.batch_item_failures.len(), 2);
+
+        // Past the queue's visibility timeout, only the message without a Retry-After is back.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = queue.receive(10, Duration::ZERO).await.expect("receive");
+        let ids: Vec<&str> = again.iter().map(|d| d.message_id.as_str()).collect();
+        assert_eq!(ids, [deliveries[1].message_id.as_str()]);
+        assert_eq!(
+            queue.depth().await.expect("depth").total(),
+            2,
+            "nothing lost"
+        );
     }
 }

@@ -522,7 +522,7 @@ mod tests {
     }
 
     fn event_of(delivery: &Delivery) -> String {
-        match crate::queue::sqs::parse_message(&delivery.body) {
+        match SyncCommand::from_body(&delivery.body) {
             Ok(SyncCommand::PartnerCenterChanged { event, .. }) => event,
             other => panic!("unexpected body {other:?}"),
         }

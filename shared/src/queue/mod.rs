@@ -38,6 +38,12 @@ pub enum SyncCommand {
 }
 
 impl SyncCommand {
+    /// Reads a sync command from a message body (an SQS event record's `body`).
+    pub fn from_body(body: &str) -> Result<SyncCommand, QueueError> {
+        // serde's message names the position and what was expected, not the body itself.
+        serde_json::from_str(body).map_err(|err| QueueError::Malformed(err.to_string()))
+    }
+
     /// The FIFO group: one referral (or CRM record) at a time.
     pub fn group(&self) -> String {
         match self {
@@ -127,6 +133,20 @@ pub trait QueueConsumer: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_round_trips_through_its_body() {
+        let command = SyncCommand::PartnerCenterChanged {
+            referral_id: "r-1".into(),
+            event: "referral-updated".into(),
+        };
+        let body = serde_json::to_string(&command).unwrap();
+        assert_eq!(SyncCommand::from_body(&body), Ok(command));
+        assert!(matches!(
+            SyncCommand::from_body("{\"type\":\"somethingElse\"}"),
+            Err(QueueError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn a_linked_crm_change_waits_in_its_referrals_group() {

@@ -22,7 +22,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 
-use super::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, QueueError, SyncCommand};
+use super::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, QueueError};
 
 /// The longest group or deduplication id SQS accepts.
 const MAX_ID_LEN: usize = 128;
@@ -262,12 +262,6 @@ fn is_stale_receipt(error: &impl ProvideErrorMetadata) -> bool {
         || (code.ends_with("InvalidParameterValue") && refused_receipt)
 }
 
-/// Reads a sync command from a message body (an SQS event record's `body`).
-pub fn parse_message(body: &str) -> Result<SyncCommand, QueueError> {
-    // serde's message names the position and what was expected, not the body itself.
-    serde_json::from_str(body).map_err(|err| QueueError::Malformed(err.to_string()))
-}
-
 /// `id` if SQS accepts it as a group or deduplication id, else its SHA-256 digest.
 pub fn sqs_id(id: &str) -> String {
     let accepted =
@@ -363,19 +357,5 @@ mod tests {
         ] {
             assert!(!is_stale_receipt(&other), "{other:?}");
         }
-    }
-
-    #[test]
-    fn a_command_round_trips_through_its_body() {
-        let command = SyncCommand::PartnerCenterChanged {
-            referral_id: "r-1".into(),
-            event: "referral-updated".into(),
-        };
-        let body = serde_json::to_string(&command).unwrap();
-        assert_eq!(parse_message(&body), Ok(command));
-        assert!(matches!(
-            parse_message("{\"type\":\"somethingElse\"}"),
-            Err(QueueError::Malformed(_))
-        ));
     }
 }

@@ -2,8 +2,15 @@
 //! messages of the same group fail too (running them would reorder that referral's commands),
 //! while other groups carry on.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
+
+/// A handler's failure: what to log, and how long the service behind it asked to be left alone
+/// (its `Retry-After`), which the queue must honour before the message's next attempt.
+pub trait Failure: std::fmt::Display {
+    fn retry_after(&self) -> Option<Duration>;
+}
 
 /// A message of a batch, as the processor sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,46 +24,63 @@ pub struct BatchMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemOutcome {
     Done,
-    /// Its handler failed, or an earlier message of its group did: it must be delivered again.
-    Failed,
+    /// Its handler failed, or an earlier message of its group did: it must be delivered again,
+    /// not before `retry_after` (the failing message's, for the whole group).
+    Failed {
+        retry_after: Option<Duration>,
+    },
     /// Never run because the caller asked to stop: it goes back to the queue as it was.
     NotRun,
 }
 
-/// Runs `handle` over the batch and returns the ids of the messages to report as failed
-/// (`batchItemFailures`), in batch order. Groups run one after another, which keeps each
-/// group's order and leaves concurrency to the event source mapping.
-pub async fn process<F, Fut>(messages: &[BatchMessage], handle: F) -> Vec<String>
+/// A message to report as failed (`batchItemFailures`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedItem {
+    pub id: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// Runs `handle` over the batch and returns the messages to report as failed, in batch order.
+/// Groups run one after another, which keeps each group's order and leaves concurrency to the
+/// event source mapping.
+pub async fn process<F, Fut, E>(messages: &[BatchMessage], handle: F) -> Vec<FailedItem>
 where
     F: FnMut(&BatchMessage) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Failure,
 {
     process_each(messages, handle, || true)
         .await
         .into_iter()
         .zip(messages)
-        .filter(|(outcome, _)| *outcome != ItemOutcome::Done)
-        .map(|(_, m)| m.id.clone())
+        .filter_map(|(outcome, m)| match outcome {
+            ItemOutcome::Failed { retry_after } => Some(FailedItem {
+                id: m.id.clone(),
+                retry_after,
+            }),
+            ItemOutcome::Done | ItemOutcome::NotRun => None,
+        })
         .collect()
 }
 
 /// Like [`process`], answering each message's outcome, and checking `keep_going` before each
 /// message: once it says no, the rest of the batch is left [`ItemOutcome::NotRun`] (a shutdown
 /// finishes the message in hand and starts no other).
-pub async fn process_each<F, Fut>(
+pub async fn process_each<F, Fut, E>(
     messages: &[BatchMessage],
     mut handle: F,
     keep_going: impl Fn() -> bool,
 ) -> Vec<ItemOutcome>
 where
     F: FnMut(&BatchMessage) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Failure,
 {
-    let mut failed_groups: HashSet<&str> = HashSet::new();
+    let mut failed_groups: HashMap<&str, Option<Duration>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(messages.len());
     for m in messages {
-        if failed_groups.contains(m.group.as_str()) {
-            outcomes.push(ItemOutcome::Failed);
+        if let Some(&retry_after) = failed_groups.get(m.group.as_str()) {
+            outcomes.push(ItemOutcome::Failed { retry_after });
             continue;
         }
         if !keep_going() {
@@ -66,9 +90,10 @@ where
         match handle(m).await {
             Ok(()) => outcomes.push(ItemOutcome::Done),
             Err(why) => {
-                tracing::warn!(message_id = %m.id, group = %m.group, error = %why, "sync command failed; it will be retried");
-                failed_groups.insert(&m.group);
-                outcomes.push(ItemOutcome::Failed);
+                let retry_after = why.retry_after();
+                tracing::warn!(message_id = %m.id, group = %m.group, error = %why, ?retry_after, "sync command failed; it will be retried");
+                failed_groups.insert(&m.group, retry_after);
+                outcomes.push(ItemOutcome::Failed { retry_after });
             }
         }
     }
@@ -78,6 +103,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure as a handler reports it, asking for a wait or not.
+    #[derive(Debug)]
+    struct Boom(Option<Duration>);
+
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+
+    impl Failure for Boom {
+        fn retry_after(&self) -> Option<Duration> {
+            self.0
+        }
+    }
 
     fn msg(id: &str, group: &str) -> BatchMessage {
         BatchMessage {
@@ -102,14 +143,21 @@ mod tests {
             let fail = m.id == "a2";
             async move {
                 if fail {
-                    Err("boom".to_string())
+                    Err(Boom(Some(Duration::from_secs(30))))
                 } else {
                     Ok(())
                 }
             }
         })
         .await;
-        assert_eq!(failed, ["a2", "a3"]);
+        let ids: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["a2", "a3"]);
+        assert!(
+            failed
+                .iter()
+                .all(|f| f.retry_after == Some(Duration::from_secs(30))),
+            "the whole group waits as long as the service asked: {failed:?}"
+        );
         assert_eq!(ran, ["a1", "b1", "a2", "b2"], "a3 never ran");
     }
 
@@ -123,7 +171,7 @@ mod tests {
             |_| {
                 // The stop arrives while the first message is being handled.
                 stop.set(true);
-                async { Ok(()) }
+                async { Ok::<(), Boom>(()) }
             },
             || !stop.get(),
         )
@@ -137,6 +185,10 @@ mod tests {
     #[tokio::test]
     async fn an_all_good_batch_reports_nothing() {
         let batch = [msg("a1", "A"), msg("a2", "A")];
-        assert!(process(&batch, |_| async { Ok(()) }).await.is_empty());
+        assert!(
+            process(&batch, |_| async { Ok::<(), Boom>(()) })
+                .await
+                .is_empty()
+        );
     }
 }

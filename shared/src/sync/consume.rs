@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::queue::{Delivery, QueueConsumer, QueueError};
-use crate::sync::batch::{self, BatchMessage, ItemOutcome};
+use crate::sync::batch::{self, BatchMessage, Failure, ItemOutcome};
 
 /// What one batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,12 +32,13 @@ pub fn backoff(receive_count: u32) -> Duration {
 
 /// Runs `deliveries` (one receive's worth) through `handle` and settles each with the queue.
 /// `keep_going` is checked before each message; `retry_delay` maps a failed message's receive
-/// count to the delay before it is visible again.
+/// count to the delay before it is visible again, lengthened to the `Retry-After` of the
+/// service that failed it (a throttled CRM asked to be left alone that long).
 ///
 /// Settling errors (the queue unavailable for a delete) do not stop the batch: an undeleted
 /// message is delivered again and the processor's idempotency makes that harmless. The first
 /// such error is answered after the batch is settled.
-pub async fn run_batch<F, Fut>(
+pub async fn run_batch<F, Fut, E>(
     queue: &dyn QueueConsumer,
     deliveries: Vec<Delivery>,
     mut handle: F,
@@ -46,7 +47,8 @@ pub async fn run_batch<F, Fut>(
 ) -> Result<BatchReport, QueueError>
 where
     F: FnMut(&BatchMessage) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Failure,
 {
     let messages: Vec<BatchMessage> = deliveries
         .iter()
@@ -68,7 +70,7 @@ where
                     errors
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(why.clone());
+                        .push(why.to_string());
                 }
                 result
             }
@@ -91,11 +93,11 @@ where
                 report.succeeded += 1;
                 queue.delete(&delivery.receipt).await
             }
-            ItemOutcome::Failed => {
+            ItemOutcome::Failed { retry_after } => {
                 report.failed += 1;
-                queue
-                    .release(&delivery.receipt, retry_delay(delivery.receive_count))
-                    .await
+                let delay =
+                    retry_delay(delivery.receive_count).max(retry_after.unwrap_or_default());
+                queue.release(&delivery.receipt, delay).await
             }
             ItemOutcome::NotRun => {
                 report.returned += 1;

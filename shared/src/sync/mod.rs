@@ -114,6 +114,28 @@ pub enum SyncError {
     Busy(String),
 }
 
+/// Why a queue message was not done: it is delivered again (or dead-lettered once its receives
+/// are spent), not before the `Retry-After` of the service that failed it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProcessError {
+    /// A message nobody can read fails every time, so it ends in the dead-letter queue.
+    #[error("{0}")]
+    Unreadable(crate::queue::QueueError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl batch::Failure for ProcessError {
+    fn retry_after(&self) -> Option<Duration> {
+        use crate::retry::Transient;
+        match self {
+            ProcessError::Sync(SyncError::Crm(e)) => e.retry_after(),
+            ProcessError::Sync(SyncError::PartnerCenter(e)) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
 /// `now` + `d`, or an hour on when `d` does not fit.
 fn chrono_after(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
@@ -152,7 +174,10 @@ async fn under_claim(
                 .await?
         }
         Err(_) => {
-            let _ = store.release(key).await;
+            // The claim expires by itself; a failed release only delays the retry until then.
+            if let Err(err) = store.release(key).await {
+                tracing::warn!(%key, error = %err, "could not give back the claim; the retry waits for it to expire");
+            }
         }
     }
     result
@@ -330,11 +355,9 @@ pub struct Processor {
 impl Processor {
     /// `Err` leaves the message for redelivery; everything else is acknowledged, including
     /// failures a person must fix (they are in Audit and the journal).
-    pub async fn handle(&self, body: &str) -> Result<(), String> {
-        let command = crate::queue::sqs::parse_message(body).map_err(|e| {
-            // A message nobody can read would fail forever: it goes to the dead-letter queue.
-            e.to_string()
-        })?;
+    pub async fn handle(&self, body: &str) -> Result<(), ProcessError> {
+        let command =
+            crate::queue::SyncCommand::from_body(body).map_err(ProcessError::Unreadable)?;
         match command {
             crate::queue::SyncCommand::PartnerCenterChanged { referral_id, event } => {
                 let inbound = inbound::Inbound {
@@ -343,23 +366,16 @@ impl Processor {
                     store: self.store.as_ref(),
                     options: &self.options,
                 };
-                match inbound
+                let handled = inbound
                     .referral_changed(&referral_id, &event, self.options.clock.now())
-                    .await
-                {
-                    Ok(handled) => {
-                        match &handled {
-                            Handled::Failed { reason } => {
-                                tracing::warn!(%referral_id, %event, %reason, "sync failed; shown in Audit")
-                            }
-                            other => {
-                                tracing::info!(%referral_id, %event, outcome = ?other, "synced")
-                            }
-                        }
-                        Ok(())
+                    .await?;
+                match &handled {
+                    Handled::Failed { reason } => {
+                        tracing::warn!(%referral_id, %event, %reason, "sync failed; shown in Audit")
                     }
-                    Err(e) => Err(e.to_string()),
+                    other => tracing::info!(%referral_id, %event, outcome = ?other, "synced"),
                 }
+                Ok(())
             }
             crate::queue::SyncCommand::CrmChanged { crm_id, .. } => {
                 let outbound = outbound::Outbound {
@@ -368,20 +384,16 @@ impl Processor {
                     store: self.store.as_ref(),
                     options: &self.options,
                 };
-                match outbound
+                let handled = outbound
                     .opportunity_changed(&crm_id, self.options.clock.now())
-                    .await
-                {
-                    Ok(Handled::Failed { reason }) => {
-                        tracing::warn!(%crm_id, %reason, "sync to Partner Center failed; shown in Audit");
-                        Ok(())
+                    .await?;
+                match &handled {
+                    Handled::Failed { reason } => {
+                        tracing::warn!(%crm_id, %reason, "sync to Partner Center failed; shown in Audit")
                     }
-                    Ok(other) => {
-                        tracing::info!(%crm_id, outcome = ?other, "synced to Partner Center");
-                        Ok(())
-                    }
-                    Err(e) => Err(e.to_string()),
+                    other => tracing::info!(%crm_id, outcome = ?other, "synced to Partner Center"),
                 }
+                Ok(())
             }
         }
     }
