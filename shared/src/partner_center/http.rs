@@ -487,9 +487,12 @@ impl PartnerCenterClient {
 
     /// Every referral the filter selects, following `@odata.nextLink` to the end.
     async fn list(&self, filter: &str, order_by: Option<&str>) -> PcResult<Vec<Referral>> {
-        let mut query = format!("$filter={}", percent_encode(filter));
+        let mut query = format!("$filter={}", crate::http::encode_query_value(filter));
         if let Some(order) = order_by {
-            query.push_str(&format!("&$orderby={}", percent_encode(order)));
+            query.push_str(&format!(
+                "&$orderby={}",
+                crate::http::encode_query_value(order)
+            ));
         }
         let mut url = self.referrals_url.clone();
         url.set_query(Some(&query));
@@ -594,7 +597,7 @@ impl PartnerCenterClient {
             408 | 429 | 500..=599 => {
                 let error = PartnerCenterError::Transient {
                     status: Some(status),
-                    retry_after: retry_after(&reply.headers),
+                    retry_after: crate::http::retry_after(&reply.headers),
                     message: service_message(&reply.body).message,
                 };
                 // 429 and 503 mean the service turned the request away; any other 5xx may
@@ -714,7 +717,10 @@ impl PartnerCenter for PartnerCenterClient {
     }
 
     async fn find_by_external_reference(&self, crm_id: &str) -> PcResult<Option<Referral>> {
-        let filter = format!("externalReferenceId eq {}", odata_string(crm_id));
+        let filter = format!(
+            "externalReferenceId eq {}",
+            crate::http::odata_string(crm_id)
+        );
         let found = self.list(&filter, None).await?;
         if found.len() > 1 {
             tracing::warn!(
@@ -735,7 +741,10 @@ impl PartnerCenter for PartnerCenterClient {
     }
 
     async fn engagement_referrals(&self, engagement_id: &str) -> PcResult<Vec<Referral>> {
-        let filter = format!("engagementId eq {}", odata_string(engagement_id));
+        let filter = format!(
+            "engagementId eq {}",
+            crate::http::odata_string(engagement_id)
+        );
         self.list(&filter, None).await
     }
 
@@ -941,22 +950,6 @@ fn route(req: &Request<'_>) -> String {
     req.url.path().to_string()
 }
 
-/// `Retry-After` as seconds, from either of its forms (delta-seconds or an HTTP date).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs);
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&Utc) - Utc::now();
-    Some(wait.num_seconds().max(0) as u64)
-}
-
-/// An OData string literal: quoted, with each `'` doubled.
-fn odata_string(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 /// UTC with seven fractional digits (100 ns ticks), rounded down.
 fn odata_timestamp(t: DateTime<Utc>) -> String {
     format!(
@@ -966,30 +959,9 @@ fn odata_timestamp(t: DateTime<Utc>) -> String {
     )
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters, so spaces travel as `%20`
-/// (not `+`) and quotes, `$` and `&` inside a filter cannot break the query.
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn odata_strings_double_quotes() {
-        assert_eq!(odata_string("O'Brien"), "'O''Brien'");
-        assert_eq!(odata_string("plain"), "'plain'");
-    }
 
     #[test]
     fn timestamps_have_seven_digits_rounded_down() {
@@ -997,28 +969,6 @@ mod tests {
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default();
         assert_eq!(odata_timestamp(t), "2024-05-01T10:20:30.1234567Z");
-    }
-
-    #[test]
-    fn filters_are_percent_encoded() {
-        assert_eq!(
-            percent_encode("externalReferenceId eq 'a&b'"),
-            "externalReferenceId%20eq%20%27a%26b%27"
-        );
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("57"));
-        assert_eq!(retry_after(&h), Some(57));
-        h.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static("Mon, 01 Jan 2001 00:00:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(0));
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl TokenProvider {
                 message: format!("cannot reach Entra ID at {}: {e}", self.token_url),
             })?;
         let status = response.status();
-        let retry_after = super::http::retry_after(response.headers());
+        let retry_after = crate::http::retry_after(response.headers());
         let body = response
             .bytes()
             .await

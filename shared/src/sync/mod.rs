@@ -13,7 +13,7 @@ use crate::crm::CrmError;
 use crate::partner_center::PartnerCenterError;
 use crate::store::StoreError;
 
-/// The admin's options that shape what the sync writes (see sync-rules.md).
+/// The admin's options that shape what the sync writes (see docs/sync-rules.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     /// Show ✔/✖ before the opportunity name.

@@ -244,7 +244,8 @@ fn list(ctx: &Ctx<'_>, set: &str) -> Result<Response, DvError> {
     Ok(resp)
 }
 
-/// `If-Match` / `If-None-Match` values; `null` (sent by every documented client, A1) means none.
+/// `If-Match` / `If-None-Match` values; `null` (sent by every documented client,
+/// docs/dataverse.md, "Headers") means none.
 fn condition(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     headers
         .get(name)
@@ -421,7 +422,8 @@ fn patch_row(ctx: &Ctx<'_>, set: &str, key: &Key, body: &[u8]) -> Result<Respons
         )?;
         match (existing, key) {
             (Some(id), Key::Alternate(pairs)) => {
-                // Key columns are dropped on update (A4).
+                // Key columns are dropped on update (docs/dataverse.md, "Upsert and alternate
+                // keys").
                 for (k, _) in pairs {
                     body.remove(k);
                 }

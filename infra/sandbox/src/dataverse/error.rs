@@ -1,17 +1,19 @@
-//! The Web API's error envelope, `{"error":{"code":"0x…","message":"…"}}` (crm-apis.md A8), and
-//! the codes the simulator uses. Only the service-protection code is documented; the others are
-//! the sandbox's choice (two come from third-party code, A3), kept here so they are easy to
-//! change once verified.
+//! The Web API's error envelope, `{"error":{"code":"0x…","message":"…"}}` (docs/dataverse.md,
+//! "Errors"), and the codes the simulator uses. Only the service-protection code is documented;
+//! the others are the sandbox's choice (two come from third-party code), kept here so they are
+//! easy to change once verified.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// Number of requests over the window exceeded (A9, documented).
+/// Number of requests over the window exceeded (documented: docs/dataverse.md, "Service
+/// protection (429)").
 pub const CODE_THROTTLED: &str = "0x80072322";
-/// Stale `If-Match` (A3: seen in third-party code as ConcurrencyVersionMismatch).
+/// Stale `If-Match` (seen in third-party code as ConcurrencyVersionMismatch; docs/dataverse.md,
+/// "Errors").
 pub const CODE_VERSION_MISMATCH: &str = "0x80060882";
-/// Row not found (A3: seen in third-party code).
+/// Row not found (seen in third-party code; docs/dataverse.md, "Errors").
 pub const CODE_NOT_FOUND: &str = "0x80040217";
 /// A row with the same key exists (inferred).
 pub const CODE_DUPLICATE: &str = "0x80040237";
@@ -20,7 +22,8 @@ pub const CODE_INVALID_ARGUMENT: &str = "0x80040203";
 /// A request OData cannot read: unknown property, bad query option, bad key (inferred).
 pub const CODE_BAD_REQUEST: &str = "0x80060888";
 
-/// The documented 412 message for a stale `If-Match` (A3).
+/// The documented 412 message for a stale `If-Match` (docs/dataverse.md, "Concurrency (ETag /
+/// If-Match)").
 pub const VERSION_MISMATCH_MESSAGE: &str =
     "The version of the existing record doesn't match the RowVersion property provided.";
 
@@ -30,7 +33,7 @@ pub const VERSION_MISMATCH_MESSAGE: &str =
 #[error("{status}: {message}")]
 pub struct DvError {
     pub status: StatusCode,
-    /// Empty when Dataverse sends none (A8: "The code is often empty").
+    /// Empty when Dataverse sends none (docs/dataverse.md, "Errors": the code is often empty).
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
@@ -59,7 +62,7 @@ impl DvError {
         DvError::new(StatusCode::BAD_REQUEST, CODE_INVALID_ARGUMENT, message)
     }
 
-    /// `account With Id = … Does Not Exist` (A2).
+    /// `account With Id = … Does Not Exist` (docs/dataverse.md, "Create, update, delete").
     pub fn row_missing(logical_name: &str, id: impl std::fmt::Display) -> DvError {
         DvError::new(
             StatusCode::NOT_FOUND,
@@ -80,7 +83,7 @@ impl DvError {
         )
     }
 
-    /// `If-None-Match: *` on an existing row (A2).
+    /// `If-None-Match: *` on an existing row (docs/dataverse.md, "Create, update, delete").
     pub fn duplicate() -> DvError {
         DvError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -89,7 +92,8 @@ impl DvError {
         )
     }
 
-    /// Something the real service supports and the sandbox does not (501 is in A8's list).
+    /// Something the real service supports and the sandbox does not (501 is in the list of
+    /// docs/dataverse.md, "Errors").
     pub fn not_implemented(what: &str) -> DvError {
         DvError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -105,7 +109,7 @@ impl DvError {
         }
     }
 
-    /// 429 with the documented code and message (A9).
+    /// 429 with the documented code and message (docs/dataverse.md, "Service protection (429)").
     pub fn throttled(limit: u32, window_secs: u64, retry_after: u64) -> DvError {
         DvError {
             retry_after: Some(retry_after),

@@ -1,6 +1,6 @@
-//! Service protection (crm-apis.md A9): a request budget per caller over a sliding window, on
-//! the sandbox clock. Refused requests count too, so a client that keeps sending while throttled
-//! sees `Retry-After` grow, as documented.
+//! Service protection (docs/dataverse.md, "Service protection (429)"): a request budget per
+//! caller over a sliding window, on the sandbox clock. Refused requests count too, so a client
+//! that keeps sending while throttled sees `Retry-After` grow, as documented.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

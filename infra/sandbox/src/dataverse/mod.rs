@@ -1,14 +1,15 @@
 //! The Dataverse Web API (Dynamics 365) at `/api/data/v9.2/` (v9.0 and v9.1 paths too), as the
-//! co-sell connector uses it. The facts followed are in `shared/docs/crm-apis.md` section A
-//! (cited below as A1…A11); where that page marks a fact inferred or unknown, the behaviour is
-//! a field of [`Config`] and the default is written down there.
+//! co-sell connector uses it. The facts followed are in `docs/dataverse.md` (cited below by
+//! section); where that page marks a fact inferred or not documented, the behaviour is a field
+//! of [`Config`] and the default is written down there.
 //!
 //! The sandbox's base URL is the organisation URL: a client gets a token for
 //! `{base_url}/.default` from the sandbox's Entra endpoint, as an application user.
 //!
 //! # Behaviours
-//! - Auth (A1): a bearer token for the org URL; missing, unknown, expired or for another
-//!   audience → 401 with the error body and a `WWW-Authenticate` naming the authority.
+//! - Auth ("Sign-in (client credentials)"): a bearer token for the org URL; missing, unknown,
+//!   expired or for another audience → 401 with the error body and a `WWW-Authenticate` naming
+//!   the authority.
 //! - Tables: `opportunities`, `accounts`, `contacts`, `leads`, `transactioncurrencies` (seeded
 //!   from [`Config::currencies`]), `cosell_solutions`, `cosell_solutioncatalogs`. The schema is
 //!   data ([`schema`]): columns have a type, a maximum length, a required flag; the control API
@@ -17,39 +18,41 @@
 //!   `cosell_solutionplay`, `cosell_partnerrole` and `cosell_marketplaceintent`.
 //! - Every row has `@odata.etag` (`W/"<n>"`, one global row-version counter), `versionnumber`,
 //!   `createdon`, `modifiedon`, `_createdby_value`, `_modifiedby_value`, `_ownerid_value`.
-//! - Writes (A2, A3, A4, A7): create 204 + `OData-EntityId`, or 201 + body with
+//! - Writes ("Create, update, delete", "Concurrency (ETag / If-Match)", "Upsert and alternate
+//!   keys", "Lookups"): create 204 + `OData-EntityId`, or 201 + body with
 //!   `Prefer: return=representation` (and `$select`); PATCH updates (204/200) or upserts;
 //!   `If-Match: *` → 404 when missing, `If-None-Match: *` → 412 when present, a stale etag →
 //!   412 with the documented message; DELETE 204/404 (a stale `If-Match` → 412). Unknown
 //!   properties, wrong types, too-long text, missing required columns → 400 naming them.
 //!   Lookups are bound with `<nav>@odata.bind` (relative or absolute URL, GUID or alternate
 //!   key); a bind to a missing row → 400; `null` clears it.
-//! - Reads (A3, A5): `GET set(id)` with `$select`, `If-None-Match: <etag>` → 304. Collections
-//!   take `$select`, `$filter`, `$orderby`, `$top`, `$count`; `Prefer: odata.maxpagesize`
-//!   pages with an opaque `$skiptoken` in `@odata.nextLink` and `Preference-Applied`; `$skip`
-//!   → 400; `$top` is ignored with a maxpagesize; default and maximum page 5000. `$expand`,
-//!   `$apply`, `$batch`, `$metadata`, property paths → 501 (not simulated).
-//! - Change tracking (A6): `Prefer: odata.track-changes` → `@odata.deltaLink` on the last page;
-//!   the delta returns rows created or changed since, in full with the original `$select`,
-//!   then `$deletedEntity` entries, and a new delta link. `$filter`/`$orderby`/`$top`/`$expand`
-//!   with it → 400.
-//! - Opportunity (A11): statecode/statuscode pairs, `WinOpportunity`/`LoseOpportunity`,
-//!   system-calculated revenue; lead states likewise.
-//! - Service protection (A9): a request budget per caller over a sliding window → 429 with
-//!   `Retry-After` seconds and code `0x80072322`; `x-ms-ratelimit-burst-remaining-xrm-requests`
-//!   on every answer.
+//! - Reads ("Concurrency (ETag / If-Match)", "Queries and paging"): `GET set(id)` with
+//!   `$select`, `If-None-Match: <etag>` → 304. Collections take `$select`, `$filter`,
+//!   `$orderby`, `$top`, `$count`; `Prefer: odata.maxpagesize` pages with an opaque
+//!   `$skiptoken` in `@odata.nextLink` and `Preference-Applied`; `$skip` → 400; `$top` is
+//!   ignored with a maxpagesize; default and maximum page 5000. `$expand`, `$apply`, `$batch`,
+//!   `$metadata`, property paths → 501 (not simulated).
+//! - Change tracking ("Change tracking"): `Prefer: odata.track-changes` → `@odata.deltaLink`
+//!   on the last page; the delta returns rows created or changed since, in full with the
+//!   original `$select`, then `$deletedEntity` entries, and a new delta link.
+//!   `$filter`/`$orderby`/`$top`/`$expand` with it → 400.
+//! - Opportunity ("Opportunity and lead states"): statecode/statuscode pairs,
+//!   `WinOpportunity`/`LoseOpportunity`, system-calculated revenue; lead states likewise.
+//! - Service protection ("Service protection (429)"): a request budget per caller over a
+//!   sliding window → 429 with `Retry-After` seconds and code `0x80072322`;
+//!   `x-ms-ratelimit-burst-remaining-xrm-requests` on every answer.
 //!
 //! # Choices where the documentation is silent (all inferred)
-//! - Delta responses are not paged; deletions come after changes (A6 documents that order for
-//!   the SDK). A row created and deleted between two deltas appears as deleted. An expired delta
-//!   token ([`Config::change_tracking_expiry`]) → 400.
+//! - Delta responses are not paged; deletions come after changes ("Change tracking":
+//!   documented for the SDK). A row created and deleted between two deltas appears as deleted.
+//!   An expired delta token ([`Config::change_tracking_expiry`]) → 400.
 //! - On a table with change tracking off, `Prefer: odata.track-changes` is ignored (no delta
 //!   link) and a `$deltatoken` → 400.
 //! - Default order (no `$orderby`) is by primary key; pages continue after the last row's sort
 //!   key, so rows changed between pages are neither repeated nor skipped.
 //! - Closed opportunities cannot be edited; `statecode: 0` alone reopens them
 //!   ([`Config::allow_reopen`]). API clients close them with the actions, not with `statecode`
-//!   ([`Config::allow_opportunity_close_by_patch`], an open question in crm-apis.md E); a human
+//!   ([`Config::allow_opportunity_close_by_patch`], one of the "Open questions"); a human
 //!   (control API) closing by status gets the same effects as the actions.
 //! - Win sets `actualvalue` (the close's `actualrevenue`, else `estimatedvalue`),
 //!   `actualclosedate` (the close's `actualend`, else today) and `closeprobability` 100;
@@ -96,26 +99,30 @@ pub struct Config {
     /// in the organisation's base currency). `None` leaves it empty, so a required
     /// `transactioncurrencyid` must be bound.
     pub default_currency: Option<String>,
-    /// Requests per caller per [`Config::request_window`] (A9: 6000 per 300 s).
+    /// Requests per caller per [`Config::request_window`] (docs/dataverse.md, "Service
+    /// protection (429)": 6000 per 300 s).
     pub request_limit: u32,
-    /// The sliding window the budget is counted over (A9: 300 s).
+    /// The sliding window the budget is counted over (docs/dataverse.md, "Service protection
+    /// (429)": 300 s).
     pub request_window: Duration,
-    /// Default and largest page (A5: 5000).
+    /// Default and largest page (docs/dataverse.md, "Queries and paging": 5000).
     pub max_page_size: usize,
     /// Refuse writes that leave an ApplicationRequired column empty (on create, or when an
-    /// update clears it). Inferred: the issue asks for it; the real API may leave this level to
-    /// forms and accept such writes; set false to play that.
+    /// update clears it). Inferred (docs/dataverse.md, "Open questions"); the real API may
+    /// leave this level to forms and accept such writes; set false to play that.
     pub enforce_required: bool,
     /// Refuse (400) writes to system-maintained columns (`createdon`, `ownerid`, …) rather
     /// than dropping them silently. Unknown which the service does; default: drop.
     pub reject_read_only_writes: bool,
-    /// Let API clients close an opportunity by PATCHing `statecode` 1/2 (open question E).
+    /// Let API clients close an opportunity by PATCHing `statecode` 1/2 (docs/dataverse.md,
+    /// "Open questions").
     /// Default false: they must use `WinOpportunity`/`LoseOpportunity`.
     pub allow_opportunity_close_by_patch: bool,
     /// Let a PATCH of only `statecode: 0` (and an open `statuscode`) reopen a closed
     /// opportunity, as the UI's "Reopen Opportunity" does. Inferred; default true.
     pub allow_reopen: bool,
-    /// Life of a delta token (A6: `ExpireChangeTrackingInDays`, default 7).
+    /// Life of a delta token (docs/dataverse.md, "Change tracking":
+    /// `ExpireChangeTrackingInDays`, default 7).
     pub change_tracking_expiry: Duration,
 }
 

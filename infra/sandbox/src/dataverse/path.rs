@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::error::DvError;
 
-/// Web API versions the simulator answers (A1: v9.2 is current, v9.0 URLs keep working).
+/// Web API versions the simulator answers (docs/dataverse.md, "URL and version": v9.2 is
+/// current, v9.0 URLs keep working).
 pub const VERSIONS: &[&str] = &["v9.0", "v9.1", "v9.2"];
 
 /// How a row is addressed.

@@ -1,5 +1,6 @@
 //! Collection reads: system query options, `Prefer` preferences, server-driven paging with an
-//! opaque `$skiptoken`, and change tracking with `$deltatoken` (crm-apis.md A5, A6).
+//! opaque `$skiptoken`, and change tracking with `$deltatoken` (docs/dataverse.md, "Queries
+//! and paging" and "Change tracking").
 
 use std::cmp::Ordering;
 
@@ -13,7 +14,7 @@ use super::error::DvError;
 use super::schema::TableDef;
 use super::store::{Row, State};
 
-/// The `Prefer` values the Web API honours (A1).
+/// The `Prefer` values the Web API honours (docs/dataverse.md, "Headers").
 #[derive(Debug, Default, Clone)]
 pub struct Prefer {
     pub return_representation: bool,
@@ -231,7 +232,8 @@ fn decode_cookie(token: &str) -> Result<Cookie, DvError> {
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }
 
-/// `919042!05/24/2021 15:24:04`: a row version and when the token was issued (A6 example).
+/// `919042!05/24/2021 15:24:04`: a row version and when the token was issued (the
+/// example of docs/dataverse.md, "Change tracking").
 pub fn delta_token(version: u64, now: DateTime<Utc>) -> String {
     format!("{version}!{}", now.format("%m/%d/%Y %H:%M:%S"))
 }
@@ -454,7 +456,8 @@ fn delta(state: &State, table: &TableDef, read: &Read<'_>, token: &str) -> Resul
     })
 }
 
-/// `GET /set/$count`: the number of rows (capped at 5000, A5).
+/// `GET /set/$count`: the number of rows (capped at 5000, docs/dataverse.md, "Queries and
+/// paging").
 pub fn count(state: &State, set: &str, options: &Options) -> Result<usize, DvError> {
     let table = state.table(set)?;
     options.check_columns(table)?;

@@ -36,7 +36,8 @@ pub enum FieldType {
         /// In characters.
         max_length: usize,
     },
-    /// Rounded to two decimals on write (A11: Money, 2 decimals).
+    /// Rounded to two decimals on write (docs/dataverse.md, "Standard columns": Money, 2
+    /// decimals).
     Money,
     /// A number kept as written.
     Decimal,
@@ -357,8 +358,8 @@ fn table(
     }
 }
 
-/// The connector's columns on the opportunity (sync-rules.md, "Connector fields"). Their types
-/// are the sandbox's choice; the real solution's schema is not public.
+/// The connector's columns on the opportunity (docs/dataverse.md, "Connector columns"). Their
+/// types are the sandbox's choice; the real solution's schema is not public.
 fn connector_fields() -> Vec<Field> {
     vec![
         Field::new("cosell_syncwithpartnercenter", FieldType::Boolean).default(Value::Bool(false)),
@@ -382,8 +383,8 @@ fn connector_fields() -> Vec<Field> {
     ]
 }
 
-/// The standard tables of crm-apis.md A11 plus the connector's, as a fresh environment with the
-/// connector solution installed has them.
+/// The standard tables of docs/dataverse.md ("Standard columns") plus the connector's, as a
+/// fresh environment with the connector solution installed has them.
 pub fn standard_tables() -> Vec<TableDef> {
     let accounts_contacts = [
         ("customerid_account", "accounts"),
@@ -556,8 +557,8 @@ pub fn standard_tables() -> Vec<TableDef> {
             ],
         ),
         // Logical name `cosell_solutionlink`: the primary key of a table named
-        // `cosell_solution` would be `cosell_solutionid`, which sync-rules.md gives to the
-        // Partner Center solution id column.
+        // `cosell_solution` would be `cosell_solutionid`, which docs/dataverse.md ("Connector
+        // columns") gives to the Partner Center solution id column.
         table(
             "cosell_solutions",
             "cosell_solutionlink",

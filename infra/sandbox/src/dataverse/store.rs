@@ -247,7 +247,8 @@ impl State {
     }
 
     /// Creates a row. `id` comes from the URL of an upsert; `key_values` are an alternate key's
-    /// columns from the URL, which the body overrides (A4).
+    /// columns from the URL, which the body overrides (docs/dataverse.md, "Upsert and alternate
+    /// keys").
     pub(crate) fn create(
         &mut self,
         set: &str,
@@ -303,7 +304,7 @@ impl State {
     }
 
     /// Updates an existing row with the body's changes. Alternate-key columns of an upsert
-    /// are dropped from the body by the caller (A4).
+    /// are dropped from the body by the caller (docs/dataverse.md, "Upsert and alternate keys").
     pub(crate) fn update(
         &mut self,
         set: &str,

@@ -20,7 +20,8 @@ use crate::app::App;
 
 /// Largest sObject Collections request (documented: 200 records).
 const COLLECTION_LIMIT: usize = 200;
-/// Upsert answers 200 with `created:false` from this version on, 204 before (B3).
+/// Upsert answers 200 with `created:false` from this version on, 204 before (docs/salesforce.md,
+/// "Upsert by external ID").
 const CREATED_FLAG_VERSION: u32 = 46;
 
 pub fn routes() -> Router<App> {
@@ -561,7 +562,7 @@ fn query_more(state: &mut SfState, req: &Req<'_>, locator: &str) -> Result<Respo
 }
 
 /// Get Updated / Get Deleted: ids changed in `[start, end)`, both truncated to the minute
-/// (B5), at most the replication window back.
+/// (docs/salesforce.md, "Change feed (SystemModstamp)"), at most the replication window back.
 fn replication(
     state: &SfState,
     req: &Req<'_>,

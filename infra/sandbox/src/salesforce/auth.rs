@@ -1,5 +1,5 @@
-//! Salesforce's own OAuth endpoint (`POST /services/oauth2/token`, crm-apis.md B1) and the
-//! check of `Authorization: Bearer` on the REST API.
+//! Salesforce's own OAuth endpoint (`POST /services/oauth2/token`, docs/salesforce.md,
+//! "Sign-in") and the check of `Authorization: Bearer` on the REST API.
 //!
 //! The JWT bearer grant needs a connected app with a certificate: the sandbox loads one from
 //! [`Config::certificate_file`] or generates a key pair once per process, so that a reset keeps

@@ -1,7 +1,7 @@
 //! Salesforce's error shapes: the REST API answers with an array of
-//! `{"message","errorCode","fields"?}` (crm-apis.md B7), the OAuth endpoint with
-//! `{"error","error_description"}` (B1), and sObject Collections report per-record errors as
-//! `{"statusCode","message","fields"}`.
+//! `{"message","errorCode","fields"?}` (docs/salesforce.md, "Errors"), the OAuth endpoint with
+//! `{"error","error_description"}` ("Sign-in"), and sObject Collections report per-record
+//! errors as `{"statusCode","message","fields"}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -80,8 +80,8 @@ impl SfError {
         )
     }
 
-    /// The 401 for a missing, unknown or expired token (B1: the code is documented, the
-    /// message inferred).
+    /// The 401 for a missing, unknown or expired token (docs/salesforce.md, "Sign-in": the code
+    /// is documented, the message inferred).
     pub fn invalid_session() -> SfError {
         SfError::new(
             StatusCode::UNAUTHORIZED,
@@ -169,8 +169,9 @@ pub fn fault_response(status: StatusCode, retry_after: Option<u64>) -> Response 
         _ => "UNKNOWN_EXCEPTION",
     };
     let mut resp = SfError::new(status, code, format!("Injected fault: {status}")).into_response();
-    // Salesforce itself never sends Retry-After (B8); a fault rule that asks for one gets it so
-    // that a client's handling of the header can still be exercised.
+    // Salesforce itself never sends Retry-After (docs/salesforce.md, "Limits"); a fault rule
+    // that asks for one gets it so that a client's handling of the header can still be
+    // exercised.
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -1,4 +1,4 @@
-//! The Salesforce REST API at `/services/` (crm-apis.md section B), as the co-sell connector
+//! The Salesforce REST API at `/services/` (docs/salesforce.md), as the co-sell connector
 //! uses it.
 //!
 //! Behaviours:
@@ -25,7 +25,8 @@
 //!   `Sforce-Limit-Info`; once spent, 403 `REQUEST_LIMIT_EXCEEDED` without `Retry-After`.
 //!
 //! Inferred choices (each is a [`Config`] field or control-API data, so a test can change it):
-//! - the connector's API names end in `__c` (the public manual prints them with typos, C4);
+//! - the connector's API names end in `__c` (the public manual prints them with typos;
+//!   docs/salesforce.md, "Connector fields");
 //!   [`Config::connector_fields`] can leave them out and the control API can add others;
 //!   they include the Services co-sell fields `Solution_Area__c`, `Solution_Play__c`,
 //!   `Partner_Role__c` (text) and `Marketplace_Intent__c` (restricted picklist: Yes, No,
@@ -83,14 +84,14 @@ use schema::{SObject, Stage};
 pub const INTEGRATION_USER: &str = "integration@sandbox.test";
 /// The human seller whose edits come through the control API.
 pub const SELLER_USER: &str = "seller@sandbox.test";
-/// The login hosts a JWT's `aud` may name (crm-apis.md B1).
+/// The login hosts a JWT's `aud` may name (docs/salesforce.md, "Sign-in").
 pub const LOGIN_AUDIENCES: &[&str] = &[
     "https://login.salesforce.com",
     "https://test.salesforce.com",
 ];
 
-/// Settings of this simulator; part of [`crate::SandboxConfig`]. Defaults follow crm-apis.md
-/// section B; fields whose fact is inferred say so.
+/// Settings of this simulator; part of [`crate::SandboxConfig`]. Defaults follow
+/// docs/salesforce.md; fields whose fact is inferred say so.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The connected app's consumer key (`iss` of a JWT, `client_id` of client credentials).
@@ -118,7 +119,8 @@ pub struct Config {
     /// Access token lifetime. Inferred: the org's session timeout, 2 hours by default; counted
     /// from issue rather than from last use.
     pub session_lifetime: Duration,
-    /// API requests allowed per rolling 24 hours (real orgs have 100,000 and more, B8).
+    /// API requests allowed per rolling 24 hours (real orgs have 100,000 and more;
+    /// docs/salesforce.md, "Limits").
     pub daily_api_limit: u64,
     /// Records per query batch without `Sforce-Query-Options` (documented: 2,000).
     pub query_batch_size: usize,
@@ -129,7 +131,8 @@ pub struct Config {
     pub currencies: Vec<String>,
     /// `CurrencyIsoCode` of records created without one.
     pub corporate_currency: String,
-    /// Install the connector's custom fields and objects (sync-rules.md) at start.
+    /// Install the connector's custom fields and objects (docs/salesforce.md, "Connector
+    /// fields") at start.
     pub connector_fields: bool,
     /// External ids compare case-sensitively. Inferred default: no.
     pub external_id_case_sensitive: bool,

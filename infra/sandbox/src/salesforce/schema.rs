@@ -333,7 +333,7 @@ impl SObject {
 }
 
 /// An opportunity stage (`OpportunityStage`): whether an opportunity in it is closed and won
-/// follows from here (crm-apis.md B10).
+/// follows from here (docs/salesforce.md, "Objects and fields").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stage {
@@ -380,7 +380,8 @@ pub fn default_stages() -> Vec<Stage> {
     .collect()
 }
 
-/// "How can Microsoft help?" (crm-apis.md C4, the six `assistanceRequestCode` values).
+/// "How can Microsoft help?" (docs/salesforce.md, "Connector fields": the six
+/// `assistanceRequestCode` values).
 pub const MICROSOFT_HELP_VALUES: &[&str] = &[
     "Workload specific value proposition",
     "Customer technical architecture",
@@ -442,9 +443,9 @@ fn object(name: &str, prefix: &str, owner: bool, fields: Vec<Field>) -> SObject 
     }
 }
 
-/// The seeded schema: the standard fields of crm-apis.md B10, `CurrencyIsoCode` only in a
-/// multi-currency org, and (unless switched off) the connector's custom fields and objects of
-/// sync-rules.md.
+/// The seeded schema: the standard fields of docs/salesforce.md ("Objects and fields"),
+/// `CurrencyIsoCode` only in a multi-currency org, and (unless switched off) the connector's
+/// custom fields and objects ("Connector fields").
 pub fn seed(config: &Config) -> Vec<SObject> {
     let currency = || {
         Field::new(

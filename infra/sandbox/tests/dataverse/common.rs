@@ -109,7 +109,7 @@ impl Dv {
         }
     }
 
-    /// A Web API call with the documented headers (A1) plus `headers`.
+    /// A Web API call with the documented headers (docs/dataverse.md, "Headers") plus `headers`.
     pub async fn call_with(
         &self,
         method: Method,

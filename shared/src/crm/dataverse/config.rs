@@ -1,6 +1,6 @@
 //! What the Dataverse adapter needs to know: where the environment is, how to sign in, and the
-//! name of every column the connector reads or writes (sync-rules.md, "Connector fields" and
-//! "Options"), because each partner's environment is customised differently.
+//! name of every column the connector reads or writes (docs/dataverse.md, "Connector columns"),
+//! because each partner's environment is customised differently.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub use crate::secret::Secret;
 /// The default [`DataverseConfig::change_overlap`]: two minutes, the time limit Dataverse puts
 /// on one synchronous operation (plug-ins included), so the longest a row's `modifiedon` can
 /// lag behind the moment its change becomes readable. Inferred from the platform's plug-in
-/// timeout; crm-apis.md does not cover it.
+/// timeout (docs/dataverse.md, "Polling by modifiedon").
 pub const DEFAULT_CHANGE_OVERLAP: Duration = Duration::from_secs(120);
 
 /// A longer overlap would re-read a day of changes on every poll.
@@ -31,7 +31,7 @@ pub enum VisibilityEncoding {
 }
 
 /// Column, table and navigation names in the partner's environment. Defaults are those of
-/// sync-rules.md and the standard Dataverse schema.
+/// docs/dataverse.md ("Connector columns", "Standard columns").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataverseFields {

@@ -1,7 +1,8 @@
 //! The opportunity change feed the poller reads ([`Crm::opportunity_changes`]).
 //!
-//! - **Change tracking** (A6), when the table has it: the first read asks for every row with
-//!   `Prefer: odata.track-changes` and pages through `@odata.nextLink`; its last page carries
+//! - **Change tracking** (docs/dataverse.md, "Change tracking"), when the table has it: the
+//!   first read asks for every row with `Prefer: odata.track-changes` and pages through
+//!   `@odata.nextLink`; its last page carries
 //!   the `@odata.deltaLink`, and each later read follows the newest one. The cursor is that
 //!   link's query without `$select` (the columns are the adapter's own, sent again each time),
 //!   which keeps it short. Change tracking takes no `$filter`, so Sync = yes is checked here;
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Request, missing_table, values};
-use super::mapping::{self, encode, query};
+use super::mapping::{self, query};
 use super::{DataverseCrm, OPPORTUNITIES, malformed};
 #[cfg(test)]
 use crate::crm::feed::MAX_REMEMBERED;
@@ -214,7 +215,7 @@ impl DataverseCrm {
     async fn tracking(&self, next: &str) -> CrmResult<ChangePage> {
         let url = self.http.url(&format!(
             "{OPPORTUNITIES}?$select={}&{next}",
-            encode(&self.select())
+            crate::http::encode_query_value(&self.select())
         ));
         let reply = self
             .http
@@ -286,7 +287,7 @@ impl DataverseCrm {
         if let Some(run) = feed.run.take() {
             let url = self.http.url(&format!(
                 "{OPPORTUNITIES}?$select={}&{}",
-                encode(&self.select()),
+                crate::http::encode_query_value(&self.select()),
                 run.next
             ));
             match self

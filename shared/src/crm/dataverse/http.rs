@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -45,7 +44,7 @@ impl<'a> Request<'a> {
             url,
             body: None,
             if_match: None,
-            // A1: sent on reads so no cached representation is served.
+            // docs/dataverse.md, "Headers": sent on reads so no cached representation is served.
             if_none_match: Some("null"),
             prefer: None,
         }
@@ -90,7 +89,8 @@ impl<'a> Request<'a> {
 /// A successful answer, read whole.
 pub(super) struct Reply {
     pub body: Value,
-    /// The `Preference-Applied` header: which `Prefer` values the service honoured (A5, A6).
+    /// The `Preference-Applied` header: which `Prefer` values the service honoured
+    /// (docs/dataverse.md, "Queries and paging" and "Change tracking").
     pub preference_applied: Option<String>,
 }
 
@@ -247,7 +247,7 @@ impl Http {
             .await
             .map_err(network)?;
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        let retry_after = crate::http::retry_after(resp.headers());
         let text = resp.text().await.map_err(network)?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
@@ -343,17 +343,11 @@ fn network(e: reqwest::Error) -> CrmError {
     }
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-}
-
-/// Reads the answer and sorts a failure by what the caller should do (A8).
+/// Reads the answer and sorts a failure by what the caller should do (docs/dataverse.md,
+/// "Errors").
 async fn classify(resp: reqwest::Response) -> CrmResult<Reply> {
     let status = resp.status();
-    let retry_after = retry_after(resp.headers());
+    let retry_after = crate::http::retry_after(resp.headers());
     let preference_applied = resp
         .headers()
         .get_all("preference-applied")

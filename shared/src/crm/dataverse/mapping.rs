@@ -11,7 +11,7 @@ use crate::crm::{
     OpportunityState, Visibility,
 };
 
-/// Standard opportunity and lead columns (the standard schema, crm-apis.md A11).
+/// Standard opportunity and lead status codes (docs/dataverse.md, "Opportunity and lead states").
 pub(super) const OPPORTUNITY_STATUS_IN_PROGRESS: i64 = 1;
 pub(super) const OPPORTUNITY_STATUS_ON_HOLD: i64 = 2;
 pub(super) const OPPORTUNITY_STATUS_WON: i64 = 3;
@@ -23,39 +23,11 @@ pub(super) fn guid(id: &str) -> Option<Uuid> {
     Uuid::parse_str(id.trim()).ok()
 }
 
-/// An OData string literal: quoted, with quotes doubled.
-pub(super) fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Percent-encodes a query option value. Spaces become `%20`, not `+`, which not every OData
-/// server reads as a space.
-pub(super) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'.'
-            | b'_'
-            | b'~'
-            | b','
-            | b'\''
-            | b'('
-            | b')' => out.push(char::from(b)),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// `set?$select=…&$filter=…` with each option encoded.
 pub(super) fn query(set: &str, options: &[(&str, String)]) -> String {
     let parts: Vec<String> = options
         .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .map(|(k, v)| format!("{k}={}", crate::http::encode_query_value(v)))
         .collect();
     if parts.is_empty() {
         set.to_string()
@@ -1054,7 +1026,6 @@ mod tests {
 
     #[test]
     fn literals_and_queries_are_escaped() {
-        assert_eq!(literal("O'Brien"), "'O''Brien'");
         assert_eq!(
             query(
                 "accounts",
@@ -1063,7 +1034,7 @@ mod tests {
                     ("$filter", "name eq 'A & B'".into())
                 ]
             ),
-            "accounts?$select=name&$filter=name%20eq%20'A%20%26%20B'"
+            "accounts?$select=name&$filter=name%20eq%20%27A%20%26%20B%27"
         );
         assert_eq!(postal_variants(" 1011 AB "), vec!["1011 AB", "1011AB"]);
         assert_eq!(postal_variants("1011AB"), vec!["1011AB"]);

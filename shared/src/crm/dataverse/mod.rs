@@ -1,10 +1,10 @@
 //! The [`Crm`] port on the Dataverse Web API (Dynamics 365), as an application user signed in
-//! with client credentials. Facts followed: `shared/docs/crm-apis.md` section A.
+//! with client credentials. Facts followed: `docs/dataverse.md`.
 //!
 //! Choices the API leaves open:
 //! - Rows are created with a GUID chosen here, by `PATCH set(<id>)` with `If-None-Match: *`
-//!   (A2's create-only upsert). A create retried after its answer was lost then finds its own
-//!   row (412) instead of making a second one.
+//!   (the create-only upsert of docs/dataverse.md, "Create, update, delete"). A create retried
+//!   after its answer was lost then finds its own row (412) instead of making a second one.
 //! - Updates send `If-Match: *`, so a deleted row is reported as not found rather than
 //!   silently re-created by the upsert a bare PATCH would be.
 //! - A state change reads the opportunity first: Win/Lose on an opportunity already in that
@@ -32,12 +32,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::http::odata_string;
 pub use config::{
     ConfigError, DEFAULT_CHANGE_OVERLAP, DataverseConfig, DataverseFields, Secret,
     VisibilityEncoding,
 };
 use http::{Http, Request};
-use mapping::{OpportunityRefs, guid, literal, lookup_column, query};
+use mapping::{OpportunityRefs, guid, lookup_column, query};
 
 use super::{
     Account, AccountFields, ChangePage, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind,
@@ -154,7 +155,10 @@ impl DataverseCrm {
             CURRENCIES,
             &[
                 ("$select", "transactioncurrencyid,isocurrencycode".into()),
-                ("$filter", format!("isocurrencycode eq {}", literal(&code))),
+                (
+                    "$filter",
+                    format!("isocurrencycode eq {}", odata_string(&code)),
+                ),
                 ("$top", "1".into()),
             ],
         ));
@@ -413,7 +417,11 @@ impl Crm for DataverseCrm {
         if referral_id.trim().is_empty() {
             return Ok(None);
         }
-        let filter = format!("{} eq {}", self.fields.referral_id, literal(referral_id));
+        let filter = format!(
+            "{} eq {}",
+            self.fields.referral_id,
+            odata_string(referral_id)
+        );
         let select = mapping::opportunity_select(&self.fields);
         let rows = self.find(OPPORTUNITIES, &select, filter, 2).await?;
         if rows.len() > 1 {
@@ -519,7 +527,7 @@ impl Crm for DataverseCrm {
         let filter = format!(
             "{} eq {}",
             self.fields.lead_referral_id,
-            literal(referral_id)
+            odata_string(referral_id)
         );
         let rows = self
             .find(LEADS, &mapping::lead_select(&self.fields), filter, 1)
@@ -571,11 +579,11 @@ impl Crm for DataverseCrm {
             if name.trim().is_empty() {
                 return Ok(Vec::new());
             }
-            format!("name eq {}", literal(name.trim()))
+            format!("name eq {}", odata_string(name.trim()))
         } else {
             variants
                 .iter()
-                .map(|v| format!("address1_postalcode eq {}", literal(v)))
+                .map(|v| format!("address1_postalcode eq {}", odata_string(v)))
                 .collect::<Vec<_>>()
                 .join(" or ")
         };
@@ -611,7 +619,10 @@ impl Crm for DataverseCrm {
         if email.is_empty() {
             return Ok(None);
         }
-        let filter = format!("statecode eq 0 and emailaddress1 eq {}", literal(email));
+        let filter = format!(
+            "statecode eq 0 and emailaddress1 eq {}",
+            odata_string(email)
+        );
         let rows = self
             .find(CONTACTS, mapping::CONTACT_SELECT, filter, 1)
             .await?;

@@ -1,6 +1,6 @@
 //! What an admin configures for the Salesforce adapter: where to log in, how, and the API names
-//! of every field and value the connector touches (sync-rules.md: every connector field's API
-//! name is configurable, and stage names are the admin's).
+//! of every field and value the connector touches (docs/salesforce.md, "Connector fields":
+//! every connector field's API name is configurable, and stage names are the admin's).
 
 use std::time::Duration;
 
@@ -17,11 +17,11 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 pub const DEFAULT_API_VERSION: &str = "v62.0";
 
 /// The default [`SalesforceConfig::change_overlap`]: ten minutes, the longest an API call may
-/// run (crm-apis.md B8), so the longest a transaction can hold a stamped but uncommitted record
-/// out of sight.
+/// run (docs/salesforce.md, "Limits"), so the longest a transaction can hold a stamped but
+/// uncommitted record out of sight.
 pub const DEFAULT_CHANGE_OVERLAP: Duration = Duration::from_secs(600);
 
-/// How the connector signs in to Salesforce (crm-apis.md B1).
+/// How the connector signs in to Salesforce (docs/salesforce.md, "Sign-in").
 #[derive(Debug, Clone, PartialEq)]
 pub enum SalesforceAuth {
     /// OAuth 2.0 JWT bearer flow: a connected app with the certificate of `private_key_pem`
@@ -47,7 +47,8 @@ pub enum SalesforceAuth {
 }
 
 /// The API names of the fields the connector reads and writes. Defaults are those of
-/// sync-rules.md; a managed package or an admin's own naming changes them here.
+/// docs/salesforce.md, "Connector fields"; a managed package or an admin's own naming changes
+/// them here.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SalesforceFieldNames {
@@ -192,7 +193,8 @@ impl Default for VisibilityValues {
     }
 }
 
-/// "How can Microsoft help?" picklist values per `assistanceRequestCode` (crm-apis.md C4).
+/// "How can Microsoft help?" picklist values per `assistanceRequestCode` (docs/salesforce.md,
+/// "Connector fields").
 pub fn default_microsoft_help_values() -> Vec<(String, String)> {
     [
         (
@@ -255,7 +257,8 @@ pub struct SalesforceConfig {
 }
 
 impl SalesforceConfig {
-    /// The defaults of sync-rules.md, signing in with `auth` at `https://login.salesforce.com`.
+    /// The defaults of docs/salesforce.md, signing in with `auth` at
+    /// `https://login.salesforce.com`.
     pub fn new(auth: SalesforceAuth) -> SalesforceConfig {
         SalesforceConfig {
             login_url: DEFAULT_LOGIN_URL.into(),

@@ -1,5 +1,5 @@
 //! The opportunity change feed the poller reads ([`Crm::opportunity_changes`]), by SOQL on
-//! `SystemModstamp` (crm-apis.md B4).
+//! `SystemModstamp` (docs/salesforce.md, "Change feed (SystemModstamp)").
 //!
 //! Each round first asks for the newest `SystemModstamp` of any opportunity (`until`), then
 //! queries the Sync = yes opportunities stamped from

@@ -435,7 +435,7 @@ impl Raw {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let retry_after = header("retry-after").and_then(|v| v.trim().parse().ok());
+        let retry_after = crate::http::retry_after(resp.headers());
         let limit_info = header("sforce-limit-info");
         let bytes = resp.bytes().await.map_err(network)?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -1,4 +1,4 @@
-//! The [`Crm`] port on the Salesforce REST API (crm-apis.md section B).
+//! The [`Crm`] port on the Salesforce REST API (docs/salesforce.md).
 //!
 //! - Sign-in: OAuth JWT bearer (an RS256 assertion per sign-in, as Salesforce gives no refresh
 //!   token) or client credentials, at `{login_url}/services/oauth2/token`; API calls go to the
