@@ -10,13 +10,13 @@ use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::{
     AccountFields, ContactFields, OpportunityFields, OpportunityState, Visibility,
 };
-use cosell_shared::domain::mapping::referral_projection;
+use cosell_shared::domain::inbound::referral_projection;
 use cosell_shared::domain::merge::{Side, merge, normalised};
 use cosell_shared::domain::outbound::{
-    DealType, StatusAction, crm_projection, deal_type, new_referral, patch_ops, sends_edits,
-    status_action, validate,
+    DealType, crm_projection, deal_type, new_referral, patch_ops, validate,
 };
 use cosell_shared::domain::projection::Projection;
+use cosell_shared::domain::stage::{StatusAction, sends_edits, status_action};
 use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
 use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};

@@ -8,13 +8,13 @@
 //!
 //! Only the fields both sides edit are merged: name, deal value, currency, close date, notes,
 //! Microsoft help and visibility. The referral's status moves by explicit actions (see
-//! `outbound::status_action`), and the Microsoft status and Microsoft CRM id are Microsoft's:
+//! `stage::status_action`), and the Microsoft status and Microsoft CRM id are Microsoft's:
 //! those three flow from Partner Center to the CRM only, and whatever the CRM holds in them is
 //! never sent.
 
 use chrono::{DateTime, Utc};
 
-use super::mapping::{Changed, opportunity_update};
+use super::inbound::{Changed, opportunity_update};
 use super::projection::Projection;
 use crate::crm::OpportunityFields;
 
@@ -52,6 +52,19 @@ impl Field {
             Field::Notes => "notes",
             Field::MicrosoftHelp => "Microsoft help",
             Field::Visible => "visibility",
+        }
+    }
+
+    /// Whether `a` and `b` hold different values of this field, as they are (not normalised).
+    pub fn differs(self, a: &Projection, b: &Projection) -> bool {
+        match self {
+            Field::Name => a.name != b.name,
+            Field::DealValue => a.deal_value != b.deal_value,
+            Field::Currency => a.currency != b.currency,
+            Field::CloseDate => a.close_date != b.close_date,
+            Field::Notes => a.notes != b.notes,
+            Field::MicrosoftHelp => a.microsoft_help != b.microsoft_help,
+            Field::Visible => a.visible != b.visible,
         }
     }
 

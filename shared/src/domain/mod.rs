@@ -3,8 +3,10 @@
 
 pub mod audit;
 pub mod classify;
-pub mod mapping;
+pub mod echo;
+pub mod inbound;
 pub mod marker;
 pub mod merge;
 pub mod outbound;
 pub mod projection;
+pub mod stage;

@@ -6,6 +6,8 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::referral::{Status, Substatus};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Projection {
@@ -25,4 +27,12 @@ pub struct Projection {
     /// its removal is synced: a contact emptied on one side is emptied on the other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_contact: Option<bool>,
+}
+
+impl Projection {
+    /// The referral's status and substatus, when `status` holds a pair the connector reads.
+    pub fn status_pair(&self) -> Option<(Status, Substatus)> {
+        let (s, sub) = self.status.as_deref()?.split_once('/')?;
+        Some((s.parse().ok()?, sub.parse().ok()?))
+    }
 }

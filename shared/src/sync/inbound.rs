@@ -7,7 +7,7 @@ use super::{Handled, SyncError, SyncOptions};
 use crate::crm::{Account, AccountFields, Crm, CrmError, OpportunityFields};
 use crate::domain::audit;
 use crate::domain::classify::{Kind, classify};
-use crate::domain::mapping::{self, Changed};
+use crate::domain::inbound::{self, Changed};
 use crate::domain::marker::{self, Mark};
 use crate::domain::merge;
 use crate::domain::outbound::is_microsoft_referral;
@@ -160,7 +160,7 @@ impl Inbound<'_> {
         } else {
             RecordKind::Opportunity
         };
-        let projection = mapping::referral_projection(own, related);
+        let projection = inbound::referral_projection(own, related);
 
         // Never a second record: the referral may already name one, or a previous attempt may
         // have created one before it could record the link.
@@ -273,11 +273,11 @@ impl Inbound<'_> {
         let link = self.options.referral_link(&id);
         let audit = audit::line(now, Mark::Synced, "Created from Partner Center");
         if record == RecordKind::Lead {
-            let mut lead = mapping::lead_fields(own, &link);
+            let mut lead = inbound::lead_fields(own, &link);
             lead.audit = Some(audit);
             return self.crm.create_lead(&lead).await;
         }
-        let account_id = match mapping::account_fields(own) {
+        let account_id = match inbound::account_fields(own) {
             Some(wanted) => match self.matching_account(&wanted).await? {
                 Some(id) => Some(id),
                 None => Some(self.crm.create_account(&wanted).await?),
@@ -285,7 +285,7 @@ impl Inbound<'_> {
             None => None,
         };
         let contact_id = self.customer_contact(own, account_id.as_deref()).await?;
-        let mut fields = mapping::opportunity_update(projection, &Changed::all());
+        let mut fields = inbound::opportunity_update(projection, &Changed::all());
         fields.name = Some(marker::apply(
             projection.name.as_deref().unwrap_or(&id),
             Mark::Synced,
@@ -306,7 +306,7 @@ impl Inbound<'_> {
         if let Some(cid) = contact_id {
             self.crm.attach_contact(&crm_id, &cid).await?;
         }
-        for solution in mapping::solution_ids(own) {
+        for solution in inbound::solution_ids(own) {
             self.crm.add_solution_link(&crm_id, &solution).await?;
         }
         Ok(crm_id)
@@ -318,7 +318,7 @@ impl Inbound<'_> {
         let pick = |candidates: Vec<Account>| {
             candidates
                 .into_iter()
-                .find(|a| mapping::same_account(&a.fields, wanted))
+                .find(|a| inbound::same_account(&a.fields, wanted))
                 .map(|a| a.id)
         };
         let by_postal_code = self
@@ -345,7 +345,7 @@ impl Inbound<'_> {
         account_id: Option<&str>,
     ) -> Result<Option<String>, CrmError> {
         let mut contact_id = None;
-        for contact in mapping::contact_fields(own, account_id) {
+        for contact in inbound::contact_fields(own, account_id) {
             let email = contact.email.clone().unwrap_or_default();
             let cid = match self.crm.find_contact_by_email(&email).await? {
                 Some(c) => c.id,
@@ -379,7 +379,7 @@ impl Inbound<'_> {
             self.crm.attach_contact(crm_id, &contact).await?;
         }
         let linked = self.crm.solution_links(crm_id).await?;
-        for solution in mapping::solution_ids(own) {
+        for solution in inbound::solution_ids(own) {
             if !linked.iter().any(|l| l.eq_ignore_ascii_case(&solution)) {
                 self.crm.add_solution_link(crm_id, &solution).await?;
             }
@@ -420,7 +420,7 @@ impl Inbound<'_> {
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
         let id = link.referral_id.clone();
-        let current = mapping::referral_projection(own, related);
+        let current = inbound::referral_projection(own, related);
         let reported_before = link.state.reported_conflicts.clone();
         let merged = self.merge_with_crm(own, &current, &mut link, now).await?;
         let changed = match (&link.synced, &merged) {
@@ -472,7 +472,7 @@ impl Inbound<'_> {
                 }
             }
             RecordKind::Lead => {
-                let mut lead = mapping::lead_fields(own, &self.options.referral_link(&id));
+                let mut lead = inbound::lead_fields(own, &self.options.referral_link(&id));
                 if !adopting {
                     lead.referral_id = None;
                     lead.referral_link = None;
@@ -675,7 +675,7 @@ impl Inbound<'_> {
 /// The opportunity fields an inbound update writes: Partner Center's values of the changed
 /// fields, emptied where Partner Center emptied them, and the contact removed when its team was.
 fn written(current: &Projection, changed: &Changed, contact_removed: bool) -> OpportunityFields {
-    let mut fields = mapping::opportunity_update(current, changed);
+    let mut fields = inbound::opportunity_update(current, changed);
     if contact_removed {
         fields.clear.push(crate::crm::ClearField::Contact);
     }

@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use super::{Handled, SyncError, SyncOptions};
 use crate::crm::{Crm, CrmError, Opportunity, OpportunityFields};
 use crate::domain::audit;
-use crate::domain::mapping;
+use crate::domain::inbound;
 use crate::domain::marker::{self, Mark};
 use crate::domain::merge;
-use crate::domain::outbound::{self as rules, StatusAction};
+use crate::domain::outbound as rules;
+use crate::domain::stage::{self, StatusAction};
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use crate::referral::{Direction, Referral, Status};
 use crate::store::{Link, LinkState, Outcome, RecordKind, Store, Timer};
@@ -229,7 +230,7 @@ impl Outbound<'_> {
         let first = merge::merge(
             &crm_now,
             &crm_now,
-            &mapping::referral_projection(&referral, None),
+            &inbound::referral_projection(&referral, None),
             None,
             None,
         );
@@ -241,7 +242,7 @@ impl Outbound<'_> {
         self.mark(opportunity, mark, &message, Some(identity), now)
             .await?;
         let mut projection = first.merged.clone();
-        projection.status = mapping::referral_projection(&referral, None).status;
+        projection.status = inbound::referral_projection(&referral, None).status;
         let link = Link {
             referral_id: referral_id.clone(),
             crm_id: crm_id.to_string(),
@@ -328,7 +329,7 @@ impl Outbound<'_> {
             .fields
             .state
             .unwrap_or(crate::crm::OpportunityState::Active);
-        let mut action = rules::status_action(crm_state, &status, &substatus, incoming);
+        let mut action = stage::status_action(crm_state, &status, &substatus, incoming);
         if let StatusAction::Refused { message } = &action {
             self.mark(opportunity, Mark::Failed, message, None, now)
                 .await?;
@@ -340,7 +341,7 @@ impl Outbound<'_> {
         }
         // Only the stage decides whether edits go: a decline sends the decline and its reason,
         // never the edits made on hold.
-        let sends_edits = rules::sends_edits(crm_state, &status, &substatus, incoming);
+        let sends_edits = stage::sends_edits(crm_state, &status, &substatus, incoming);
 
         let mut lines: Vec<(Mark, String)> = Vec::new();
         let mut timer_change: Option<Option<Timer>> = None;
@@ -348,7 +349,7 @@ impl Outbound<'_> {
         let mut held: Option<String> = None;
         if action == StatusAction::Won {
             let created = parse_time(referral.created_date_time.as_deref());
-            match rules::won_held_until(created, self.options.won_hold, now) {
+            match stage::won_held_until(created, self.options.won_hold, now) {
                 Some(until) => {
                     action = StatusAction::None;
                     if link.state.won_held_until != Some(until) {
@@ -381,7 +382,7 @@ impl Outbound<'_> {
 
         let base = link.synced.clone().unwrap_or_default();
         let crm_now = rules::crm_projection(&opportunity.fields);
-        let mut pc_now = mapping::referral_projection(referral, None);
+        let mut pc_now = inbound::referral_projection(referral, None);
         // Microsoft's status and MSX id come with Microsoft's referral, which only the inbound
         // sync reads: here they are what was last synced, never "emptied".
         pc_now.microsoft_status.clone_from(&base.microsoft_status);

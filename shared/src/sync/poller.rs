@@ -12,12 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::crm::{Crm, CrmError, Opportunity};
-use crate::domain::mapping;
+use crate::domain::echo::{LinkFacts, crm_change_needs_sync};
 use crate::domain::outbound::crm_projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError};
 use crate::queue::{Outgoing, Queue, QueueError, SyncCommand};
-use crate::referral::{Referral, Status, Substatus};
-use crate::store::{Link, Store, StoreError};
+use crate::referral::Referral;
+use crate::store::{Store, StoreError};
 
 /// The store cursor of the CRM change feed (the adapter's own format).
 pub const CRM_CURSOR: &str = "crm-opportunities";
@@ -150,30 +150,16 @@ impl Poller<'_> {
         if opportunity.fields.sync_with_partner_center != Some(true) {
             return Ok(None);
         }
-        let Some(link) = self.store.link_by_crm(&opportunity.id).await? else {
-            // Not shared yet. When the connector made the last change (✖ and an Audit line
-            // after a failed validation), the seller has not fixed anything since: trying
-            // again would only repeat the failure, forever.
-            return Ok((!opportunity.modified_by_connector).then_some(None));
-        };
-        // After a terminal state nothing more goes to Partner Center; the CRM may go on
-        // differing (a reopened deal). Each change the seller makes there is answered once (an
-        // Audit line saying why it went nowhere), not again after the connector's own answer.
-        // A Won held for Partner Center's minimum deal age waits for its timer; only a change
-        // of the seller's (another stage, a shared field) is worth a command before then.
-        if let Some(until) = link.state.won_held_until
-            && until > now
-            && opportunity.fields.state == Some(crate::crm::OpportunityState::Won)
-            && !shared_fields_differ(opportunity, &link)
-        {
+        let link = self.store.link_by_crm(&opportunity.id).await?;
+        let facts = link.as_ref().map(|l| LinkFacts {
+            synced: l.synced.as_ref(),
+            terminal: l.terminal,
+            won_held_until: l.state.won_held_until,
+        });
+        if !crm_change_needs_sync(opportunity, facts, now) {
             return Ok(None);
         }
-        let differs = if link.terminal {
-            !opportunity.modified_by_connector && crm_differs_from_link(opportunity, &link)
-        } else {
-            crm_differs_from_link(opportunity, &link)
-        };
-        Ok(differs.then_some(Some(link.referral_id)))
+        Ok(Some(link.map(|l| l.referral_id)))
     }
 
     /// Enqueues the command of every timer that has come due (a held Won), then forgets it.
@@ -276,44 +262,6 @@ impl Poller<'_> {
             .await?;
         Ok(())
     }
-}
-
-/// Whether the opportunity's two-way fields differ from the link's synced projection.
-fn shared_fields_differ(opportunity: &Opportunity, link: &Link) -> bool {
-    let Some(base) = &link.synced else {
-        return true;
-    };
-    let now = crm_projection(&opportunity.fields);
-    let shared = |p: &crate::domain::projection::Projection| {
-        (
-            p.name.clone(),
-            p.deal_value,
-            p.currency.clone(),
-            p.close_date,
-            p.notes.clone(),
-            p.microsoft_help.clone(),
-            p.visible,
-            p.has_contact == Some(true),
-        )
-    };
-    shared(&now) != shared(base)
-}
-
-/// Whether the opportunity's shared fields or stage differ from the link's synced projection.
-pub fn crm_differs_from_link(opportunity: &Opportunity, link: &Link) -> bool {
-    let Some(base) = &link.synced else {
-        return true;
-    };
-    if shared_fields_differ(opportunity, link) {
-        return true;
-    }
-    let synced_state = base
-        .status
-        .as_deref()
-        .and_then(|s| s.split_once('/'))
-        .and_then(|(s, sub)| Some((s.parse::<Status>().ok()?, sub.parse::<Substatus>().ok()?)))
-        .map(|(s, sub)| mapping::opportunity_state(&s, &sub));
-    opportunity.fields.state.is_some() && opportunity.fields.state != synced_state
 }
 
 /// One command per version of a CRM record: the same version seen twice (an overlap, a repeated

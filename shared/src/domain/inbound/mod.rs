@@ -5,10 +5,8 @@
 use chrono::NaiveDate;
 
 use super::projection::Projection;
-use crate::crm::{
-    AccountFields, ClearField, ContactFields, LeadFields, LeadState, OpportunityFields,
-    OpportunityState,
-};
+use super::stage;
+use crate::crm::{AccountFields, ClearField, ContactFields, LeadFields, OpportunityFields};
 use crate::referral::{Referral, Status, Substatus};
 
 /// The referral's side of the projection. `related` is Microsoft's referral in the same
@@ -75,32 +73,6 @@ fn date_of(s: &str) -> Option<NaiveDate> {
         .map(|t| t.with_timezone(&chrono::Utc).date_naive())
         .ok()
         .or_else(|| NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
-}
-
-/// Where the opportunity stands for a referral status: not yet accepted → the hold stage;
-/// accepted → active; won → won; lost, declined, expired (or closed as error) → lost.
-pub fn opportunity_state(status: &Status, substatus: &Substatus) -> OpportunityState {
-    match (status, substatus) {
-        (Status::Closed, Substatus::Won) => OpportunityState::Won,
-        (Status::Closed, _) => OpportunityState::Lost,
-        (Status::Active, _) => OpportunityState::Active,
-        _ => OpportunityState::OnHold,
-    }
-}
-
-/// A lead's state: open until accepted, qualified when accepted or won, disqualified when
-/// closed any other way.
-pub fn lead_state(status: &Status, substatus: &Substatus) -> LeadState {
-    match (status, substatus) {
-        (Status::Closed, Substatus::Won) | (Status::Active, _) => LeadState::Qualified,
-        (Status::Closed, _) => LeadState::Disqualified,
-        _ => LeadState::Open,
-    }
-}
-
-fn status_pair(p: &Projection) -> Option<(Status, Substatus)> {
-    let (s, sub) = p.status.as_deref()?.split_once('/')?;
-    Some((s.parse().ok()?, sub.parse().ok()?))
 }
 
 /// Which projection fields differ between the last sync and now.
@@ -193,7 +165,7 @@ pub fn opportunity_update(now: &Projection, changed: &Changed) -> OpportunityFie
         },
         description: pick(changed.notes, &now.notes),
         state: if changed.status {
-            status_pair(now).map(|(s, sub)| opportunity_state(&s, &sub))
+            stage::projected_state(now)
         } else {
             None
         },
@@ -354,7 +326,7 @@ pub fn lead_fields(r: &Referral, referral_link: &str) -> LeadFields {
         postal_code: address.and_then(|a| a.postal_code.clone()),
         country: address.and_then(|a| a.country.clone()),
         description: r.details.as_ref().and_then(|d| d.notes.clone()),
-        state: Some(lead_state(
+        state: Some(stage::lead_state(
             r.status.as_ref().unwrap_or(&Status::New),
             r.substatus.as_ref().unwrap_or(&Substatus::Pending),
         )),

@@ -1,7 +1,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::crm::Visibility;
+use crate::crm::{LeadState, OpportunityState, Visibility};
+use crate::domain::stage::{lead_state, opportunity_state};
 
 fn referral(v: serde_json::Value) -> Referral {
     serde_json::from_value(v).expect("referral")
