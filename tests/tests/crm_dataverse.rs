@@ -15,6 +15,7 @@ use cosell_shared::crm::{
     AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
     OpportunityFields, OpportunityState, Visibility,
 };
+use cosell_shared::domain::accounts::AccountKey;
 use cosell_shared::retry::RetryPolicy;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -520,7 +521,7 @@ async fn account_candidates_share_the_postal_code_or_else_the_name() {
     .expect("other");
 
     let by_postal = crm
-        .account_candidates("Fabrikam", Some("1011 ab"))
+        .account_candidates(&AccountKey::PostalCode("1011 ab".into()))
         .await
         .expect("candidates");
     let mut ids: Vec<&str> = by_postal.iter().map(|c| c.id.as_str()).collect();
@@ -532,7 +533,7 @@ async fn account_candidates_share_the_postal_code_or_else_the_name() {
     assert_eq!(first.fields, spaced);
 
     let by_name = crm
-        .account_candidates("Fabrikam", None)
+        .account_candidates(&AccountKey::Name("Fabrikam".into()))
         .await
         .expect("candidates");
     let mut ids: Vec<&str> = by_name.iter().map(|c| c.id.as_str()).collect();
@@ -549,13 +550,26 @@ async fn account_candidates_share_the_postal_code_or_else_the_name() {
         .await
         .expect("quoted");
     let found = crm
-        .account_candidates("O'Brien & Sons", None)
+        .account_candidates(&AccountKey::Name("O'Brien & Sons".into()))
         .await
         .expect("candidates");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, quoted);
+    // A referral's customer name typed with extra spaces still finds the account: the name is
+    // asked for in the same spellings as the postal code, as on Salesforce.
+    let spaced_name = crm
+        .account_candidates(&AccountKey::Name(" O'Brien  &  Sons".into()))
+        .await
+        .expect("candidates");
+    assert_eq!(
+        spaced_name
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        vec![quoted.as_str()]
+    );
     assert!(
-        crm.account_candidates("Fabrikam", Some("9999 ZZ"))
+        crm.account_candidates(&AccountKey::PostalCode("9999 ZZ".into()))
             .await
             .expect("candidates")
             .is_empty()
@@ -813,7 +827,7 @@ async fn throttling_with_retry_after_is_waited_out() {
 async fn an_exhausted_request_budget_is_transient_with_its_retry_after() {
     let env = Env::start().await;
     let crm = env.crm();
-    crm.account_candidates("warm-up", None)
+    crm.account_candidates(&AccountKey::Name("warm-up".into()))
         .await
         .expect("warm-up");
     env.control(Method::DELETE, "/_sandbox/dataverse/limits/usage", None)
@@ -826,11 +840,11 @@ async fn an_exhausted_request_budget_is_transient_with_its_retry_after() {
         )
         .await;
     assert_eq!(status, 200);
-    crm.account_candidates("Fabrikam", None)
+    crm.account_candidates(&AccountKey::Name("Fabrikam".into()))
         .await
         .expect("within the budget");
     let err = crm
-        .account_candidates("Fabrikam", None)
+        .account_candidates(&AccountKey::Name("Fabrikam".into()))
         .await
         .expect_err("over the budget");
     match err {

@@ -13,6 +13,7 @@ use cosell_shared::crm::{
     AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
     OpportunityFields, OpportunityState, Visibility,
 };
+use cosell_shared::domain::accounts::AccountKey;
 use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
 
@@ -185,7 +186,7 @@ async fn jwt_bearer_and_client_credentials_both_sign_in() {
     };
     let cc = SalesforceCrm::new(config).expect("valid");
     let found = cc
-        .account_candidates("Contoso", Some("98052"))
+        .account_candidates(&AccountKey::PostalCode("98052".into()))
         .await
         .expect("client credentials session queries");
     assert_eq!(found.iter().map(|a| &a.id).collect::<Vec<_>>(), [&account]);
@@ -820,7 +821,7 @@ async fn account_candidates_match_the_postal_code_or_else_the_name() {
         .expect("d");
 
     let by_postal = crm
-        .account_candidates("Contoso", Some("SW1A 1AA"))
+        .account_candidates(&AccountKey::PostalCode("SW1A 1AA".into()))
         .await
         .expect("by postal code");
     let ids: Vec<&str> = by_postal.iter().map(|x| x.id.as_str()).collect();
@@ -828,15 +829,26 @@ async fn account_candidates_match_the_postal_code_or_else_the_name() {
     assert_eq!(by_postal[0].fields, account("Contoso", Some("SW1A 1AA")));
 
     let by_name = crm
-        .account_candidates("fabrikam", None)
+        .account_candidates(&AccountKey::Name("fabrikam".into()))
         .await
         .expect("by name");
     assert_eq!(
         by_name.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
         [d.as_str()]
     );
+    let spaced_name = crm
+        .account_candidates(&AccountKey::Name("  Fabrikam ".into()))
+        .await
+        .expect("by name, spaced");
+    assert_eq!(
+        spaced_name
+            .iter()
+            .map(|x| x.id.as_str())
+            .collect::<Vec<_>>(),
+        [d.as_str()]
+    );
     assert!(
-        crm.account_candidates("Nobody", Some("00000"))
+        crm.account_candidates(&AccountKey::PostalCode("00000".into()))
             .await
             .expect("none")
             .is_empty()
@@ -858,7 +870,7 @@ async fn account_candidates_follow_next_records_url_across_batches() {
     }
     env.reset_stats().await;
     let all = crm
-        .account_candidates("Branch", Some("10115"))
+        .account_candidates(&AccountKey::PostalCode("10115".into()))
         .await
         .expect("candidates");
     let names: Vec<String> = all.iter().map(|a| a.fields.name.clone()).collect();

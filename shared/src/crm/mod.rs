@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::accounts::AccountKey;
+
 /// A CRM record id: a GUID in Dataverse, an 18-character id in Salesforce.
 pub type CrmId = String;
 
@@ -266,14 +268,10 @@ pub trait Crm: Send + Sync {
     async fn create_lead(&self, fields: &LeadFields) -> CrmResult<CrmId>;
     async fn update_lead(&self, id: &str, fields: &LeadFields) -> CrmResult<()>;
 
-    /// Accounts that may be the customer: those with this postal code, or this name when there
-    /// is no postal code. The caller picks the match (name and postal code, case- and
-    /// space-insensitive).
-    async fn account_candidates(
-        &self,
-        name: &str,
-        postal_code: Option<&str>,
-    ) -> CrmResult<Vec<Account>>;
+    /// Active accounts whose postal code or name (as `key` says) is one of the key's
+    /// [`AccountKey::spellings`], oldest first, at most the adapter's limit. The caller picks
+    /// the match ([`crate::domain::accounts::same_account`]).
+    async fn account_candidates(&self, key: &AccountKey) -> CrmResult<Vec<Account>>;
     async fn create_account(&self, fields: &AccountFields) -> CrmResult<CrmId>;
 
     async fn find_contact_by_email(&self, email: &str) -> CrmResult<Option<Contact>>;

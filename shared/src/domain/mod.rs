@@ -1,6 +1,7 @@
 //! The sync rules as plain functions over plain data: no I/O, so every rule is tested with
 //! tables of cases and properties.
 
+pub mod accounts;
 pub mod audit;
 pub mod classify;
 pub mod echo;

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Handled, SyncError, SyncOptions};
-use crate::crm::{Account, AccountFields, Crm, CrmError, OpportunityFields};
+use crate::crm::{AccountFields, Crm, CrmError, OpportunityFields};
+use crate::domain::accounts;
 use crate::domain::audit;
 use crate::domain::classify::{Kind, classify};
 use crate::domain::inbound::{self, Changed};
@@ -315,24 +316,11 @@ impl Inbound<'_> {
     /// The existing account that is the referral's customer: same name and postal code,
     /// ignoring case and spaces.
     async fn matching_account(&self, wanted: &AccountFields) -> Result<Option<String>, CrmError> {
-        let pick = |candidates: Vec<Account>| {
-            candidates
-                .into_iter()
-                .find(|a| inbound::same_account(&a.fields, wanted))
-                .map(|a| a.id)
-        };
-        let by_postal_code = self
-            .crm
-            .account_candidates(&wanted.name, wanted.postal_code.as_deref())
-            .await?;
-        if let Some(id) = pick(by_postal_code) {
-            return Ok(Some(id));
-        }
-        // The CRM is asked for the postal code as given and without its spaces, which misses
-        // an account typed with a space the referral does not have ("EC1A 1BB" for
-        // "EC1A1BB"); asking by name finds it.
-        if wanted.postal_code.is_some() {
-            return Ok(pick(self.crm.account_candidates(&wanted.name, None).await?));
+        for key in accounts::lookups(wanted) {
+            let candidates = self.crm.account_candidates(&key).await?;
+            if let Some(id) = accounts::pick(candidates, wanted) {
+                return Ok(Some(id));
+            }
         }
         Ok(None)
     }

@@ -573,19 +573,6 @@ pub(super) fn account_fields(row: &Value, f: &DataverseFields) -> AccountFields 
     }
 }
 
-/// The postal codes to look accounts up by: as given, and without spaces, since sellers type
-/// `1011 AB` and `1011AB` alike (the server already ignores case).
-pub(super) fn postal_variants(postal_code: &str) -> Vec<String> {
-    let given = postal_code.trim().to_string();
-    let compact: String = given.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut out = vec![given];
-    if !out.contains(&compact) {
-        out.push(compact);
-    }
-    out.retain(|v| !v.is_empty());
-    out
-}
-
 pub(super) const CONTACT_SELECT: &str =
     "contactid,firstname,lastname,emailaddress1,telephone1,_parentcustomerid_value";
 
@@ -1036,9 +1023,6 @@ mod tests {
             ),
             "accounts?$select=name&$filter=name%20eq%20%27A%20%26%20B%27"
         );
-        assert_eq!(postal_variants(" 1011 AB "), vec!["1011 AB", "1011AB"]);
-        assert_eq!(postal_variants("1011AB"), vec!["1011AB"]);
-        assert!(postal_variants("  ").is_empty());
     }
 
     #[test]

@@ -32,6 +32,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::domain::accounts::AccountKey;
 use crate::http::odata_string;
 pub use config::{
     ConfigError, DEFAULT_CHANGE_OVERLAP, DataverseConfig, DataverseFields, Secret,
@@ -567,26 +568,22 @@ impl Crm for DataverseCrm {
         self.update_row(LEADS, uuid, body, &what).await
     }
 
-    async fn account_candidates(
-        &self,
-        name: &str,
-        postal_code: Option<&str>,
-    ) -> CrmResult<Vec<Account>> {
-        let variants = postal_code
-            .map(mapping::postal_variants)
-            .unwrap_or_default();
-        let matching = if variants.is_empty() {
-            if name.trim().is_empty() {
-                return Ok(Vec::new());
-            }
-            format!("name eq {}", odata_string(name.trim()))
-        } else {
-            variants
-                .iter()
-                .map(|v| format!("address1_postalcode eq {}", odata_string(v)))
-                .collect::<Vec<_>>()
-                .join(" or ")
+    /// Active accounts only; Dataverse's `eq` ignores case (the default collation) but not
+    /// spaces. Oldest first, so a duplicate made later never wins over the original.
+    async fn account_candidates(&self, key: &AccountKey) -> CrmResult<Vec<Account>> {
+        let column = match key {
+            AccountKey::PostalCode(_) => "address1_postalcode",
+            AccountKey::Name(_) => "name",
         };
+        let spellings = key.spellings();
+        if spellings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let matching = spellings
+            .iter()
+            .map(|v| format!("{column} eq {}", odata_string(v)))
+            .collect::<Vec<_>>()
+            .join(" or ");
         let rows = self
             .find(
                 ACCOUNTS,

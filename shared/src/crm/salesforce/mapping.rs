@@ -614,21 +614,6 @@ pub fn account_fields(c: &SalesforceConfig, rec: &Record) -> AccountFields {
     }
 }
 
-/// The spellings of a match key worth asking Salesforce for: SOQL's `=` ignores case but not
-/// spaces, and the caller matches ignoring both.
-pub fn spellings(value: &str) -> Vec<String> {
-    let trimmed = value.trim();
-    let collapsed = trimmed.split_whitespace().collect::<Vec<_>>().join(" ");
-    let squashed: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut out = Vec::new();
-    for v in [value.to_string(), trimmed.to_string(), collapsed, squashed] {
-        if !v.is_empty() && !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out
-}
-
 pub const CONTACT_SELECT: &[&str] = &["Id", "FirstName", "LastName", "Email", "Phone", "AccountId"];
 
 pub fn contact_body(c: &ContactFields) -> Record {
@@ -1027,15 +1012,6 @@ mod tests {
             Some(LeadState::Disqualified)
         );
         assert_eq!(state("Nurture"), None);
-    }
-
-    #[test]
-    fn match_keys_are_asked_for_in_every_spacing() {
-        assert_eq!(
-            spellings(" SW1A  1AA"),
-            vec![" SW1A  1AA", "SW1A  1AA", "SW1A 1AA", "SW1A1AA"]
-        );
-        assert_eq!(spellings("98052"), vec!["98052"]);
     }
 
     #[test]

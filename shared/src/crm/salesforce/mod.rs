@@ -32,6 +32,8 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::domain::accounts::AccountKey;
+
 pub use config::{
     DEFAULT_API_VERSION, DEFAULT_CHANGE_OVERLAP, DEFAULT_LOGIN_URL, LeadStatuses, SalesforceAuth,
     SalesforceConfig, SalesforceFieldNames, SecretString, StageNames, VisibilityValues,
@@ -524,22 +526,13 @@ impl Crm for SalesforceCrm {
         self.update_record("Lead", id, body).await
     }
 
-    /// Asks for the postal code (or the name) in each spacing worth trying, since SOQL's `=`
-    /// ignores case but not spaces; oldest first, at most 50.
-    async fn account_candidates(
-        &self,
-        name: &str,
-        postal_code: Option<&str>,
-    ) -> CrmResult<Vec<Account>> {
-        let postal_code = postal_code.filter(|p| !p.trim().is_empty());
-        let (field, key) = match postal_code {
-            Some(p) => ("BillingPostalCode", p),
-            None => ("Name", name),
+    /// SOQL's `=` (and `IN`) ignores case but not spaces; oldest first, at most 50.
+    async fn account_candidates(&self, key: &AccountKey) -> CrmResult<Vec<Account>> {
+        let field = match key {
+            AccountKey::PostalCode(_) => "BillingPostalCode",
+            AccountKey::Name(_) => "Name",
         };
-        let keys: Vec<String> = mapping::spellings(key)
-            .iter()
-            .map(|k| soql_quote(k))
-            .collect();
+        let keys: Vec<String> = key.spellings().iter().map(|k| soql_quote(k)).collect();
         if keys.is_empty() {
             return Ok(Vec::new());
         }

@@ -250,24 +250,6 @@ pub fn account_fields(r: &Referral) -> Option<AccountFields> {
     })
 }
 
-fn squash(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Account matching as the connector documents it: customer name and postal code, ignoring case
-/// and spaces. Without a postal code on either side, the name alone decides.
-pub fn same_account(candidate: &AccountFields, wanted: &AccountFields) -> bool {
-    squash(&candidate.name) == squash(&wanted.name)
-        && match (&candidate.postal_code, &wanted.postal_code) {
-            (Some(a), Some(b)) => squash(a) == squash(b),
-            (None, None) => true,
-            _ => false,
-        }
-}
-
 /// The customer contacts of a referral, with an email (the match key); first is primary.
 pub fn contact_fields(r: &Referral, account_id: Option<&str>) -> Vec<ContactFields> {
     r.customer_profile
