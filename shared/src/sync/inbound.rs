@@ -14,7 +14,7 @@ use crate::domain::merge;
 use crate::domain::outbound::is_microsoft_referral;
 use crate::domain::projection::Projection;
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
-use crate::referral::{Direction, Referral, ReferralType, Status};
+use crate::referral::{Direction, Referral, ReferralType};
 use crate::store::{Link, Outcome, RecordKind, Store};
 
 /// What the three-way merge leaves for an inbound update.
@@ -256,7 +256,7 @@ impl Inbound<'_> {
             synced,
             referral_etag: own.e_tag.clone(),
             crm_modified_at: None,
-            terminal: own.status == Some(Status::Closed),
+            terminal: own.is_closed(),
             last_error: None,
             version: 0,
             state: Default::default(),
@@ -378,9 +378,7 @@ impl Inbound<'_> {
     /// Records the CRM id on the referral (`externalReferenceId`), unless it is closed (no
     /// writes after a terminal state) or already there. Returns the new eTag when known.
     async fn write_back(&self, own: &Referral, crm_id: &str) -> Result<Option<String>, SyncError> {
-        if own.status == Some(Status::Closed)
-            || own.external_reference_id.as_deref() == Some(crm_id)
-        {
+        if own.is_closed() || own.external_reference_id.as_deref() == Some(crm_id) {
             return Ok(None);
         }
         let id = own.id.clone().unwrap_or_default();
@@ -417,7 +415,7 @@ impl Inbound<'_> {
             (None, None) => Changed::all(),
         };
         link.referral_etag = own.e_tag.clone().or(link.referral_etag);
-        link.terminal = own.status == Some(Status::Closed);
+        link.terminal = own.is_closed();
         let contact_removed = merged.as_ref().is_some_and(|m| m.contact_removed);
         if !changed.any() && !contact_removed {
             // Nothing is written, so no conflict was reported: the outbound sync reports it.

@@ -20,7 +20,7 @@ use crate::domain::merge;
 use crate::domain::outbound as rules;
 use crate::domain::stage::{self, StatusAction};
 use crate::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
-use crate::referral::{Direction, Referral, Status};
+use crate::referral::{Direction, Referral};
 use crate::store::{Link, LinkState, Outcome, RecordKind, Store, Timer};
 
 /// How many times an update re-reads the referral after a lost `If-Match` race.
@@ -252,7 +252,7 @@ impl Outbound<'_> {
             synced: Some(projection),
             referral_etag: referral.e_tag.clone(),
             crm_modified_at: opportunity.modified_at,
-            terminal: referral.status == Some(Status::Closed),
+            terminal: referral.is_closed(),
             last_error: None,
             version: 1,
             state: LinkState {
@@ -517,7 +517,7 @@ impl Outbound<'_> {
         link.synced = Some(synced);
         link.referral_etag = e_tag;
         link.crm_modified_at = opportunity.modified_at;
-        link.terminal = action.is_terminal() || status == Status::Closed;
+        link.terminal = action.is_terminal() || status.is_terminal();
         link.last_error = None;
         self.save(link.clone()).await?;
         if let Some(message) = &held {
