@@ -359,11 +359,25 @@ fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
     if let Some(values) = env.json("COSELL_LEAD_CREATE_VALUES")? {
         c.lead_create_values = values;
     }
-    c.validate().map_err(|reason| ConfigError::Invalid {
-        name: "COSELL_SALESFORCE_*".into(),
-        reason,
+    c.validate().map_err(|e| ConfigError::Invalid {
+        name: salesforce_setting(e.setting).into(),
+        reason: e.to_string(),
     })?;
     Ok(c)
+}
+
+/// The environment variable that carries a Salesforce setting; the ones with no variable of
+/// their own come from the connector's defaults or its configuration file.
+fn salesforce_setting(setting: &str) -> &'static str {
+    match setting {
+        "login_url" => "COSELL_SALESFORCE_LOGIN_URL",
+        "auth" => "COSELL_SALESFORCE_CLIENT_ID",
+        "fields" => "COSELL_SALESFORCE_FIELDS",
+        "stages" => "COSELL_SALESFORCE_STAGES",
+        "create_values" => "COSELL_OPPORTUNITY_CREATE_VALUES or COSELL_LEAD_CREATE_VALUES",
+        "change_overlap" => "COSELL_SALESFORCE_CHANGE_OVERLAP_SECS",
+        _ => "COSELL_SALESFORCE_*",
+    }
 }
 
 #[cfg(test)]
@@ -456,6 +470,18 @@ mod tests {
                     ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
                 ],
                 "COSELL_PC_REFRESH_TOKEN",
+            ),
+            (
+                with(&[
+                    ("COSELL_CRM", "salesforce"),
+                    ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
+                    ("COSELL_SALESFORCE_CLIENT_ID", "y"),
+                    (
+                        "COSELL_SALESFORCE_STAGES",
+                        r#"{"active":"Open","onHold":"Open","won":"Won","lost":"Lost"}"#,
+                    ),
+                ]),
+                "COSELL_SALESFORCE_STAGES",
             ),
         ];
         for (env, name) in cases {

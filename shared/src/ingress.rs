@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 
+use crate::partner_center::signature::SignatureError;
 use crate::queue::{Outgoing, Queue, SyncCommand};
 use crate::referral::WebhookEvent;
 
@@ -14,8 +15,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Checks a delivery's signature (the Partner Center verifier, or a stand-in in unit tests).
 #[async_trait]
 pub trait SignatureCheck: Send + Sync {
-    /// `Err` carries why, for the log line; the caller answers 401.
-    async fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String>;
+    /// `Err` says why, for the log line; the caller answers 401.
+    async fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError>;
 }
 
 /// What to answer Partner Center.
@@ -101,11 +102,11 @@ mod tests {
 
     #[async_trait]
     impl SignatureCheck for Verifier {
-        async fn check(&self, _: &HeaderMap, _: &[u8]) -> Result<(), String> {
+        async fn check(&self, _: &HeaderMap, _: &[u8]) -> Result<(), SignatureError> {
             if self.0 {
                 Ok(())
             } else {
-                Err("bad signature".into())
+                Err(SignatureError::BadSignature)
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::crm::salesforce::SalesforceCrm;
 use crate::ingress::SignatureCheck;
 use crate::partner_center::PartnerCenter;
 use crate::partner_center::http::PartnerCenterClient;
-use crate::partner_center::signature::SignatureVerifier;
+use crate::partner_center::signature::{SignatureError, SignatureVerifier};
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{Queue, QueueConsumer};
 use crate::secrets::{self, SECRET_ARN_SETTING, SecretsError};
@@ -41,8 +41,8 @@ fn setting(setting: &'static str) -> impl FnOnce(String) -> WiringError {
 
 #[async_trait]
 impl SignatureCheck for SignatureVerifier {
-    async fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
-        self.verify(headers, body).await.map_err(|e| e.to_string())
+    async fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+        self.verify(headers, body).await
     }
 }
 

@@ -40,6 +40,7 @@ async fn main() -> Result<(), Error> {
 mod tests {
     use std::sync::Mutex;
 
+    use cosell_shared::partner_center::signature::SignatureError;
     use cosell_shared::queue::{Outgoing, QueueError};
     use lambda_http::http::HeaderMap;
 
@@ -49,11 +50,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl SignatureCheck for Accept {
-        async fn check(&self, headers: &HeaderMap, _: &[u8]) -> Result<(), String> {
-            headers
-                .contains_key("x-ms-signature")
-                .then_some(())
-                .ok_or_else(|| "no signature".to_string())
+        async fn check(&self, headers: &HeaderMap, _: &[u8]) -> Result<(), SignatureError> {
+            headers.contains_key("x-ms-signature").then_some(()).ok_or(
+                SignatureError::MissingHeader {
+                    header: "x-ms-signature",
+                },
+            )
         }
     }
 

@@ -283,11 +283,18 @@ impl SalesforceConfig {
 
     /// Checks every value, so a bad one is reported at start with its name rather than as a
     /// refused request later.
-    pub fn validate(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.login_url)
-            .map_err(|e| format!("login_url is not a URL ({e}): {}", self.login_url))?;
+    pub fn validate(&self) -> Result<(), SalesforceConfigError> {
+        let url = url::Url::parse(&self.login_url).map_err(|e| {
+            bad(
+                "login_url",
+                format!("is not a URL ({e}): {}", self.login_url),
+            )
+        })?;
         if !matches!(url.scheme(), "https" | "http") {
-            return Err(format!("login_url must be http(s): {}", self.login_url));
+            return Err(bad(
+                "login_url",
+                format!("must be http(s): {}", self.login_url),
+            ));
         }
         let version_ok = self
             .api_version
@@ -300,9 +307,9 @@ impl SalesforceConfig {
                     && !minor.is_empty()
             });
         if !version_ok {
-            return Err(format!(
-                "api_version must look like v62.0: {}",
-                self.api_version
+            return Err(bad(
+                "api_version",
+                format!("must look like v62.0: {}", self.api_version),
             ));
         }
         match &self.auth {
@@ -313,10 +320,16 @@ impl SalesforceConfig {
                 ..
             } => {
                 if consumer_key.trim().is_empty() || username.trim().is_empty() {
-                    return Err("JWT bearer auth needs a consumer key and a username".into());
+                    return Err(bad(
+                        "auth",
+                        "JWT bearer auth needs a consumer key and a username",
+                    ));
                 }
                 if private_key_pem.is_empty() {
-                    return Err("JWT bearer auth needs the connected app's private key".into());
+                    return Err(bad(
+                        "auth",
+                        "JWT bearer auth needs the connected app's private key",
+                    ));
                 }
             }
             SalesforceAuth::ClientCredentials {
@@ -324,7 +337,10 @@ impl SalesforceConfig {
                 client_secret,
             } => {
                 if client_id.trim().is_empty() || client_secret.is_empty() {
-                    return Err("client credentials auth needs a client id and a secret".into());
+                    return Err(bad(
+                        "auth",
+                        "client credentials auth needs a client id and a secret",
+                    ));
                 }
             }
         }
@@ -361,55 +377,70 @@ impl SalesforceConfig {
             if let Some(name) = name
                 && !is_api_name(name)
             {
-                return Err(format!("field name {what} is not an API name: {name:?}"));
+                return Err(bad(
+                    "fields",
+                    format!("{what} is not an API name: {name:?}"),
+                ));
             }
         }
-        check_optional_fields(f)?;
+        check_optional_fields(f).map_err(|reason| bad("fields", reason))?;
         for key in self
             .opportunity_create_values
             .keys()
             .chain(self.lead_create_values.keys())
         {
             if !is_api_name(key) {
-                return Err(format!(
-                    "a mandatory-field value names no API field: {key:?}"
+                return Err(bad(
+                    "create_values",
+                    format!("a mandatory-field value names no API field: {key:?}"),
                 ));
             }
         }
         let s = &self.stages;
         let stages = [&s.active, &s.on_hold, &s.won, &s.lost];
         if stages.iter().any(|n| n.trim().is_empty()) {
-            return Err("every stage name (active, on hold, won, lost) must be set".into());
+            return Err(bad(
+                "stages",
+                "every stage name (active, on hold, won, lost) must be set",
+            ));
         }
         for (i, a) in stages.iter().enumerate() {
             if stages[..i].contains(a) {
-                return Err(format!("stage {a:?} stands for two states"));
+                return Err(bad("stages", format!("{a:?} stands for two states")));
             }
         }
         let l = &self.lead_statuses;
         if l.open.is_empty() || l.qualified.is_empty() || l.disqualified.is_empty() {
-            return Err("lead statuses need a value for open, qualified and disqualified".into());
+            return Err(bad(
+                "lead_statuses",
+                "need a value for open, qualified and disqualified",
+            ));
         }
         if self.visibility.private == self.visibility.visible {
-            return Err("the two visibility values must differ".into());
+            return Err(bad("visibility", "the two values must differ"));
         }
         let currency = &self.corporate_currency;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(format!(
-                "corporate_currency must be an ISO 4217 code: {currency:?}"
+            return Err(bad(
+                "corporate_currency",
+                format!("must be an ISO 4217 code: {currency:?}"),
             ));
         }
         if self.change_overlap > Duration::from_secs(24 * 3600) {
-            return Err(format!(
-                "change_overlap must be at most a day (86400 seconds): {}",
-                self.change_overlap.as_secs()
+            return Err(bad(
+                "change_overlap",
+                format!(
+                    "must be at most a day (86400 seconds): {}",
+                    self.change_overlap.as_secs()
+                ),
             ));
         }
         if let Some(n) = self.query_batch_size
             && !(200..=2000).contains(&n)
         {
-            return Err(format!(
-                "query_batch_size must be between 200 and 2000: {n}"
+            return Err(bad(
+                "query_batch_size",
+                format!("must be between 200 and 2000: {n}"),
             ));
         }
         Ok(())
@@ -475,6 +506,22 @@ fn is_api_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A Salesforce setting the adapter cannot work with: which one (the setting's name in
+/// [`SalesforceConfig`]) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Salesforce setting {setting} {reason}")]
+pub struct SalesforceConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn bad(setting: &'static str, reason: impl Into<String>) -> SalesforceConfigError {
+    SalesforceConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,16 +546,28 @@ mod tests {
     fn bad_values_are_named() {
         let mut c = config();
         c.fields.audit = "Audit c".into();
-        assert!(c.validate().unwrap_err().contains("audit"));
+        assert!(c.validate().unwrap_err().to_string().contains("audit"));
         let mut c = config();
         c.stages.won = c.stages.lost.clone();
-        assert!(c.validate().unwrap_err().contains("two states"));
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.setting, "stages");
+        assert!(err.to_string().contains("two states"), "{err}");
         let mut c = config();
         c.api_version = "62".into();
-        assert!(c.validate().unwrap_err().contains("api_version"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("api_version")
+        );
         let mut c = config();
         c.query_batch_size = Some(10);
-        assert!(c.validate().unwrap_err().contains("query_batch_size"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("query_batch_size")
+        );
     }
 
     #[test]
@@ -534,10 +593,15 @@ mod tests {
 
         let mut c = config();
         c.fields.solution_play = Some("Solution Play".into());
-        assert!(c.validate().unwrap_err().contains("solution_play"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("solution_play")
+        );
         let mut c = config();
         c.fields.partner_role = Some("audit__c".into());
-        let err = c.validate().unwrap_err();
+        let err = c.validate().unwrap_err().to_string();
         assert!(
             err.contains("partner_role") && err.contains("another setting"),
             "{err}"
@@ -545,7 +609,12 @@ mod tests {
         let mut c = config();
         c.fields.solution_area = Some("Area__c".into());
         c.fields.marketplace_intent = Some("Area__c".into());
-        assert!(c.validate().unwrap_err().contains("marketplace_intent"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("marketplace_intent")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::config::{SalesforceAuth, SalesforceConfig, SecretString};
+use super::config::{SalesforceAuth, SalesforceConfig, SalesforceConfigError, SecretString};
 use crate::crm::{CrmError, CrmResult};
 use crate::retry::Transient;
 
@@ -124,8 +124,8 @@ pub struct Http {
 #[derive(Debug, thiserror::Error)]
 pub enum SalesforceSetupError {
     /// A configuration value is unusable; the message names it.
-    #[error("invalid Salesforce configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] SalesforceConfigError),
     /// The message names what is wrong with the key, never the key.
     #[error("the Salesforce connected app's private key is not a usable RSA PEM key: {0}")]
     PrivateKey(String),
@@ -136,9 +136,11 @@ pub enum SalesforceSetupError {
 
 impl Http {
     pub fn new(config: Arc<SalesforceConfig>) -> Result<Http, SalesforceSetupError> {
-        config.validate().map_err(SalesforceSetupError::Config)?;
-        let base = Url::parse(&config.login_url)
-            .map_err(|e| SalesforceSetupError::Config(format!("login_url: {e}")))?;
+        config.validate()?;
+        let base = Url::parse(&config.login_url).map_err(|e| SalesforceConfigError {
+            setting: "login_url",
+            reason: format!("is not a URL ({e})"),
+        })?;
         let token_url = api_url(&base, &["services", "oauth2", "token"]);
         let signing_key = match &config.auth {
             SalesforceAuth::JwtBearer {

@@ -36,8 +36,8 @@ use crate::domain::accounts::AccountKey;
 
 pub use config::{
     DEFAULT_API_VERSION, DEFAULT_CHANGE_OVERLAP, DEFAULT_LOGIN_URL, LeadStatuses, SalesforceAuth,
-    SalesforceConfig, SalesforceFieldNames, SecretString, StageNames, VisibilityValues,
-    default_microsoft_help_values,
+    SalesforceConfig, SalesforceConfigError, SalesforceFieldNames, SecretString, StageNames,
+    VisibilityValues, default_microsoft_help_values,
 };
 pub use http::SalesforceSetupError;
 pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
