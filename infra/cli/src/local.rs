@@ -79,6 +79,10 @@ pub enum LocalError {
     Registration(String),
     #[error("{0}")]
     Demo(String),
+    /// A part of the running connector stopped on its own; the others were stopped with it, so
+    /// the process never goes on half working (receiving webhooks nobody processes).
+    #[error("{part} stopped: {reason}; cosell local stopped with it")]
+    Stopped { part: &'static str, reason: String },
 }
 
 fn setting(name: &str, reason: impl std::fmt::Display) -> LocalError {
@@ -190,7 +194,7 @@ pub async fn run(
         .route(WEBHOOK_PATH, axum::routing::post(receive))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(receiver);
-    let server = {
+    let mut server = {
         let server_stop = server_stop.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)
@@ -205,13 +209,13 @@ pub async fn run(
         store: backend.store.clone(),
         options: SyncOptions::clone(&config.sync),
     });
-    let worker = tokio::spawn(process_loop(
+    let mut worker = tokio::spawn(process_loop(
         backend.consumer.clone(),
         processor,
         stopping.clone(),
         stop_now.clone(),
     ));
-    let poller = tokio::spawn(poll_loop(
+    let mut poller = tokio::spawn(poll_loop(
         PollerParts {
             crm: crm.clone(),
             pc: pc.clone(),
@@ -268,7 +272,28 @@ pub async fn run(
         _ => None,
     };
 
-    shutdown.await;
+    // Which part has already been awaited: a finished handle must not be awaited again.
+    let (mut worker_done, mut poller_done, mut server_done) = (false, false, false);
+    let stopped = tokio::select! {
+        () = shutdown => None,
+        r = &mut worker => {
+            worker_done = true;
+            Some(LocalError::Stopped { part: "the queue processor", reason: ended(r) })
+        }
+        r = &mut poller => {
+            poller_done = true;
+            Some(LocalError::Stopped { part: "the CRM poller", reason: ended(r) })
+        }
+        r = &mut server => {
+            server_done = true;
+            let reason = match r {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "it ended before it was told to".into(),
+                Err(e) => ended(Err(e)),
+            };
+            Some(LocalError::Stopped { part: "the webhook receiver", reason })
+        }
+    };
     println!("Stopping: finishing the message in hand…");
     stopping.store(true, Ordering::SeqCst);
     stop_now.notify_waiters();
@@ -276,9 +301,33 @@ pub async fn run(
     if let Some(task) = demo_task {
         task.abort();
     }
-    let _ = worker.await;
-    let _ = poller.await;
-    let _ = server.await;
+    // Each part has been told to stop; a panic while stopping is reported, not swallowed.
+    let mut failed_while_stopping = None;
+    if !worker_done && let Err(e) = worker.await {
+        failed_while_stopping.get_or_insert(LocalError::Stopped {
+            part: "the queue processor",
+            reason: ended(Err(e)),
+        });
+    }
+    if !poller_done && let Err(e) = poller.await {
+        failed_while_stopping.get_or_insert(LocalError::Stopped {
+            part: "the CRM poller",
+            reason: ended(Err(e)),
+        });
+    }
+    if !server_done {
+        let reason = match server.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(ended(Err(e))),
+        };
+        if let Some(reason) = reason {
+            failed_while_stopping.get_or_insert(LocalError::Stopped {
+                part: "the webhook receiver",
+                reason,
+            });
+        }
+    }
     let waiting = backend
         .consumer
         .depth()
@@ -293,7 +342,27 @@ pub async fn run(
     {
         sandbox.stop().await;
     }
-    Ok(())
+    match stopped.or(failed_while_stopping) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Why a loop that runs until told to stop has ended.
+fn ended(r: Result<(), tokio::task::JoinError>) -> String {
+    match r {
+        Ok(()) => "it ended before it was told to".into(),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            format!("it panicked ({message})")
+        }
+        Err(_) => "it was cancelled".into(),
+    }
 }
 
 /// The sandbox unless real services are configured: a real Partner Center app is the sign.
@@ -645,5 +714,27 @@ async fn process_loop(
                 tracing::warn!(error = %e, "the queue did not take a result; the message will come again")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_part_that_ends_or_panics_is_reported_with_its_reason() {
+        let panicked = tokio::spawn(async { panic!("the store is gone") }).await;
+        assert_eq!(ended(panicked), "it panicked (the store is gone)");
+        let formatted = tokio::spawn(async { panic!("{} left", 3) }).await;
+        assert_eq!(ended(formatted), "it panicked (3 left)");
+        assert_eq!(ended(Ok(())), "it ended before it was told to");
+        let stopped = LocalError::Stopped {
+            part: "the CRM poller",
+            reason: "it panicked (boom)".into(),
+        };
+        assert_eq!(
+            stopped.to_string(),
+            "the CRM poller stopped: it panicked (boom); cosell local stopped with it"
+        );
     }
 }
