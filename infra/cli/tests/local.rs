@@ -3,6 +3,8 @@
 //! killed outright to show a restart loses nothing and does nothing twice.
 
 #![cfg(unix)]
+// A test crate: its helpers may panic on what the test set up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;

@@ -1,5 +1,8 @@
 //! The `cosell-sandbox` binary as a user starts it.
 
+// A test crate: its helpers may panic on what the test set up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
