@@ -4,6 +4,22 @@ pub mod queue_contract;
 pub mod stack;
 pub mod store_contract;
 
+use std::time::Duration;
+
+use cosell_shared::retry::RetryPolicy;
+
+/// The retry policy every test gives the adapters: `retries` after the first attempt, with
+/// millisecond backoff so scenarios stay short, but a `Retry-After` of up to two seconds waited
+/// out as the service asks.
+pub fn fast_retries(retries: usize) -> RetryPolicy {
+    RetryPolicy {
+        retries,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(2),
+    }
+}
+
 /// Runs each scenario for both CRMs, on DynamoDB and SQS (moto) and on the embedded store and
 /// queue: `dynamics::aws::…`, `salesforce::embedded::…`.
 #[macro_export]

@@ -37,7 +37,6 @@ use cosell_shared::partner_center::token::{PartnerCenterAuth, UserCredential};
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
-use cosell_shared::retry::RetryPolicy;
 use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
 use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::store::{Claim, JournalEntry, Store};
@@ -64,16 +63,6 @@ pub const MAX_RECEIVES: u32 = 5;
 /// Guards against a hang; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
-
-/// Retries fast so scenarios stay short, but waits out a `Retry-After` of up to two seconds.
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        retries: ADAPTER_RETRIES,
-        min_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(10),
-        max_retry_after: Duration::from_secs(2),
-    }
-}
 
 /// How the Salesforce adapter signs in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1668,7 +1657,7 @@ fn partner_center(sandbox: &Sandbox) -> PartnerCenterClient {
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
-        retry: fast_retries(),
+        retry: crate::fast_retries(ADAPTER_RETRIES),
     };
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("Partner Center client: {e}"))
 }
@@ -1681,7 +1670,7 @@ fn dataverse(sandbox: &Sandbox, page_size: Option<usize>) -> DataverseCrm {
         CLIENT_SECRET.into(),
     );
     config.authority_url = sandbox.base_url().to_string();
-    config.retry = fast_retries();
+    config.retry = crate::fast_retries(ADAPTER_RETRIES);
     if let Some(n) = page_size {
         config.page_size = n;
     }
@@ -1728,7 +1717,7 @@ async fn salesforce(
     };
     let mut config = SalesforceConfig::new(auth);
     config.login_url = s("loginUrl");
-    config.retry = fast_retries();
+    config.retry = crate::fast_retries(ADAPTER_RETRIES);
     config.query_batch_size = batch_size.and_then(|n| u32::try_from(n).ok());
     config.timeout = Duration::from_secs(10);
     config.fields.solution_area = Some("Solution_Area__c".into());

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use cosell_e2e::fast_retries;
 use cosell_sandbox::config::{CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::dataverse::{DataverseConfig, DataverseCrm, Secret, VisibilityEncoding};
@@ -16,7 +17,6 @@ use cosell_shared::crm::{
     OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::domain::accounts::AccountKey;
-use cosell_shared::retry::RetryPolicy;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -27,16 +27,6 @@ const PATCH_OPPORTUNITY: &str = "PATCH /api/data/v9.2/opportunities({id})";
 struct Env {
     sandbox: Sandbox,
     http: reqwest::Client,
-}
-
-/// Retries quickly, and waits out a `Retry-After` of at most two seconds.
-fn fast() -> RetryPolicy {
-    RetryPolicy {
-        retries: 3,
-        min_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(10),
-        max_retry_after: Duration::from_secs(2),
-    }
 }
 
 impl Env {
@@ -60,7 +50,7 @@ impl Env {
             Secret::new(CLIENT_SECRET),
         );
         c.authority_url = self.sandbox.base_url().to_string();
-        c.retry = fast();
+        c.retry = fast_retries(3);
         c.timeout = Duration::from_secs(10);
         c
     }

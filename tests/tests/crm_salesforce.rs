@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
 use cosell_shared::crm::{
@@ -14,7 +15,6 @@ use cosell_shared::crm::{
     OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::domain::accounts::AccountKey;
-use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
 
 /// A sandbox and a plain HTTP client for its control API.
@@ -115,7 +115,7 @@ impl Env {
             audience: None,
         });
         c.login_url = s("loginUrl");
-        c.retry = fast_retries();
+        c.retry = fast_retries(3);
         c.timeout = Duration::from_secs(10);
         c
     }
@@ -126,15 +126,6 @@ impl Env {
 }
 
 const TOKEN: &str = "POST /services/oauth2/token";
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        retries: 3,
-        min_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        max_retry_after: Duration::from_secs(1),
-    }
-}
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("a valid date")

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::{
     AccountFields, ContactFields, OpportunityFields, OpportunityState, Visibility,
@@ -23,7 +24,6 @@ use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::{
     AssistanceRequestCode, Direction, Referral, ReferralType, Status, Substatus,
 };
-use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
 
 const PATCH: &str = "PATCH /v1.0/engagements/referrals/{id}";
@@ -50,12 +50,7 @@ fn client(sandbox: &Sandbox) -> PartnerCenterClient {
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
-        retry: RetryPolicy {
-            retries: 2,
-            min_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            max_retry_after: Duration::from_secs(2),
-        },
+        retry: fast_retries(2),
     };
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("client: {e}"))
 }

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, PartnerCenterConfig, RegistrationChange, WebhookRegistration,
@@ -12,7 +13,6 @@ use cosell_shared::partner_center::http::{
 use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::{Referral, Status, Substatus};
-use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "referral-admin@sandbox.test";
@@ -27,16 +27,6 @@ async fn sandbox() -> Sandbox {
     Sandbox::start(SandboxConfig::default())
         .await
         .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
-}
-
-/// Retries quickly so the tests stay short, but still honours a one-second `Retry-After`.
-fn fast_policy() -> RetryPolicy {
-    RetryPolicy {
-        retries: 3,
-        min_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        max_retry_after: Duration::from_secs(2),
-    }
 }
 
 fn password(username: &str, password: &str) -> UserCredential {
@@ -58,7 +48,7 @@ fn client_with(sandbox: &Sandbox, auth: PartnerCenterAuth) -> PartnerCenterClien
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
-        retry: fast_policy(),
+        retry: fast_retries(3),
     };
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("client: {e}"))
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::metrics::Metric;
 use cosell_shared::partner_center::PartnerCenterError;
@@ -18,7 +19,6 @@ use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCreden
 use cosell_shared::registrar::{
     Action, EVENTS, MetricSink, Mode, Registrar, RegistrarError, RegistrarOptions, Report,
 };
-use cosell_shared::retry::RetryPolicy;
 use serde_json::{Value, json};
 
 const POST_REGISTRATION: &str = "POST /webhooks/v1/registration";
@@ -76,12 +76,7 @@ impl Setup {
                 api_base_url: sandbox.base_url().to_string(),
                 webhooks_base_url: sandbox.base_url().to_string(),
                 timeout: Duration::from_secs(10),
-                retry: RetryPolicy {
-                    retries: 2,
-                    min_delay: Duration::from_millis(1),
-                    max_delay: Duration::from_millis(5),
-                    max_retry_after: Duration::from_secs(1),
-                },
+                retry: fast_retries(2),
             },
             PartnerCenterAuth {
                 authority_url: sandbox.base_url().to_string(),
