@@ -6,11 +6,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
+use cosell_e2e::stack::create_state_table;
 use cosell_e2e::store_contract;
 use cosell_localaws::Moto;
 use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
@@ -24,39 +22,11 @@ async fn moto() -> Moto {
         .unwrap_or_else(|err| panic!("cannot start moto: {err}"))
 }
 
-/// The state table exactly as `template.yaml` declares its keys.
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute definition is complete")
-    };
-    let key = |name: &str, key_type: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .expect("key schema is complete")
-    };
-    dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create_table");
-}
-
 /// moto with the state table, and a store on it.
 async fn store() -> (Moto, DynamoStore) {
     let moto = moto().await;
-    create_table(&moto.dynamodb()).await;
+    let table = create_state_table(&moto.dynamodb()).await;
+    assert_eq!(table, TABLE);
     let store = DynamoStore::new(
         moto.dynamodb(),
         DynamoStoreConfig {
