@@ -3,7 +3,7 @@
 //! side the name alone decides. The CRM is asked for candidates by postal code first, then by
 //! name, each in every spacing worth asking for, and the connector picks the match itself.
 
-use crate::crm::{Account, AccountFields, CrmId};
+use crate::domain::records::{Account, AccountFields, CrmId};
 
 /// What the CRM is asked for accounts by. Both CRMs compare text without regard to case but
 /// not to spaces, so each key is asked for in its [`AccountKey::spellings`].

@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::crm::{Opportunity, OpportunityState};
 use crate::domain::merge::Field;
 use crate::domain::outbound::crm_projection;
 use crate::domain::projection::Projection;
+use crate::domain::records::{Opportunity, OpportunityState};
 use crate::domain::stage;
 
 /// What the sync remembers about an opportunity's link that decides whether a change matters.
@@ -76,7 +76,7 @@ fn differs_from_synced(opportunity: &Opportunity, synced: Option<&Projection>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::OpportunityFields;
+    use crate::domain::records::OpportunityFields;
 
     fn opportunity(fields: OpportunityFields, by_connector: bool) -> Opportunity {
         Opportunity {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::inbound::{Changed, opportunity_update};
 use super::projection::Projection;
-use crate::crm::OpportunityFields;
+use crate::domain::records::OpportunityFields;
 
 /// One of the fields the merge reconciles in both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,7 +250,9 @@ impl Merge {
     pub fn crm_update(&self) -> OpportunityFields {
         let mut fields = self.to_crm.opportunity_fields();
         if self.contact_removed_to_crm {
-            fields.clear.push(crate::crm::ClearField::Contact);
+            fields
+                .clear
+                .push(crate::domain::records::ClearField::Contact);
         }
         fields
     }

@@ -10,4 +10,5 @@ pub mod marker;
 pub mod merge;
 pub mod outbound;
 pub mod projection;
+pub mod records;
 pub mod stage;

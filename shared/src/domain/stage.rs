@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::crm::{LeadState, OpportunityState};
+use crate::domain::outbound::PatchOp;
 use crate::domain::projection::Projection;
-use crate::partner_center::PatchOp;
+use crate::domain::records::{LeadState, OpportunityState};
 use crate::referral::{Status, Substatus, TransitionError, TransitionRules, check_transition};
 
 /// Where the opportunity stands for a referral status: not yet accepted → the hold stage;

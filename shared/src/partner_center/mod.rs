@@ -10,23 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::referral::Referral;
 
-/// One JSON Patch operation; Partner Center takes `replace` and `add` only.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PatchOp {
-    pub op: &'static str,
-    pub path: String,
-    pub value: serde_json::Value,
-}
-
-impl PatchOp {
-    pub fn replace(path: impl Into<String>, value: serde_json::Value) -> PatchOp {
-        PatchOp {
-            op: "replace",
-            path: path.into(),
-            value,
-        }
-    }
-}
+// A patch is built by the sync rules; the port only sends it.
+pub use crate::domain::outbound::PatchOp;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PartnerCenterError {

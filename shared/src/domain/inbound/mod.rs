@@ -6,7 +6,9 @@ use chrono::NaiveDate;
 
 use super::projection::Projection;
 use super::stage;
-use crate::crm::{AccountFields, ClearField, ContactFields, LeadFields, OpportunityFields};
+use crate::domain::records::{
+    AccountFields, ClearField, ContactFields, LeadFields, OpportunityFields,
+};
 use crate::referral::{Referral, Status, Substatus};
 
 /// The referral's side of the projection. `related` is Microsoft's referral in the same
@@ -173,9 +175,9 @@ pub fn opportunity_update(now: &Projection, changed: &Changed) -> OpportunityFie
         visibility: if changed.visible {
             now.visible.map(|v| {
                 if v {
-                    crate::crm::Visibility::Visible
+                    crate::domain::records::Visibility::Visible
                 } else {
-                    crate::crm::Visibility::Private
+                    crate::domain::records::Visibility::Private
                 }
             })
         } else {

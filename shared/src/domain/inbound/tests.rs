@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::crm::{LeadState, OpportunityState, Visibility};
+use crate::domain::records::{LeadState, OpportunityState, Visibility};
 use crate::domain::stage::{lead_state, opportunity_state};
 
 fn referral(v: serde_json::Value) -> Referral {

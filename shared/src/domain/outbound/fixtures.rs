@@ -5,8 +5,10 @@ use proptest::prelude::*;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::crm::{AccountFields, ContactFields, OpportunityFields, OpportunityState, Visibility};
 use crate::domain::projection::Projection;
+use crate::domain::records::{
+    AccountFields, ContactFields, OpportunityFields, OpportunityState, Visibility,
+};
 use crate::referral::{AssistanceRequestCode, Referral};
 
 pub(crate) fn referral(v: Value) -> Referral {

@@ -11,13 +11,13 @@ pub mod validation;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-pub use patch::{empty_team_op, patch_ops};
+pub use patch::{PatchOp, empty_team_op, patch_ops};
 pub use referral_body::*;
 pub use validation::{ServicesRules, iso_country, validate, validate_services};
 
-use crate::crm::{OpportunityFields, Visibility};
 use crate::domain::marker;
 use crate::domain::projection::Projection;
+use crate::domain::records::{OpportunityFields, Visibility};
 use crate::referral::AssistanceRequestCode;
 
 pub(crate) fn non_blank(v: Option<&str>) -> Option<&str> {

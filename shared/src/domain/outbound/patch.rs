@@ -5,8 +5,25 @@ use serde_json::{Map, Value, json};
 use super::referral_body::{closing_date_time, deal_value_number};
 use super::{help_code, non_blank};
 use crate::domain::merge::Update;
-use crate::partner_center::PatchOp;
 use crate::referral::{AssistanceRequestCode, Referral};
+
+/// One JSON Patch operation; Partner Center takes `replace` and `add` only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PatchOp {
+    pub op: &'static str,
+    pub path: String,
+    pub value: serde_json::Value,
+}
+
+impl PatchOp {
+    pub fn replace(path: impl Into<String>, value: serde_json::Value) -> PatchOp {
+        PatchOp {
+            op: "replace",
+            path: path.into(),
+            value,
+        }
+    }
+}
 
 /// Empties the referral's customer contacts (`customerProfile.team`): the seller removed the
 /// opportunity's contact. `add` sets the member whether or not the referral has it.

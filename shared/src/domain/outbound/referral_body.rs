@@ -6,10 +6,10 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde_json::{Number, json};
 
+use super::PatchOp;
 use super::{help_code, iso_country, non_blank};
-use crate::crm::{AccountFields, ContactFields, OpportunityFields, Visibility};
 use crate::domain::marker;
-use crate::partner_center::PatchOp;
+use crate::domain::records::{AccountFields, ContactFields, OpportunityFields, Visibility};
 use crate::referral::{
     AdditionalRequirements, Address, AssistanceRequestCode, Attribute, Consent, CustomerProfile,
     Details, InviteContext, Member, Qualification, Referral, ReferralType, Requirements, Solution,

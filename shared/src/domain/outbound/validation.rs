@@ -3,8 +3,8 @@
 use super::help_code;
 use super::non_blank;
 use super::referral_body::{DealType, deal_type, marketplace_intent};
-use crate::crm::{AccountFields, ContactFields, OpportunityFields};
 use crate::domain::marker;
+use crate::domain::records::{AccountFields, ContactFields, OpportunityFields};
 
 /// ISO 3166-1 alpha-2: every officially assigned code. Partner Center refuses any other
 /// country, and a refusal after the call reads far worse in Audit than this check before it.
