@@ -1,6 +1,6 @@
 //! One typed configuration, read from environment variables (the Lambda functions) and
 //! validated at start: a bad value stops start-up with a message naming the variable.
-//! Every variable, its meaning and its default is listed in the README ("Configuration").
+//! Every variable, its meaning and its default is listed in docs/configuration.md.
 
 use std::time::Duration;
 

@@ -3,8 +3,9 @@
 //! into Dynamics 365 or Salesforce, and the test looks at what a seller would see.
 //!
 //! Every scenario is one async function over a [`CrmKind`], run once per CRM by `both_crms!`.
-//! Each runs on DynamoDB and SQS in moto (`moto_server` must be installed; see the README) and
-//! on the embedded store and queue of `cosell local`, with its own sandbox every time.
+//! Each runs on DynamoDB and SQS in moto (`moto_server` must be installed; see the architecture
+//! document, "Testing") and on the embedded store and queue of `cosell local`, with its own
+//! sandbox every time.
 
 use cosell_e2e::stack::{Backend, CrmKind, Incoming, Stage, TestStack, changed_fields};
 use cosell_shared::store::Outcome;
@@ -335,7 +336,7 @@ async fn duplicate_and_reordered_webhooks_leave_one_record_with_the_latest_state
     );
     let replay = stack.sync().await;
     // The embedded queue drops the replay within its deduplication window, as SQS does; moto
-    // forgets a deduplication id once its message is deleted (see the README), so there the
+    // forgets a deduplication id once its message is deleted (docs/architecture.md, "Testing"), so there the
     // replay is enqueued and handled. Either way nothing is written.
     let expected = match backend {
         Backend::Embedded => (0, 0),

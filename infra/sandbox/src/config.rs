@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default identities. They are printed by `cosell-sandbox --help` and documented in the README.
+/// Default identities. They are printed by `cosell-sandbox --help` and documented in docs/sandbox.md.
 pub const CLIENT_ID: &str = "sandbox-client";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
 pub const ADMIN_USER: &str = "referral-admin@sandbox.test";

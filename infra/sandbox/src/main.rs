@@ -22,7 +22,7 @@ fn identities() -> String {
          key pair from GET /_sandbox/salesforce/connected-app.\n\
          Token endpoints: POST /{{tenant}}/oauth2/token (v1) and /{{tenant}}/oauth2/v2.0/token (v2),\n  \
          POST /services/oauth2/token (Salesforce).\n\
-         Control API: /_sandbox/... (see the README)."
+         Control API: /_sandbox/... (see docs/sandbox.md)."
     )
 }
 
