@@ -21,4 +21,6 @@ pub mod secrets;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod wiring;

@@ -1,0 +1,7 @@
+//! In-memory stand-ins for the ports, for unit tests of the use cases (the `testing` feature).
+//! Each keeps the promises of the real adapters and passes their contract suite; the adapters
+//! themselves are tested against moto and the sandbox, never only against these.
+
+mod store;
+
+pub use store::MemoryStore;
