@@ -2,6 +2,8 @@
 //! Each keeps the promises of the real adapters and passes their contract suite; the adapters
 //! themselves are tested against moto and the sandbox, never only against these.
 
+mod queue;
 mod store;
 
+pub use queue::MemoryQueue;
 pub use store::MemoryStore;
