@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use crate::crm::CrmKind;
-use crate::crm::dataverse::{DataverseConfig, DataverseFields};
+use crate::crm::dataverse::{
+    ConfigError as DataverseConfigError, DataverseConfig, DataverseFields,
+};
 use crate::crm::salesforce::{SalesforceAuth, SalesforceConfig};
 use crate::partner_center::http::PartnerCenterConfig;
 use crate::partner_center::signature::SignatureVerifierConfig;
@@ -275,8 +277,12 @@ fn list(env: &Env<'_>, name: &str) -> Vec<String> {
 }
 
 fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
+    let org_url = env.required(
+        "COSELL_DATAVERSE_URL",
+        " (the environment's URL, such as https://contoso.crm.dynamics.com)",
+    )?;
     let mut c = DataverseConfig::new(
-        env.url("COSELL_DATAVERSE_URL", "")?,
+        env.url("COSELL_DATAVERSE_URL", &org_url)?,
         env.required(
             "COSELL_DATAVERSE_TENANT",
             " (the Entra tenant of the environment)",
@@ -305,7 +311,11 @@ fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
         c.fields.lead_create_defaults = values;
     }
     c.validate().map_err(|e| ConfigError::Invalid {
-        name: "COSELL_DATAVERSE_FIELDS".into(),
+        name: match &e {
+            DataverseConfigError::Invalid { name, .. } => dataverse_setting(name),
+            DataverseConfigError::Http(_) => "COSELL_DATAVERSE_*",
+        }
+        .into(),
         reason: e.to_string(),
     })?;
     Ok(c)
@@ -364,6 +374,23 @@ fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
         reason: e.to_string(),
     })?;
     Ok(c)
+}
+
+/// The environment variable that carries a Dataverse setting: the connection's own, or else one
+/// of the column and table names (and the values for new records) given as JSON.
+fn dataverse_setting(setting: &str) -> &'static str {
+    match setting {
+        "org_url" => "COSELL_DATAVERSE_URL",
+        "authority_url" => "COSELL_DATAVERSE_AUTHORITY_URL",
+        "tenant" => "COSELL_DATAVERSE_TENANT",
+        "client_id" => "COSELL_DATAVERSE_CLIENT_ID",
+        "client_secret" => "COSELL_DATAVERSE_CLIENT_SECRET",
+        "change_overlap" => "COSELL_DATAVERSE_CHANGE_OVERLAP_SECS",
+        "opportunity_create_defaults" => "COSELL_OPPORTUNITY_CREATE_VALUES",
+        "lead_create_defaults" => "COSELL_LEAD_CREATE_VALUES",
+        "api_version" | "timeout" | "page_size" | "max_account_candidates" => "COSELL_DATAVERSE_*",
+        _ => "COSELL_DATAVERSE_FIELDS",
+    }
 }
 
 /// The environment variable that carries a Salesforce setting; the ones with no variable of
@@ -483,6 +510,26 @@ mod tests {
                 ]),
                 "COSELL_SALESFORCE_STAGES",
             ),
+            (
+                with(&[
+                    ("COSELL_CRM", "dynamics"),
+                    ("COSELL_DATAVERSE_TENANT", "t"),
+                    ("COSELL_DATAVERSE_CLIENT_ID", "c"),
+                    ("COSELL_DATAVERSE_CLIENT_SECRET", "s"),
+                ]),
+                "COSELL_DATAVERSE_URL",
+            ),
+            (
+                with(&[
+                    ("COSELL_CRM", "dynamics"),
+                    ("COSELL_DATAVERSE_URL", "https://contoso.crm.dynamics.com"),
+                    ("COSELL_DATAVERSE_TENANT", "t"),
+                    ("COSELL_DATAVERSE_CLIENT_ID", "c"),
+                    ("COSELL_DATAVERSE_CLIENT_SECRET", "s"),
+                    ("COSELL_DATAVERSE_CHANGE_OVERLAP_SECS", "90000"),
+                ]),
+                "COSELL_DATAVERSE_CHANGE_OVERLAP_SECS",
+            ),
         ];
         for (env, name) in cases {
             let err = load(&env).expect_err(name);
@@ -491,6 +538,17 @@ mod tests {
                 "{err} should name {name}"
             );
         }
+        // A missing URL is missing, not "an invalid URL ''".
+        let no_url = with(&[
+            ("COSELL_CRM", "dynamics"),
+            ("COSELL_DATAVERSE_TENANT", "t"),
+            ("COSELL_DATAVERSE_CLIENT_ID", "c"),
+            ("COSELL_DATAVERSE_CLIENT_SECRET", "s"),
+        ]);
+        assert!(matches!(
+            load(&no_url),
+            Err(ConfigError::Missing { name, .. }) if name == "COSELL_DATAVERSE_URL"
+        ));
     }
 
     #[test]
