@@ -200,6 +200,7 @@ pub async fn run(
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { server_stop.notified().await })
                 .await
+                .map_err(|e| e.to_string())
         })
     };
 
@@ -278,20 +279,15 @@ pub async fn run(
         () = shutdown => None,
         r = &mut worker => {
             worker_done = true;
-            Some(LocalError::Stopped { part: "the queue processor", reason: ended(r) })
+            failure(PROCESSOR, r.map(Ok), true)
         }
         r = &mut poller => {
             poller_done = true;
-            Some(LocalError::Stopped { part: "the CRM poller", reason: ended(r) })
+            failure(POLLER, r.map(Ok), true)
         }
         r = &mut server => {
             server_done = true;
-            let reason = match r {
-                Ok(Err(e)) => e.to_string(),
-                Ok(Ok(())) => "it ended before it was told to".into(),
-                Err(e) => ended(Err(e)),
-            };
-            Some(LocalError::Stopped { part: "the webhook receiver", reason })
+            failure(RECEIVER, r, true)
         }
     };
     println!("Stopping: finishing the message in hand…");
@@ -303,30 +299,15 @@ pub async fn run(
     }
     // Each part has been told to stop; a panic while stopping is reported, not swallowed.
     let mut failed_while_stopping = None;
-    if !worker_done && let Err(e) = worker.await {
-        failed_while_stopping.get_or_insert(LocalError::Stopped {
-            part: "the queue processor",
-            reason: ended(Err(e)),
-        });
+    if !worker_done {
+        failed_while_stopping = failure(PROCESSOR, worker.await.map(Ok), false);
     }
-    if !poller_done && let Err(e) = poller.await {
-        failed_while_stopping.get_or_insert(LocalError::Stopped {
-            part: "the CRM poller",
-            reason: ended(Err(e)),
-        });
+    if !poller_done {
+        failed_while_stopping =
+            failed_while_stopping.or(failure(POLLER, poller.await.map(Ok), false));
     }
     if !server_done {
-        let reason = match server.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(ended(Err(e))),
-        };
-        if let Some(reason) = reason {
-            failed_while_stopping.get_or_insert(LocalError::Stopped {
-                part: "the webhook receiver",
-                reason,
-            });
-        }
+        failed_while_stopping = failed_while_stopping.or(failure(RECEIVER, server.await, false));
     }
     let waiting = backend
         .consumer
@@ -348,10 +329,21 @@ pub async fn run(
     }
 }
 
-/// Why a loop that runs until told to stop has ended.
-fn ended(r: Result<(), tokio::task::JoinError>) -> String {
-    match r {
-        Ok(()) => "it ended before it was told to".into(),
+const PROCESSOR: &str = "the queue processor";
+const POLLER: &str = "the CRM poller";
+const RECEIVER: &str = "the webhook receiver";
+
+/// What the end of a part that runs until told to stop says: `None` when it stopped cleanly
+/// after being told to (`early` is false), else why it stopped.
+fn failure(
+    part: &'static str,
+    r: Result<Result<(), String>, tokio::task::JoinError>,
+    early: bool,
+) -> Option<LocalError> {
+    let reason = match r {
+        Ok(Ok(())) if early => "it ended before it was told to".to_string(),
+        Ok(Ok(())) => return None,
+        Ok(Err(e)) => e,
         Err(e) if e.is_panic() => {
             let payload = e.into_panic();
             let message = payload
@@ -362,7 +354,8 @@ fn ended(r: Result<(), tokio::task::JoinError>) -> String {
             format!("it panicked ({message})")
         }
         Err(_) => "it was cancelled".into(),
-    }
+    };
+    Some(LocalError::Stopped { part, reason })
 }
 
 /// The sandbox unless real services are configured: a real Partner Center app is the sign.
@@ -723,13 +716,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_part_that_ends_or_panics_is_reported_with_its_reason() {
+        let reason = |e: Option<LocalError>| match e {
+            Some(LocalError::Stopped { reason, .. }) => Some(reason),
+            _ => None,
+        };
         let panicked = tokio::spawn(async { panic!("the store is gone") }).await;
-        assert_eq!(ended(panicked), "it panicked (the store is gone)");
+        assert_eq!(
+            reason(failure(POLLER, panicked.map(Ok), true)).as_deref(),
+            Some("it panicked (the store is gone)")
+        );
         let formatted = tokio::spawn(async { panic!("{} left", 3) }).await;
-        assert_eq!(ended(formatted), "it panicked (3 left)");
-        assert_eq!(ended(Ok(())), "it ended before it was told to");
+        assert_eq!(
+            reason(failure(POLLER, formatted.map(Ok), false)).as_deref(),
+            Some("it panicked (3 left)")
+        );
+        assert_eq!(
+            reason(failure(POLLER, Ok(Ok(())), true)).as_deref(),
+            Some("it ended before it was told to")
+        );
+        assert!(failure(POLLER, Ok(Ok(())), false).is_none(), "a clean stop");
+        assert_eq!(
+            reason(failure(RECEIVER, Ok(Err("address in use".into())), false)).as_deref(),
+            Some("address in use")
+        );
         let stopped = LocalError::Stopped {
-            part: "the CRM poller",
+            part: POLLER,
             reason: "it panicked (boom)".into(),
         };
         assert_eq!(
