@@ -2,8 +2,12 @@
 //! Each keeps the promises of the real adapters and passes their contract suite; the adapters
 //! themselves are tested against moto and the sandbox, never only against these.
 
+mod crm;
+mod partner_center;
 mod queue;
 mod store;
 
+pub use crm::MemoryCrm;
+pub use partner_center::MemoryPartnerCenter;
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;

@@ -1,0 +1,1 @@
+//! The behaviour every `Crm` adapter must show.

@@ -1,0 +1,1 @@
+//! The behaviour every `PartnerCenter` adapter must show.
