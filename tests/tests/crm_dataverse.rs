@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use cosell_e2e::crm_contract::{CrmUnderTest, SellerEdit};
 use cosell_e2e::fast_retries;
 use cosell_sandbox::config::{CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
@@ -475,98 +476,6 @@ async fn leads_are_created_found_and_disqualified() {
 }
 
 #[tokio::test]
-async fn account_candidates_share_the_postal_code_or_else_the_name() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let spaced = AccountFields {
-        name: "Fabrikam".into(),
-        street: Some("Damrak 1".into()),
-        city: Some("Amsterdam".into()),
-        state: Some("NH".into()),
-        postal_code: Some("1011 AB".into()),
-        country: Some("NL".into()),
-    };
-    let a = crm.create_account(&spaced).await.expect("a");
-    let b = crm
-        .create_account(&AccountFields {
-            name: "Fabrikam BV".into(),
-            postal_code: Some("1011AB".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("b");
-    let elsewhere = crm
-        .create_account(&AccountFields {
-            name: "Fabrikam".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("no postal code");
-    crm.create_account(&AccountFields {
-        name: "Contoso".into(),
-        postal_code: Some("2000".into()),
-        ..Default::default()
-    })
-    .await
-    .expect("other");
-
-    let by_postal = crm
-        .account_candidates(&AccountKey::PostalCode("1011 ab".into()))
-        .await
-        .expect("candidates");
-    let mut ids: Vec<&str> = by_postal.iter().map(|c| c.id.as_str()).collect();
-    ids.sort_unstable();
-    let mut want = vec![a.as_str(), b.as_str()];
-    want.sort_unstable();
-    assert_eq!(ids, want);
-    let first = by_postal.iter().find(|c| c.id == a).expect("a");
-    assert_eq!(first.fields, spaced);
-
-    let by_name = crm
-        .account_candidates(&AccountKey::Name("Fabrikam".into()))
-        .await
-        .expect("candidates");
-    let mut ids: Vec<&str> = by_name.iter().map(|c| c.id.as_str()).collect();
-    ids.sort_unstable();
-    let mut want = vec![a.as_str(), elsewhere.as_str()];
-    want.sort_unstable();
-    assert_eq!(ids, want);
-
-    let quoted = crm
-        .create_account(&AccountFields {
-            name: "O'Brien & Sons".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("quoted");
-    let found = crm
-        .account_candidates(&AccountKey::Name("O'Brien & Sons".into()))
-        .await
-        .expect("candidates");
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].id, quoted);
-    // A referral's customer name typed with extra spaces still finds the account: the name is
-    // asked for in the same spellings as the postal code, as on Salesforce.
-    let spaced_name = crm
-        .account_candidates(&AccountKey::Name(" O'Brien  &  Sons".into()))
-        .await
-        .expect("candidates");
-    assert_eq!(
-        spaced_name
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>(),
-        vec![quoted.as_str()]
-    );
-    assert!(
-        crm.account_candidates(&AccountKey::PostalCode("9999 ZZ".into()))
-            .await
-            .expect("candidates")
-            .is_empty()
-    );
-}
-
-#[tokio::test]
 async fn a_contact_is_found_by_email_and_attached_once() {
     let env = Env::start().await;
     let crm = env.crm();
@@ -618,34 +527,6 @@ async fn a_contact_is_found_by_email_and_attached_once() {
 }
 
 #[tokio::test]
-async fn solution_links_are_added_once_each() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let id = crm
-        .create_opportunity(&basic(&crm, "Relecloud").await)
-        .await
-        .expect("created");
-    let other = crm
-        .create_opportunity(&basic(&crm, "Other").await)
-        .await
-        .expect("created");
-    for solution in ["sol-azure-migrate", "sol-azure-migrate", "sol-sentinel"] {
-        crm.add_solution_link(&id, solution).await.expect("linked");
-    }
-    assert_eq!(
-        crm.solution_links(&id).await.expect("links"),
-        vec!["sol-azure-migrate", "sol-sentinel"]
-    );
-    assert!(crm.solution_links(&other).await.expect("links").is_empty());
-    let rows = env.rows("cosell_solutions").await;
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(
-        rows.iter()
-            .all(|r| r["_cosell_opportunityid_value"] == json!(id))
-    );
-}
-
-#[tokio::test]
 async fn long_lists_are_read_page_by_page() {
     let env = Env::start().await;
     let mut config = env.config();
@@ -662,50 +543,6 @@ async fn long_lists_are_read_page_by_page() {
     env.control(Method::DELETE, "/_sandbox/stats", None).await;
     assert_eq!(crm.solution_links(&id).await.expect("links"), solutions);
     assert_eq!(env.stat("GET /api/data/v9.2/cosell_solutions").await, 3);
-}
-
-#[tokio::test]
-async fn a_sellers_edit_is_told_apart_from_the_connectors_own() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let id = crm
-        .create_opportunity(&basic(&crm, "Proseware").await)
-        .await
-        .expect("created");
-    let (status, body) = env
-        .control(
-            Method::PATCH,
-            &format!("/_sandbox/dataverse/opportunities({id})"),
-            Some(json!({"description": "the seller's notes"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let read = crm
-        .get_opportunity(&id)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(
-        read.fields.description.as_deref(),
-        Some("the seller's notes")
-    );
-    assert!(!read.modified_by_connector);
-
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            audit: Some("synced".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("updated");
-    let read = crm
-        .get_opportunity(&id)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert!(read.modified_by_connector);
 }
 
 #[tokio::test]
@@ -964,39 +801,6 @@ async fn wrong_credentials_are_an_auth_error_that_hides_the_secret() {
     assert!(!shown.contains("not-the-secret-123"), "{shown}");
 }
 
-#[tokio::test]
-async fn missing_records_read_as_none_and_are_not_recreated_by_updates() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let missing = "6592a1b0-ad2b-4c5b-a68a-47ab4b6c7d3e";
-    assert_eq!(crm.get_opportunity(missing).await.expect("read"), None);
-    assert_eq!(crm.get_opportunity("not-a-guid").await.expect("read"), None);
-    assert_eq!(crm.get_lead(missing).await.expect("read"), None);
-    let err = crm
-        .update_opportunity(
-            missing,
-            &OpportunityFields {
-                name: Some("ghost".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect_err("missing");
-    assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
-    assert!(env.rows("opportunities").await.is_empty(), "no upsert");
-    let err = crm
-        .update_lead(
-            missing,
-            &LeadFields {
-                state: Some(LeadState::Disqualified),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect_err("missing");
-    assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
-}
-
 // ---------------------------------------------------------------- the change feed
 
 const LIST_OPPORTUNITIES: &str = "GET /api/data/v9.2/opportunities";
@@ -1094,60 +898,6 @@ fn description(opportunities: &[cosell_shared::crm::Opportunity], id: &str) -> V
         .filter(|o| o.id == id)
         .map(|o| o.fields.description.clone().unwrap_or_default())
         .collect()
-}
-
-#[tokio::test]
-async fn the_feed_starts_with_every_synced_opportunity_then_brings_each_edit_once() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let shared = env
-        .seller_opportunity("Shared before deployment", true)
-        .await;
-    let also = env.seller_opportunity("Also shared", true).await;
-    let private = env.seller_opportunity("Not shared", false).await;
-
-    let (first, cursor, _) = drain(&crm, None).await;
-    assert_eq!(ids(&first), sorted(vec![shared.clone(), also.clone()]));
-    assert!(first.iter().all(|o| !o.modified_by_connector));
-    assert!(
-        first
-            .iter()
-            .all(|o| o.fields.sync_with_partner_center == Some(true))
-    );
-
-    let idle = crm
-        .opportunity_changes(Some(&cursor))
-        .await
-        .expect("nothing new");
-    assert!(idle.opportunities.is_empty(), "{:?}", idle.opportunities);
-    assert!(!idle.more);
-
-    env.seller_edit(&shared, json!({"description": "budget approved"}))
-        .await;
-    let page = crm
-        .opportunity_changes(Some(&idle.cursor))
-        .await
-        .expect("the edit");
-    assert_eq!(ids(&page.opportunities), vec![shared.clone()]);
-    assert_eq!(
-        description(&page.opportunities, &shared),
-        ["budget approved"]
-    );
-    assert!(!page.more);
-    let after = crm
-        .opportunity_changes(Some(&page.cursor))
-        .await
-        .expect("nothing new");
-    assert!(after.opportunities.is_empty(), "{:?}", after.opportunities);
-
-    // Switching Sync on shares an opportunity from then on; edits of unshared ones stay out.
-    env.seller_edit(&private, json!({"cosell_syncwithpartnercenter": true}))
-        .await;
-    let other = env.seller_opportunity("Still private", false).await;
-    env.seller_edit(&other, json!({"description": "internal"}))
-        .await;
-    let (later, _, _) = drain(&crm, Some(after.cursor)).await;
-    assert_eq!(ids(&later), vec![private]);
 }
 
 #[tokio::test]
@@ -1337,51 +1087,6 @@ async fn change_tracking_switched_off_falls_back_to_modifiedon() {
 }
 
 #[tokio::test]
-async fn an_unreadable_cursor_starts_the_feed_again() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let a = env.seller_opportunity("Alpha", true).await;
-    let (all, _, _) = drain(&crm, Some("not a cursor".into())).await;
-    assert_eq!(ids(&all), vec![a]);
-}
-
-#[tokio::test]
-async fn the_connectors_own_writes_are_flagged_in_the_feed() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let mut fields = basic(&crm, "Connector made").await;
-    fields.sync_with_partner_center = Some(true);
-    let id = crm.create_opportunity(&fields).await.expect("created");
-    let (first, cursor, _) = drain(&crm, None).await;
-    assert_eq!(ids(&first), vec![id.clone()]);
-    assert!(first[0].modified_by_connector);
-    assert!(first[0].modified_at.is_some());
-    assert_eq!(
-        Some(&first[0]),
-        crm.get_opportunity(&id).await.expect("read").as_ref(),
-        "the feed reads an opportunity as get_opportunity does"
-    );
-
-    env.seller_edit(&id, json!({"description": "seller"})).await;
-    let (seller, cursor, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(seller.len(), 1);
-    assert!(!seller[0].modified_by_connector);
-
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            audit: Some("synced".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("updated");
-    let (own, _, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(own.len(), 1);
-    assert!(own[0].modified_by_connector);
-}
-
-#[tokio::test]
 async fn a_throttled_feed_read_is_transient() {
     let env = Env::start().await;
     let crm = env.crm();
@@ -1404,65 +1109,6 @@ async fn a_throttled_feed_read_is_transient() {
         ),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn accounts_and_contacts_are_read_by_id() {
-    let env = Env::start().await;
-    let crm = env.crm();
-    let fields = AccountFields {
-        name: "Fabrikam Nederland".into(),
-        street: Some("Damrak 1".into()),
-        city: Some("Amsterdam".into()),
-        state: None,
-        postal_code: Some("1011 AB".into()),
-        country: Some("NL".into()),
-    };
-    let account = crm.create_account(&fields).await.expect("account");
-    // A seller changes the country in Dynamics 365: the read shows what the CRM holds.
-    let (status, body) = env
-        .control(
-            Method::PATCH,
-            &format!("/_sandbox/dataverse/accounts({account})"),
-            Some(json!({"address1_country": "BE"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let read = crm
-        .get_account(&account)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(read.id, account);
-    assert_eq!(
-        read.fields,
-        AccountFields {
-            country: Some("BE".into()),
-            ..fields
-        }
-    );
-
-    let contact_fields = ContactFields {
-        first_name: Some("Ada".into()),
-        last_name: "Lovelace".into(),
-        email: Some("ada@fabrikam.example".into()),
-        phone: Some("+31 20 000 0000".into()),
-        account_id: Some(account.clone()),
-    };
-    let contact = crm.create_contact(&contact_fields).await.expect("contact");
-    let read = crm
-        .get_contact(&contact)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(read.id, contact);
-    assert_eq!(read.fields, contact_fields);
-
-    let unknown = "6592a1b0-ad2b-4c5b-a68a-47ab4b6c7d3e";
-    assert_eq!(crm.get_account(unknown).await, Ok(None));
-    assert_eq!(crm.get_contact(unknown).await, Ok(None));
-    assert_eq!(crm.get_account("not-a-guid").await, Ok(None));
-    assert_eq!(crm.get_contact(&account).await, Ok(None));
 }
 
 #[tokio::test]
@@ -1694,47 +1340,6 @@ async fn a_required_currency_refuses_its_clear_by_name_and_nothing_is_written() 
 }
 
 #[tokio::test]
-async fn a_field_both_set_and_cleared_is_set() {
-    let env = Env::start().await;
-    let crm = env.services_crm();
-    let (id, first) = everything(&crm, "Both").await;
-    let second = crm
-        .create_contact(&ContactFields {
-            last_name: "Second".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("contact");
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            description: Some("new notes".into()),
-            contact_id: Some(second.clone()),
-            solution_play: Some("Innovate with Azure AI".into()),
-            clear: vec![
-                ClearField::Description,
-                ClearField::Contact,
-                ClearField::SolutionPlay,
-                ClearField::MicrosoftCrmId,
-            ],
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("updated");
-    let row = env.row("opportunities", &id).await;
-    assert_eq!(row["description"], "new notes");
-    assert_eq!(row["_parentcontactid_value"], json!(second));
-    assert_ne!(row["_parentcontactid_value"], json!(first));
-    assert_eq!(row["cosell_solutionplay"], "Innovate with Azure AI");
-    assert_eq!(
-        row["cosell_microsoftcrmid"],
-        Value::Null,
-        "a clear of a field not set still applies"
-    );
-}
-
-#[tokio::test]
 async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
     let env = Env::start().await;
     let crm = env.services_crm();
@@ -1884,4 +1489,53 @@ async fn a_bad_services_column_name_stops_start_up_with_the_setting_named() {
         let err = DataverseCrm::new(config).expect_err("refused");
         assert!(err.to_string().contains(setting), "{setting}: {err}");
     }
+}
+
+// ---------------------------------------------------------------- the CRM contract
+
+/// The adapter on a sandbox of its own, and a seller in Dynamics 365.
+struct Contract {
+    env: Env,
+    crm: DataverseCrm,
+}
+
+async fn contract() -> Contract {
+    let env = Env::start().await;
+    let crm = env.crm();
+    Contract { env, crm }
+}
+
+#[async_trait::async_trait]
+impl CrmUnderTest for Contract {
+    fn crm(&self) -> &dyn Crm {
+        &self.crm
+    }
+
+    async fn seller_creates(&self, name: &str, sync: bool) -> String {
+        self.env.seller_opportunity(name, sync).await
+    }
+
+    async fn seller_edits(&self, id: &str, edit: SellerEdit) {
+        let change = match edit {
+            SellerEdit::Description(d) => json!({"description": d}),
+            SellerEdit::SyncWithPartnerCenter(s) => json!({"cosell_syncwithpartnercenter": s}),
+        };
+        self.env.seller_edit(id, change).await;
+    }
+
+    async fn seller_deletes(&self, id: &str) {
+        let (status, body) = self
+            .env
+            .control(
+                Method::DELETE,
+                &format!("/_sandbox/dataverse/opportunities({id})"),
+                None,
+            )
+            .await;
+        assert!(status < 300, "delete {id}: {status} {body}");
+    }
+}
+
+mod contract {
+    cosell_e2e::crm_contract_tests!(super::contract());
 }

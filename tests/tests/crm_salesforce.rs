@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use cosell_e2e::crm_contract::{CrmUnderTest, SellerEdit};
 use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
@@ -785,68 +786,6 @@ async fn leads_are_created_found_and_disqualified() {
 }
 
 #[tokio::test]
-async fn account_candidates_match_the_postal_code_or_else_the_name() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let account = |name: &str, postal: Option<&str>| AccountFields {
-        name: name.into(),
-        postal_code: postal.map(str::to_string),
-        country: Some("GB".into()),
-        city: Some("London".into()),
-        ..Default::default()
-    };
-    let a = crm
-        .create_account(&account("Contoso", Some("SW1A 1AA")))
-        .await
-        .expect("a");
-    let b = crm
-        .create_account(&account("Contoso UK", Some("sw1a1aa")))
-        .await
-        .expect("b");
-    crm.create_account(&account("Elsewhere", Some("EC1A 1BB")))
-        .await
-        .expect("c");
-    let d = crm
-        .create_account(&account("Fabrikam", None))
-        .await
-        .expect("d");
-
-    let by_postal = crm
-        .account_candidates(&AccountKey::PostalCode("SW1A 1AA".into()))
-        .await
-        .expect("by postal code");
-    let ids: Vec<&str> = by_postal.iter().map(|x| x.id.as_str()).collect();
-    assert_eq!(ids, [a.as_str(), b.as_str()]);
-    assert_eq!(by_postal[0].fields, account("Contoso", Some("SW1A 1AA")));
-
-    let by_name = crm
-        .account_candidates(&AccountKey::Name("fabrikam".into()))
-        .await
-        .expect("by name");
-    assert_eq!(
-        by_name.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
-        [d.as_str()]
-    );
-    let spaced_name = crm
-        .account_candidates(&AccountKey::Name("  Fabrikam ".into()))
-        .await
-        .expect("by name, spaced");
-    assert_eq!(
-        spaced_name
-            .iter()
-            .map(|x| x.id.as_str())
-            .collect::<Vec<_>>(),
-        [d.as_str()]
-    );
-    assert!(
-        crm.account_candidates(&AccountKey::PostalCode("00000".into()))
-            .await
-            .expect("none")
-            .is_empty()
-    );
-}
-
-#[tokio::test]
 async fn account_candidates_follow_next_records_url_across_batches() {
     let mut config = SandboxConfig::default();
     config.salesforce.query_batch_size = 4;
@@ -873,94 +812,6 @@ async fn account_candidates_follow_next_records_url_across_batches() {
         2,
         "batches of 4, 4 and 3"
     );
-}
-
-#[tokio::test]
-async fn contacts_are_found_by_email() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let account = crm
-        .create_account(&AccountFields {
-            name: "Adventure Works".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("account");
-    let fields = ContactFields {
-        first_name: Some("Jo".into()),
-        last_name: "Berry".into(),
-        email: Some("jo.berry@adventure-works.example".into()),
-        phone: Some("+1 206 555 0199".into()),
-        account_id: Some(account),
-    };
-    let id = crm.create_contact(&fields).await.expect("contact");
-    let found = crm
-        .find_contact_by_email("JO.BERRY@adventure-works.example")
-        .await
-        .expect("find")
-        .expect("found");
-    assert_eq!(found.id, id);
-    assert_eq!(found.fields, fields);
-    assert_eq!(
-        crm.find_contact_by_email("someone.else@adventure-works.example")
-            .await,
-        Ok(None)
-    );
-}
-
-#[tokio::test]
-async fn solution_links_are_added_once() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let id = crm
-        .create_opportunity(&opportunity("Solutions", "ref-solutions"))
-        .await
-        .expect("create");
-    assert_eq!(crm.solution_links(&id).await, Ok(vec![]));
-    for s in ["sol-azure-1", "sol-azure-1", "SOL-AZURE-1", "sol-m365-2"] {
-        crm.add_solution_link(&id, s).await.expect("add");
-    }
-    assert_eq!(
-        crm.solution_links(&id).await,
-        Ok(vec!["sol-azure-1".to_string(), "sol-m365-2".to_string()])
-    );
-    let rows = env.rows("Microsoft_Solution__c").await;
-    assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r["Opportunity__c"] == json!(id)));
-}
-
-#[tokio::test]
-async fn a_sellers_edit_is_not_the_connectors_own() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let id = crm
-        .create_opportunity(&opportunity("Echo", "ref-echo"))
-        .await
-        .expect("create");
-    assert!(read(&crm, &id).await.modified_by_connector);
-
-    env.patch(
-        &format!("/_sandbox/salesforce/Opportunity/{id}"),
-        json!({"Description": "the seller's note"}),
-    )
-    .await;
-    let after_seller = read(&crm, &id).await;
-    assert!(!after_seller.modified_by_connector);
-    assert_eq!(
-        after_seller.fields.description.as_deref(),
-        Some("the seller's note")
-    );
-
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            audit: Some("synced".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("update");
-    assert!(read(&crm, &id).await.modified_by_connector);
 }
 
 #[tokio::test]
@@ -1139,39 +990,6 @@ async fn a_missing_required_field_is_named_and_can_be_configured() {
     );
 }
 
-#[tokio::test]
-async fn missing_records_read_as_none_and_updates_say_not_found() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let id = crm
-        .create_opportunity(&opportunity("Doomed", "ref-doomed"))
-        .await
-        .expect("create");
-    env.control(
-        reqwest::Method::DELETE,
-        &format!("/_sandbox/salesforce/Opportunity/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(crm.get_opportunity(&id).await, Ok(None));
-    assert_eq!(
-        crm.find_opportunity_by_referral("ref-doomed").await,
-        Ok(None)
-    );
-    assert_eq!(crm.get_lead("00Q5g000000000zAAA").await, Ok(None));
-    let err = crm
-        .update_opportunity(
-            &id,
-            &OpportunityFields {
-                description: Some("too late".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect_err("gone");
-    assert!(matches!(err, CrmError::NotFound { .. }), "{err:?}");
-}
-
 // ---------------------------------------------------------------- the change feed
 
 const QUERY: &str = "GET /services/data/v{version}/query";
@@ -1239,55 +1057,6 @@ impl Env {
         self.patch(&format!("/_sandbox/salesforce/Opportunity/{id}"), change)
             .await;
     }
-}
-
-#[tokio::test]
-async fn the_feed_starts_with_every_synced_opportunity_then_brings_each_edit_once() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let shared = env
-        .seller_opportunity("Shared before deployment", true)
-        .await;
-    let also = env.seller_opportunity("Also shared", true).await;
-    let private = env.seller_opportunity("Not shared", false).await;
-
-    let (first, cursor, _) = drain(&crm, None).await;
-    assert_eq!(ids(&first), sorted(vec![shared.clone(), also.clone()]));
-    assert!(first.iter().all(|o| !o.modified_by_connector));
-
-    let idle = crm
-        .opportunity_changes(Some(&cursor))
-        .await
-        .expect("nothing new");
-    assert!(idle.opportunities.is_empty(), "{:?}", idle.opportunities);
-    assert!(!idle.more);
-    assert_eq!(
-        idle.cursor, cursor,
-        "nothing new leaves the cursor as it was"
-    );
-
-    // The overlap reads both records again; only the edited one comes, and an edit right
-    // after it comes too.
-    env.seller_edit(&shared, json!({"Description": "budget approved"}))
-        .await;
-    let (edited, cursor, _) = drain(&crm, Some(idle.cursor)).await;
-    assert_eq!(ids(&edited), vec![shared.clone()]);
-    assert_eq!(description(&edited, &shared), ["budget approved"]);
-    env.seller_edit(&shared, json!({"Description": "and signed"}))
-        .await;
-    let (again, cursor, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(description(&again, &shared), ["and signed"]);
-    assert_eq!(ids(&again), vec![shared.clone()]);
-    let (idle, cursor, _) = drain(&crm, Some(cursor)).await;
-    assert!(idle.is_empty(), "{idle:?}");
-
-    env.seller_edit(&private, json!({"Sync_with_Partner_Center__c": true}))
-        .await;
-    let other = env.seller_opportunity("Still private", false).await;
-    env.seller_edit(&other, json!({"Description": "internal"}))
-        .await;
-    let (later, _, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(ids(&later), vec![private]);
 }
 
 #[tokio::test]
@@ -1375,64 +1144,6 @@ async fn an_expired_query_locator_runs_the_round_again() {
 }
 
 #[tokio::test]
-async fn an_unreadable_cursor_starts_the_feed_again() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let a = env.seller_opportunity("Alpha", true).await;
-    let (all, _, _) = drain(&crm, Some("not a cursor".into())).await;
-    assert_eq!(ids(&all), vec![a]);
-}
-
-#[tokio::test]
-async fn the_connectors_own_writes_are_flagged_in_the_feed() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let contact = crm
-        .create_contact(&ContactFields {
-            last_name: "Berry".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("contact");
-    let fields = OpportunityFields {
-        sync_with_partner_center: Some(true),
-        contact_id: Some(contact.clone()),
-        ..opportunity("Connector made", "ref-feed")
-    };
-    let id = crm.create_opportunity(&fields).await.expect("created");
-    let (first, cursor, _) = drain(&crm, None).await;
-    assert_eq!(ids(&first), vec![id.clone()]);
-    assert!(first[0].modified_by_connector);
-    assert_eq!(
-        first[0].fields.contact_id.as_deref(),
-        Some(contact.as_str())
-    );
-    assert_eq!(
-        first[0],
-        read(&crm, &id).await,
-        "the feed reads an opportunity as get_opportunity does"
-    );
-
-    env.seller_edit(&id, json!({"Description": "seller"})).await;
-    let (seller, cursor, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(seller.len(), 1);
-    assert!(!seller[0].modified_by_connector);
-
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            audit: Some("synced".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("updated");
-    let (own, _, _) = drain(&crm, Some(cursor)).await;
-    assert_eq!(own.len(), 1);
-    assert!(own[0].modified_by_connector);
-}
-
-#[tokio::test]
 async fn a_failing_feed_query_is_transient() {
     let env = Env::start().await;
     let crm = env.crm().await;
@@ -1457,61 +1168,6 @@ async fn a_failing_feed_query_is_transient() {
         "{err:?}"
     );
     assert!(env.count(QUERY).await >= 1);
-}
-
-#[tokio::test]
-async fn accounts_and_contacts_are_read_by_id() {
-    let env = Env::start().await;
-    let crm = env.crm().await;
-    let fields = AccountFields {
-        name: "Fabrikam".into(),
-        street: Some("1 Main St".into()),
-        city: Some("Redmond".into()),
-        state: Some("WA".into()),
-        postal_code: Some("98052".into()),
-        country: Some("US".into()),
-    };
-    let account = crm.create_account(&fields).await.expect("account");
-    // A seller corrects the country in Salesforce: the read shows what the CRM holds.
-    env.patch(
-        &format!("/_sandbox/salesforce/Account/{account}"),
-        json!({"BillingCountry": "CA"}),
-    )
-    .await;
-    let read = crm
-        .get_account(&account)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(read.id, account);
-    assert_eq!(
-        read.fields,
-        AccountFields {
-            country: Some("CA".into()),
-            ..fields
-        }
-    );
-
-    let contact_fields = ContactFields {
-        first_name: Some("Jo".into()),
-        last_name: "Berry".into(),
-        email: Some("jo.berry@fabrikam.example".into()),
-        phone: Some("+1 206 555 0199".into()),
-        account_id: Some(account.clone()),
-    };
-    let contact = crm.create_contact(&contact_fields).await.expect("contact");
-    let read = crm
-        .get_contact(&contact)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(read.id, contact);
-    assert_eq!(read.fields, contact_fields);
-
-    assert_eq!(crm.get_account("0015g000000000zAAA").await, Ok(None));
-    assert_eq!(crm.get_contact("0035g000000000zAAA").await, Ok(None));
-    assert_eq!(crm.get_account("not-an-id").await, Ok(None));
-    assert_eq!(crm.get_contact(&account).await, Ok(None));
 }
 
 #[tokio::test]
@@ -1765,47 +1421,6 @@ async fn the_required_close_date_refuses_its_clear_by_name_unless_the_org_relaxe
 }
 
 #[tokio::test]
-async fn a_field_both_set_and_cleared_is_set() {
-    let env = Env::start().await;
-    let crm = env.services_crm().await;
-    let (id, first) = everything(&crm, "Both", "USD").await;
-    let second = crm
-        .create_contact(&ContactFields {
-            last_name: "Second".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("contact");
-    crm.update_opportunity(
-        &id,
-        &OpportunityFields {
-            description: Some("new notes".into()),
-            contact_id: Some(second.clone()),
-            solution_play: Some("Innovate with Azure AI".into()),
-            clear: vec![
-                ClearField::Description,
-                ClearField::Contact,
-                ClearField::SolutionPlay,
-                ClearField::MicrosoftCrmId,
-            ],
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("updated");
-    let row = env.row("Opportunity", &id).await;
-    assert_eq!(row["Description"], "new notes");
-    assert_eq!(row["Solution_Play__c"], "Innovate with Azure AI");
-    assert_eq!(
-        row["Microsoft_CRM_Identifier__c"],
-        Value::Null,
-        "a clear of a field not set still applies"
-    );
-    assert_eq!(env.primary_contacts(&id).await, [json!(second)]);
-    assert_ne!(json!(first), json!(second));
-}
-
-#[tokio::test]
 async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
     let env = Env::start().await;
     let crm = env.services_crm().await;
@@ -1946,4 +1561,51 @@ async fn a_bad_services_field_name_stops_start_up_with_the_setting_named() {
         let err = SalesforceCrm::new(config).expect_err("refused");
         assert!(err.to_string().contains(setting), "{setting}: {err}");
     }
+}
+
+// ---------------------------------------------------------------- the CRM contract
+
+/// The adapter on a sandbox of its own, and a seller in Salesforce.
+struct Contract {
+    env: Env,
+    crm: SalesforceCrm,
+}
+
+async fn contract() -> Contract {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    Contract { env, crm }
+}
+
+#[async_trait::async_trait]
+impl CrmUnderTest for Contract {
+    fn crm(&self) -> &dyn Crm {
+        &self.crm
+    }
+
+    async fn seller_creates(&self, name: &str, sync: bool) -> String {
+        self.env.seller_opportunity(name, sync).await
+    }
+
+    async fn seller_edits(&self, id: &str, edit: SellerEdit) {
+        let change = match edit {
+            SellerEdit::Description(d) => json!({"Description": d}),
+            SellerEdit::SyncWithPartnerCenter(s) => json!({"Sync_with_Partner_Center__c": s}),
+        };
+        self.env.seller_edit(id, change).await;
+    }
+
+    async fn seller_deletes(&self, id: &str) {
+        self.env
+            .control(
+                reqwest::Method::DELETE,
+                &format!("/_sandbox/salesforce/Opportunity/{id}"),
+                None,
+            )
+            .await;
+    }
+}
+
+mod contract {
+    cosell_e2e::crm_contract_tests!(super::contract());
 }

@@ -715,7 +715,8 @@ impl Crm for DataverseCrm {
             .solution_links(opportunity_id)
             .await?
             .iter()
-            .any(|s| s == solution_id)
+            // The sync compares solution ids without regard to case; so does Salesforce's link.
+            .any(|s| s.eq_ignore_ascii_case(solution_id))
         {
             return Ok(());
         }
