@@ -47,3 +47,9 @@ async fn the_memory_queue_keeps_the_queue_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_memory_partner_center_keeps_the_partner_center_contract() {
+    let pc = cosell_shared::testing::MemoryPartnerCenter::new();
+    cosell_e2e::partner_center_contract::run_all(&pc, &pc).await;
+}
