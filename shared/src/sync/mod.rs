@@ -6,6 +6,8 @@ pub mod consume;
 pub mod inbound;
 pub mod outbound;
 pub mod poller;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

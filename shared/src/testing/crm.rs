@@ -213,6 +213,11 @@ impl MemoryCrm {
             .collect()
     }
 
+    /// The solution ids linked to an opportunity, in the order linked.
+    pub fn solution_links_of(&self, id: &str) -> Vec<String> {
+        self.state().solutions.get(id).cloned().unwrap_or_default()
+    }
+
     /// Counts the call and answers the fault queued for it, if any.
     fn call(&self, method: Method) -> CrmResult<MutexGuard<'_, State>> {
         let mut state = self.state();

@@ -8,6 +8,7 @@ mod queue;
 mod store;
 
 pub use crm::MemoryCrm;
-pub use partner_center::MemoryPartnerCenter;
+pub use crm::Method as CrmMethod;
+pub use partner_center::{Calls, MemoryPartnerCenter, SentPatch};
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
