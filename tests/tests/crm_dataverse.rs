@@ -1340,6 +1340,47 @@ async fn a_required_currency_refuses_its_clear_by_name_and_nothing_is_written() 
 }
 
 #[tokio::test]
+async fn a_services_field_both_set_and_cleared_is_set_in_the_row() {
+    let env = Env::start().await;
+    let crm = env.services_crm();
+    let (id, first) = everything(&crm, "Both").await;
+    let second = crm
+        .create_contact(&ContactFields {
+            last_name: "Second".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            description: Some("new notes".into()),
+            contact_id: Some(second.clone()),
+            solution_play: Some("Innovate with Azure AI".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay,
+                ClearField::MicrosoftCrmId,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("opportunities", &id).await;
+    assert_eq!(row["description"], "new notes");
+    assert_eq!(row["_parentcontactid_value"], json!(second));
+    assert_ne!(row["_parentcontactid_value"], json!(first));
+    assert_eq!(row["cosell_solutionplay"], "Innovate with Azure AI");
+    assert_eq!(
+        row["cosell_microsoftcrmid"],
+        Value::Null,
+        "a clear of a field not set still applies"
+    );
+}
+
+#[tokio::test]
 async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
     let env = Env::start().await;
     let crm = env.services_crm();

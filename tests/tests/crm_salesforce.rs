@@ -1421,6 +1421,47 @@ async fn the_required_close_date_refuses_its_clear_by_name_unless_the_org_relaxe
 }
 
 #[tokio::test]
+async fn a_services_field_both_set_and_cleared_is_set_in_the_row() {
+    let env = Env::start().await;
+    let crm = env.services_crm().await;
+    let (id, first) = everything(&crm, "Both", "USD").await;
+    let second = crm
+        .create_contact(&ContactFields {
+            last_name: "Second".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("contact");
+    crm.update_opportunity(
+        &id,
+        &OpportunityFields {
+            description: Some("new notes".into()),
+            contact_id: Some(second.clone()),
+            solution_play: Some("Innovate with Azure AI".into()),
+            clear: vec![
+                ClearField::Description,
+                ClearField::Contact,
+                ClearField::SolutionPlay,
+                ClearField::MicrosoftCrmId,
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated");
+    let row = env.row("Opportunity", &id).await;
+    assert_eq!(row["Description"], "new notes");
+    assert_eq!(row["Solution_Play__c"], "Innovate with Azure AI");
+    assert_eq!(
+        row["Microsoft_CRM_Identifier__c"],
+        Value::Null,
+        "a clear of a field not set still applies"
+    );
+    assert_eq!(env.primary_contacts(&id).await, [json!(second)]);
+    assert_ne!(json!(first), json!(second));
+}
+
+#[tokio::test]
 async fn services_fields_round_trip_and_the_marketplace_intent_is_only_read() {
     let env = Env::start().await;
     let crm = env.services_crm().await;
