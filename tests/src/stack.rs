@@ -882,14 +882,19 @@ impl TestStack {
 
     /// Moves the sandbox clock, and the connector's with it, forward by `hours`.
     pub async fn advance_clock_hours(&self, hours: i64) {
+        self.advance_clock_minutes(hours * 60).await;
+    }
+
+    /// Moves the sandbox clock, and the connector's with it, forward by `minutes`.
+    pub async fn advance_clock_minutes(&self, minutes: i64) {
         self.control(
             Method::POST,
             "/_sandbox/clock/advance",
-            Some(json!({ "hours": hours })),
+            Some(json!({ "minutes": minutes })),
         )
         .await;
         self.clock_offset
-            .fetch_add(hours * 3600, std::sync::atomic::Ordering::SeqCst);
+            .fetch_add(minutes * 60, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The time as the connector sees it (the sandbox's clock).

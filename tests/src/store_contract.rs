@@ -680,6 +680,8 @@ pub async fn a_links_state_round_trips(store: &dyn Store, ids: &Ids) {
         )]
         .into(),
         reported_conflicts: vec!["deal value: 1 / 2".to_owned()],
+        related_id: Some(format!("microsoft-{referral_id}")),
+        related_etag: Some("\"etag-of-microsofts\"".to_owned()),
     };
     ok(store.put_link(&link).await, "put_link");
     assert_eq!(by_referral(store, &referral_id).await.as_ref(), Some(&link));

@@ -108,6 +108,11 @@ pub trait Crm: Send + Sync {
     /// Partner Center solution ids linked to the opportunity.
     async fn solution_links(&self, opportunity_id: &str) -> CrmResult<Vec<String>>;
     async fn add_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()>;
+    /// Links a solution to an opportunity this sync has just created, which has none yet: the
+    /// adapter may skip the look-up [`Crm::add_solution_link`] makes first.
+    async fn link_solution_to_new(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        self.add_solution_link(opportunity_id, solution_id).await
+    }
 
     /// One page of opportunities changed since `cursor`, oldest change first where the API allows.
     /// `None` starts the feed: every opportunity with Sync with Partner Center = yes that exists now

@@ -69,6 +69,12 @@ pub struct LinkState {
     /// written once, not at every poll.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reported_conflicts: Vec<String>,
+    /// Microsoft's referral beside ours (a shared engagement) and its eTag when last synced: a
+    /// webhook or reconciliation bringing that same version again needs no further call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related_etag: Option<String>,
 }
 
 /// A side's value of a field (as Audit shows it) and when the connector first read it.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Handled, SyncError, SyncOptions};
-use crate::crm::{AccountFields, Crm, CrmError, OpportunityFields};
+use crate::crm::{AccountFields, Crm, CrmError, Opportunity, OpportunityFields};
 use crate::domain::accounts;
 use crate::domain::audit;
 use crate::domain::classify::{Kind, classify};
@@ -25,6 +25,29 @@ struct InboundMerge {
     synced: Projection,
     /// Conflicts and refusals, for the Audit line.
     notes: Vec<String>,
+    /// The opportunity as the merge read it: the write builds on it without reading it again.
+    existing: Opportunity,
+}
+
+/// What an event is about, once the partner's own referral is found.
+enum Found {
+    /// No referral of ours in the engagement is synced.
+    Nothing,
+    /// This version of ours, and of Microsoft's beside it, is synced already.
+    Synced,
+    Own {
+        own: Referral,
+        link: Option<Link>,
+        related: Related,
+    },
+}
+
+/// Microsoft's referral beside ours, as far as this sync has read it.
+enum Related {
+    /// Read now: `None` when the engagement has none.
+    Read(Option<Referral>),
+    /// Not read: the link's last synced view of it stands.
+    Unread,
 }
 
 /// The ports one sync runs against.
@@ -59,23 +82,38 @@ impl Inbound<'_> {
                 reason: format!("referral {referral_id} is not visible in Partner Center"),
             });
         };
-        let Some((own, link, engagement)) = self.own_referral(fetched, event).await? else {
-            return Ok(Handled::Skipped {
-                reason: format!(
-                    "{event} for {referral_id}: no referral of ours in its engagement is synced"
-                ),
-            });
+        let (own, link, related) = match Box::pin(self.own_referral(fetched, event)).await? {
+            Found::Nothing => {
+                return Ok(Handled::Skipped {
+                    reason: format!(
+                        "{event} for {referral_id}: no referral of ours in its engagement is synced"
+                    ),
+                });
+            }
+            Found::Synced => {
+                return Ok(Handled::Skipped {
+                    reason: "this version of the referral is already synced".into(),
+                });
+            }
+            Found::Own { own, link, related } => (own, link, related),
         };
-        let related = self.related_of(&own, engagement).await?;
+        // A new record needs Microsoft's referral; an update of ours alone keeps what the last
+        // sync saw of it (its own changes come as events of their own).
+        let related = match related {
+            Related::Read(r) => Related::Read(r),
+            Related::Unread if link.is_none() => Related::Read(self.related_of(&own, None).await?),
+            Related::Unread => Related::Unread,
+        };
         let own_id = own.id.clone().unwrap_or_default();
+        let related_etag = match &related {
+            Related::Read(r) => r.as_ref().and_then(|r| r.e_tag.clone()),
+            Related::Unread => link.as_ref().and_then(|l| l.state.related_etag.clone()),
+        };
         let key = format!(
             "pc:{}:{}:{}",
             own_id.to_ascii_lowercase(),
             own.e_tag.as_deref().unwrap_or(""),
-            related
-                .as_ref()
-                .and_then(|r| r.e_tag.as_deref())
-                .unwrap_or("")
+            related_etag.as_deref().unwrap_or("")
         );
         super::under_claim(
             self.store,
@@ -86,9 +124,10 @@ impl Inbound<'_> {
             &own_id,
             // Boxed: the sync is a large future, and nesting it unboxed doubles the stack it needs.
             Box::pin(async {
-                match link {
-                    Some(link) => self.update(&own, related.as_ref(), link, now).await,
-                    None => self.create(&own, related.as_ref(), now).await,
+                match (link, related) {
+                    (Some(link), related) => Box::pin(self.update(&own, related, link, now)).await,
+                    (None, Related::Read(r)) => Box::pin(self.create(&own, r.as_ref(), now)).await,
+                    (None, Related::Unread) => Box::pin(self.create(&own, None, now)).await,
                 }
             }),
         )
@@ -97,29 +136,68 @@ impl Inbound<'_> {
 
     /// The partner's own referral an event is about, and its link. A `related-referral-*`
     /// event may carry Microsoft's referral id: then ours is the synced one in its engagement,
-    /// and the engagement's referrals read to find it are handed on so they are read once.
-    async fn own_referral(
-        &self,
-        fetched: Referral,
-        event: &str,
-    ) -> Result<Option<(Referral, Option<Link>, Option<Vec<Referral>>)>, SyncError> {
+    /// found through the store when the connector has seen Microsoft's referral before, else by
+    /// reading the engagement. A version every side of which is synced already is `Synced`:
+    /// the connector's own write coming back, a duplicate webhook, reconciliation repeating.
+    async fn own_referral(&self, fetched: Referral, event: &str) -> Result<Found, SyncError> {
         let id = fetched.id.clone().unwrap_or_default();
+        let related_event = event.starts_with("related-");
         let link = self.store.link_by_referral(&id).await?;
-        if link.is_some() || !event.starts_with("related-") {
-            return Ok(Some((fetched, link, None)));
+        if let Some(link) = link {
+            let same = link.referral_etag.is_some() && link.referral_etag == fetched.e_tag;
+            if !related_event {
+                if same {
+                    return Ok(Found::Synced);
+                }
+                return Ok(Found::Own {
+                    own: fetched,
+                    link: Some(link),
+                    related: Related::Unread,
+                });
+            }
+            let related = self.related_of(&fetched, None).await?;
+            if same
+                && related.as_ref().map(|r| r.e_tag.clone())
+                    == Some(link.state.related_etag.clone())
+            {
+                return Ok(Found::Synced);
+            }
+            return Ok(Found::Own {
+                own: fetched,
+                link: Some(link),
+                related: Related::Read(related),
+            });
+        }
+        if !related_event {
+            return Ok(Found::Own {
+                own: fetched,
+                link: None,
+                related: Related::Unread,
+            });
+        }
+        if let Some(beside) = super::link_beside(self.store, &id).await?
+            && beside.state.related_etag.is_some()
+            && beside.state.related_etag == fetched.e_tag
+        {
+            return Ok(Found::Synced);
         }
         let Some(engagement) = fetched.engagement_id.as_deref() else {
-            return Ok(None);
+            return Ok(Found::Nothing);
         };
         let referrals = self.pc.engagement_referrals(engagement).await?;
-        for (i, r) in referrals.iter().enumerate() {
+        for r in &referrals {
             let Some(rid) = r.id.as_deref() else { continue };
             if let Some(link) = self.store.link_by_referral(rid).await? {
-                let own = referrals[i].clone();
-                return Ok(Some((own, Some(link), Some(referrals))));
+                let own = r.clone();
+                let related = self.related_of(&own, Some(referrals.clone())).await?;
+                return Ok(Found::Own {
+                    own,
+                    link: Some(link),
+                    related: Related::Read(related),
+                });
             }
         }
-        Ok(None)
+        Ok(Found::Nothing)
     }
 
     /// Microsoft's referral beside ours: another organisation's referral in the engagement.
@@ -199,15 +277,21 @@ impl Inbound<'_> {
                 return Ok(Handled::Failed { reason });
             }
             let link = self.new_link(own, crm_id, record, None);
-            return self.update(own, related, link, now).await;
+            return self
+                .update(own, Related::Read(related.cloned()), link, now)
+                .await;
         }
+        // Only an attempt after one that may have created the record looks for it.
+        let retry =
+            super::tried_before(self.store, &format!("pc:{}", id.to_ascii_lowercase())).await?;
         let found = match record {
-            RecordKind::Opportunity => self
+            RecordKind::Opportunity if retry => self
                 .crm
                 .find_opportunity_by_referral(&id)
                 .await?
                 .map(|o| o.id),
-            RecordKind::Lead => self.crm.find_lead_by_referral(&id).await?.map(|l| l.id),
+            RecordKind::Lead if retry => self.crm.find_lead_by_referral(&id).await?.map(|l| l.id),
+            _ => None,
         };
         let created = match found {
             // A previous attempt created it and may have stopped before its contact or
@@ -234,6 +318,9 @@ impl Inbound<'_> {
         let mut link = self.new_link(own, &crm_id, record, Some(projection));
         link.referral_etag = e_tag.or_else(|| own.e_tag.clone());
         link.state.microsoft_invited = related.is_some_and(is_microsoft_referral);
+        if let Some(r) = related {
+            super::remember_related(self.store, &mut link, r).await?;
+        }
         self.save(link).await?;
         self.journal(&id, now, Outcome::Synced, "created in the CRM")
             .await?;
@@ -303,12 +390,11 @@ impl Inbound<'_> {
         fields.solution_area = own.solution_area.clone().filter(|v| !v.trim().is_empty());
         fields.solution_play = own.solution_play.clone().filter(|v| !v.trim().is_empty());
         fields.partner_role = own.partner_role.clone().filter(|v| !v.trim().is_empty());
+        // The create attaches the contact (the port reads back what it writes), and a record
+        // made a moment ago has no solution links to look for first.
         let crm_id = self.crm.create_opportunity(&fields).await?;
-        if let Some(cid) = contact_id {
-            self.crm.attach_contact(&crm_id, &cid).await?;
-        }
         for solution in inbound::solution_ids(own) {
-            self.crm.add_solution_link(&crm_id, &solution).await?;
+            self.crm.link_solution_to_new(&crm_id, &solution).await?;
         }
         Ok(crm_id)
     }
@@ -401,12 +487,26 @@ impl Inbound<'_> {
     async fn update(
         &self,
         own: &Referral,
-        related: Option<&Referral>,
+        related: Related,
         mut link: Link,
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
         let id = link.referral_id.clone();
-        let current = inbound::referral_projection(own, related);
+        let read = match &related {
+            Related::Read(r) => r.as_ref(),
+            Related::Unread => None,
+        };
+        let mut current = inbound::referral_projection(own, read);
+        if matches!(related, Related::Unread)
+            && let Some(base) = &link.synced
+        {
+            // Microsoft's side was not read: what the last sync saw of it stands.
+            current.microsoft_status = base.microsoft_status.clone();
+            current.microsoft_crm_id = base.microsoft_crm_id.clone();
+        }
+        if let Some(r) = read {
+            super::remember_related(self.store, &mut link, r).await?;
+        }
         let reported_before = link.state.reported_conflicts.clone();
         let merged = self.merge_with_crm(own, &current, &mut link, now).await?;
         let changed = match (&link.synced, &merged) {
@@ -446,6 +546,7 @@ impl Inbound<'_> {
                         written(&current, &changed, contact_removed),
                         &message,
                         identity,
+                        merged.as_ref().map(|m| m.existing.clone()),
                         now,
                     )
                     .await
@@ -574,6 +675,7 @@ impl Inbound<'_> {
             contact_removed: m.contact_removed_to_crm,
             synced,
             notes,
+            existing,
         }))
     }
 
@@ -586,12 +688,21 @@ impl Inbound<'_> {
         mut fields: OpportunityFields,
         message: &str,
         adopted_for: Option<&str>,
+        read: Option<Opportunity>,
         now: DateTime<Utc>,
     ) -> Result<bool, CrmError> {
-        let Some(existing) = self.crm.get_opportunity(crm_id).await? else {
-            return Ok(false);
+        let existing = match read {
+            Some(o) => o,
+            None => match self.crm.get_opportunity(crm_id).await? {
+                Some(o) => o,
+                None => return Ok(false),
+            },
         };
         fields.clear.retain(|c| self.crm.can_clear(*c));
+        if fields.state == existing.fields.state {
+            // Where it stands already: a stage write would cost the CRM a read to work out how.
+            fields.state = None;
+        }
         if let Some(referral_id) = adopted_for {
             fields.sync_with_partner_center = Some(true);
             fields.referral_id = Some(referral_id.to_string());

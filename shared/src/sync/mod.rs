@@ -297,6 +297,60 @@ fn unreported_conflicts(
     fresh
 }
 
+/// The store entry that names the partner's referral beside Microsoft's referral `id`, so an
+/// event or a listing of Microsoft's referral finds our link without reading the engagement.
+pub(crate) fn related_owner_key(id: &str) -> String {
+    format!("related:{}", id.to_ascii_lowercase())
+}
+
+/// Notes Microsoft's referral beside ours in the link and in the store (see
+/// [`related_owner_key`]): the version that was just synced.
+async fn remember_related(
+    store: &dyn crate::store::Store,
+    link: &mut crate::store::Link,
+    related: &crate::referral::Referral,
+) -> Result<(), SyncError> {
+    let Some(related_id) = related.id.as_deref() else {
+        return Ok(());
+    };
+    if link.state.related_id.as_deref() != Some(related_id) {
+        store
+            .put_cursor(&related_owner_key(related_id), &link.referral_id)
+            .await?;
+        link.state.related_id = Some(related_id.to_string());
+    }
+    link.state.related_etag = related.e_tag.clone();
+    Ok(())
+}
+
+/// The link of the partner's referral beside Microsoft's referral `id`, when one is known.
+async fn link_beside(
+    store: &dyn crate::store::Store,
+    id: &str,
+) -> Result<Option<crate::store::Link>, SyncError> {
+    match store.cursor(&related_owner_key(id)).await? {
+        Some(own) => Ok(store.link_by_referral(&own).await?),
+        None => Ok(None),
+    }
+}
+
+/// The store entry a sync writes before it creates a record for `key`: a later attempt that
+/// finds it knows an earlier one may have created the record and looks for it first, while a
+/// first attempt spares the CRM or Partner Center that look-up.
+fn attempt_key(key: &str) -> String {
+    format!("attempt:{key}")
+}
+
+/// Marks that a create for `key` is about to be tried; answers whether one was tried before.
+async fn tried_before(store: &dyn crate::store::Store, key: &str) -> Result<bool, SyncError> {
+    let name = attempt_key(key);
+    if store.cursor(&name).await?.is_some() {
+        return Ok(true);
+    }
+    store.put_cursor(&name, "1").await?;
+    Ok(false)
+}
+
 /// Writes the next version of `link` (conditional on the one it was read at).
 async fn save_link(
     store: &dyn crate::store::Store,

@@ -89,7 +89,13 @@ impl Outbound<'_> {
     /// Makes sure Microsoft's connected referral is in the engagement of `partner` (the
     /// partner's own referral of a co-sell deal): looks first, so a lost answer, a redelivery or
     /// a crash between the two creates never makes a second one. `Ok(true)` when it is there.
-    async fn invite_microsoft(&self, partner: &Referral) -> Result<bool, PartnerCenterError> {
+    /// `created_now`: the partner's referral was created by this attempt, so its engagement
+    /// can hold no other referral yet and is not read. Answers Microsoft's referral.
+    async fn invite_microsoft(
+        &self,
+        partner: &Referral,
+        created_now: bool,
+    ) -> Result<Referral, PartnerCenterError> {
         let Some(engagement) = partner.engagement_id.as_deref() else {
             return Err(PartnerCenterError::Transient {
                 status: None,
@@ -97,21 +103,26 @@ impl Outbound<'_> {
                 message: "the referral has no engagement id yet".into(),
             });
         };
-        let members = self.pc.engagement_referrals(engagement).await?;
-        if members.iter().any(rules::is_microsoft_referral) {
-            return Ok(true);
+        if !created_now {
+            let members = self.pc.engagement_referrals(engagement).await?;
+            if let Some(microsoft) = members.into_iter().find(rules::is_microsoft_referral) {
+                return Ok(microsoft);
+            }
         }
         self.pc
             .create_referral(&rules::microsoft_referral(partner))
             .await
-            .map(|_| true)
     }
 
     /// Invites Microsoft for a co-sell deal, turning a refusal into the Audit line the seller
     /// reads (with ✖); transient failures go back to the queue.
-    async fn invite_or_explain(&self, partner: &Referral) -> Result<Result<(), String>, SyncError> {
-        match self.invite_microsoft(partner).await {
-            Ok(_) => Ok(Ok(())),
+    async fn invite_or_explain(
+        &self,
+        partner: &Referral,
+        created_now: bool,
+    ) -> Result<Result<Referral, String>, SyncError> {
+        match self.invite_microsoft(partner, created_now).await {
+            Ok(microsoft) => Ok(Ok(microsoft)),
             Err(PartnerCenterError::Rejected { message, target }) => Ok(Err(match target {
                 Some(t) => format!(
                     "Not shared with Microsoft: Partner Center refused Microsoft's referral ({t}): {message}"
@@ -167,11 +178,16 @@ impl Outbound<'_> {
             return Ok(Handled::Failed { reason });
         }
 
-        // A create whose answer was lost committed all the same: find it before creating.
+        // A create whose answer was lost committed all the same: an attempt after one that may
+        // have created the referral finds it before creating.
         let found = match found {
             Some(referral) => Some(referral),
-            None => self.pc.find_by_external_reference(crm_id).await?,
+            None if super::tried_before(self.store, &crm_journal_key(crm_id)).await? => {
+                self.pc.find_by_external_reference(crm_id).await?
+            }
+            None => None,
         };
+        let created_now = found.is_none();
         let referral = match found {
             Some(existing) => existing,
             None => {
@@ -210,12 +226,12 @@ impl Outbound<'_> {
         };
         let deal = rules::deal_type(fields);
         let mut message = format!("Shared with Partner Center as a {deal} deal");
-        let mut invited = false;
+        let mut invited = None;
         let mut mark = Mark::Synced;
         if deal == rules::DealType::CoSell {
-            match self.invite_or_explain(&referral).await? {
-                Ok(()) => {
-                    invited = true;
+            match self.invite_or_explain(&referral, created_now).await? {
+                Ok(microsoft) => {
+                    invited = Some(microsoft);
                     message.push_str(" and with Microsoft");
                 }
                 Err(why) => {
@@ -243,7 +259,7 @@ impl Outbound<'_> {
             .await?;
         let mut projection = first.merged.clone();
         projection.status = inbound::referral_projection(&referral, None).status;
-        let link = Link {
+        let mut link = Link {
             referral_id: referral_id.clone(),
             crm_id: crm_id.to_string(),
             record: RecordKind::Opportunity,
@@ -256,10 +272,13 @@ impl Outbound<'_> {
             last_error: None,
             version: 1,
             state: LinkState {
-                microsoft_invited: invited,
+                microsoft_invited: invited.is_some(),
                 ..LinkState::default()
             },
         };
+        if let Some(microsoft) = &invited {
+            super::remember_related(self.store, &mut link, microsoft).await?;
+        }
         self.store.put_link(&link).await?;
         let outcome = if mark == Mark::Failed {
             Outcome::Failed
@@ -461,9 +480,10 @@ impl Outbound<'_> {
                 .consent
                 .get_or_insert_with(Default::default)
                 .consent_to_share_referral_with_microsoft_sellers = Some(true);
-            match self.invite_or_explain(&after).await? {
-                Ok(()) => {
+            match self.invite_or_explain(&after, false).await? {
+                Ok(microsoft) => {
                     link.state.microsoft_invited = true;
+                    super::remember_related(self.store, link, &microsoft).await?;
                     let text = sent.get_or_insert_with(String::new);
                     if text.is_empty() {
                         text.push_str("Shared with Microsoft");
@@ -585,6 +605,10 @@ impl Outbound<'_> {
             fields.audit = Some(audit_text);
         }
         fields.clear.retain(|c| self.crm.can_clear(*c));
+        if fields.state == opportunity.fields.state {
+            // Where it stands already: a stage write would cost the CRM a read to work out how.
+            fields.state = None;
+        }
         if fields == OpportunityFields::default() {
             return Ok(());
         }

@@ -222,12 +222,22 @@ impl Poller<'_> {
             let link = self.store.link_by_referral(id).await?;
             let e_tag = referral.e_tag.as_deref().unwrap_or("");
             let seen_key = format!("reconciled:{}", id.to_ascii_lowercase());
-            let behind = match &link {
-                Some(link) => link.referral_etag.as_deref() != referral.e_tag.as_deref(),
+            // Microsoft's referral beside a synced one of ours: behind when the link saw
+            // another version of it.
+            let beside = match (&link, microsoft) {
+                (None, true) => match self.store.cursor(&super::related_owner_key(id)).await? {
+                    Some(own) => self.store.link_by_referral(&own).await?,
+                    None => None,
+                },
+                _ => None,
+            };
+            let behind = match (&link, &beside) {
+                (Some(link), _) => link.referral_etag.as_deref() != referral.e_tag.as_deref(),
+                (None, Some(own)) => own.state.related_etag.as_deref() != referral.e_tag.as_deref(),
                 // Never linked (a referral the CRM does not take, a new one whose webhook was
                 // missed, Microsoft's): handed to the processor once per version, which decides
                 // and journals; the overlap lists it again and again otherwise.
-                None => self.store.cursor(&seen_key).await?.as_deref() != Some(e_tag),
+                (None, None) => self.store.cursor(&seen_key).await?.as_deref() != Some(e_tag),
             };
             if behind {
                 let event = if microsoft {
@@ -249,7 +259,7 @@ impl Poller<'_> {
                     })
                     .await?;
                 report.referrals_enqueued += 1;
-                if link.is_none() {
+                if link.is_none() && beside.is_none() {
                     self.store.put_cursor(&seen_key, e_tag).await?;
                 }
             }

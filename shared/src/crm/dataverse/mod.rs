@@ -282,6 +282,32 @@ impl DataverseCrm {
         })
     }
 
+    /// A row of the solution-link table for the opportunity, without looking for one first.
+    async fn insert_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        let solution_id = solution_id.trim();
+        let f = &self.fields;
+        if solution_id.is_empty() {
+            return Err(CrmError::Rejected {
+                message: "a solution link needs a Partner Center solution id".into(),
+                field: Some(f.solution_id.clone()),
+            });
+        }
+        let opportunity = guid(opportunity_id).ok_or_else(|| CrmError::NotFound {
+            what: format!("opportunity {opportunity_id}"),
+        })?;
+        let mut body = Map::new();
+        body.insert(f.solution_id.clone(), Value::String(solution_id.into()));
+        if let Some(name) = &f.solution_link_name {
+            body.insert(name.clone(), Value::String(solution_id.into()));
+        }
+        body.insert(
+            format!("{}@odata.bind", f.solution_link_opportunity),
+            mapping::bind(OPPORTUNITIES, opportunity),
+        );
+        self.create_row(&f.solution_link_set, body).await?;
+        Ok(())
+    }
+
     async fn to_opportunity(&self, row: &Value) -> CrmResult<Opportunity> {
         let id = row
             .get("opportunityid")
@@ -703,37 +729,20 @@ impl Crm for DataverseCrm {
     }
 
     async fn add_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
-        let solution_id = solution_id.trim();
-        let f = &self.fields;
-        if solution_id.is_empty() {
-            return Err(CrmError::Rejected {
-                message: "a solution link needs a Partner Center solution id".into(),
-                field: Some(f.solution_id.clone()),
-            });
-        }
         if self
             .solution_links(opportunity_id)
             .await?
             .iter()
             // The sync compares solution ids without regard to case; so does Salesforce's link.
-            .any(|s| s.eq_ignore_ascii_case(solution_id))
+            .any(|s| s.eq_ignore_ascii_case(solution_id.trim()))
         {
             return Ok(());
         }
-        let opportunity = guid(opportunity_id).ok_or_else(|| CrmError::NotFound {
-            what: format!("opportunity {opportunity_id}"),
-        })?;
-        let mut body = Map::new();
-        body.insert(f.solution_id.clone(), Value::String(solution_id.into()));
-        if let Some(name) = &f.solution_link_name {
-            body.insert(name.clone(), Value::String(solution_id.into()));
-        }
-        body.insert(
-            format!("{}@odata.bind", f.solution_link_opportunity),
-            mapping::bind(OPPORTUNITIES, opportunity),
-        );
-        self.create_row(&f.solution_link_set, body).await?;
-        Ok(())
+        self.insert_solution_link(opportunity_id, solution_id).await
+    }
+
+    async fn link_solution_to_new(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        self.insert_solution_link(opportunity_id, solution_id).await
     }
 
     /// Change tracking on `opportunities`, or `modifiedon` when the table has none; see the

@@ -69,6 +69,22 @@ impl std::fmt::Debug for SalesforceCrm {
 }
 
 impl SalesforceCrm {
+    /// A solution-link record for the opportunity, without looking for one first.
+    async fn insert_solution_link(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        let f = &self.config.fields;
+        let mut body = Record::new();
+        body.insert(f.solution_opportunity.clone(), json!(opportunity_id));
+        body.insert(f.solution_id.clone(), json!(solution_id));
+        if let Some(name) = &f.solution_name {
+            // Salesforce's Name fields hold 80 characters.
+            let short: String = solution_id.chars().take(80).collect();
+            body.insert(name.clone(), json!(short));
+        }
+        self.create_record(&f.solution_object, body)
+            .await
+            .map(|_| ())
+    }
+
     /// Checks the configuration (and that the private key is a usable RSA key) without calling
     /// Salesforce; the first call signs in.
     pub fn new(config: SalesforceConfig) -> Result<SalesforceCrm, SalesforceSetupError> {
@@ -667,18 +683,11 @@ impl Crm for SalesforceCrm {
         if existing.iter().any(|s| s.eq_ignore_ascii_case(solution_id)) {
             return Ok(());
         }
-        let f = &self.config.fields;
-        let mut body = Record::new();
-        body.insert(f.solution_opportunity.clone(), json!(opportunity_id));
-        body.insert(f.solution_id.clone(), json!(solution_id));
-        if let Some(name) = &f.solution_name {
-            // Salesforce's Name fields hold 80 characters.
-            let short: String = solution_id.chars().take(80).collect();
-            body.insert(name.clone(), json!(short));
-        }
-        self.create_record(&f.solution_object, body)
-            .await
-            .map(|_| ())
+        self.insert_solution_link(opportunity_id, solution_id).await
+    }
+
+    async fn link_solution_to_new(&self, opportunity_id: &str, solution_id: &str) -> CrmResult<()> {
+        self.insert_solution_link(opportunity_id, solution_id).await
     }
 
     /// SOQL on `SystemModstamp` with an overlap window; see the `feed` module.

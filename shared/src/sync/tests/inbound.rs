@@ -214,7 +214,7 @@ async fn a_crm_outage_leaves_the_message_for_a_retry_that_creates_once() {
     let referral = w.pc.incoming_co_sell(json!({}));
     let id = referral_id(&referral);
     w.crm.fail_next(
-        "attach_contact",
+        "add_solution_link",
         CrmError::Transient {
             status: Some(503),
             retry_after: Some(20),
