@@ -384,3 +384,75 @@ async fn a_referral_nobody_may_see_is_skipped() {
     assert!(matches!(handled, Handled::Skipped { .. }), "{handled:?}");
     assert_eq!(w.crm.writes(), 0);
 }
+
+#[tokio::test]
+async fn the_echo_of_the_write_back_costs_one_read_and_nothing_else() {
+    let w = World::dynamics();
+    let (id, _) = w.incoming_synced().await;
+    let crm_calls = w.crm.calls("get_opportunity") + w.crm.writes();
+    let handled = w.synced(&id).await;
+    assert!(matches!(handled, Handled::Skipped { .. }), "{handled:?}");
+    assert_eq!(w.pc.calls().total(), 1, "{:?}", w.pc.calls());
+    assert_eq!(
+        w.crm.calls("get_opportunity") + w.crm.writes(),
+        crm_calls,
+        "no CRM call"
+    );
+}
+
+#[tokio::test]
+async fn microsofts_referral_announced_again_costs_one_read() {
+    let w = World::dynamics();
+    let (id, _) = w.incoming_synced().await;
+    let ms =
+        w.pc.microsoft_referral(&id)
+            .unwrap_or_else(|| panic!("Microsoft's referral"));
+    let handled = w
+        .inbound()
+        .referral_changed(&referral_id(&ms), "related-referral-created", w.now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(handled, Handled::Skipped { .. }), "{handled:?}");
+    assert_eq!(w.pc.calls().total(), 1, "{:?}", w.pc.calls());
+}
+
+#[tokio::test]
+async fn a_first_attempt_creates_without_looking_and_a_retry_looks_first() {
+    let w = World::dynamics();
+    let referral = w.pc.incoming_co_sell(json!({}));
+    let id = referral_id(&referral);
+    w.crm.fail_next(
+        "add_solution_link",
+        CrmError::Transient {
+            status: Some(503),
+            retry_after: None,
+            message: "unavailable".into(),
+        },
+    );
+    let first = w.referral_changed(&id).await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(
+        w.crm.calls("find_opportunity_by_referral"),
+        0,
+        "nothing to find yet"
+    );
+    w.synced(&id).await;
+    assert_eq!(
+        w.crm.calls("find_opportunity_by_referral"),
+        1,
+        "the retry finds what the first attempt made"
+    );
+    assert_eq!(w.crm.opportunities().len(), 1);
+}
+
+#[tokio::test]
+async fn a_microsoft_edit_costs_one_referral_read_and_one_crm_read() {
+    let w = World::dynamics();
+    let (id, _) = w.incoming_synced().await;
+    w.advance(chrono::Duration::minutes(5));
+    w.pc.microsoft_edit(&id, json!({"details": {"notes": "new notes"}}));
+    let reads = w.crm.calls("get_opportunity");
+    w.synced(&id).await;
+    assert_eq!(w.pc.calls().total(), 1, "{:?}", w.pc.calls());
+    assert_eq!(w.crm.calls("get_opportunity") - reads, 1);
+}

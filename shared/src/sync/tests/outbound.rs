@@ -393,3 +393,14 @@ async fn a_won_too_soon_after_the_deal_was_created_is_held_then_sent() {
     );
     assert_eq!(referral_id(&r), referral);
 }
+
+#[tokio::test]
+async fn a_first_share_creates_without_looking_for_the_referral_or_microsofts() {
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("First try", true).await;
+    w.shared(&crm_id).await;
+    let calls = w.pc.calls();
+    assert_eq!(calls.find_by_external_reference, 0, "{calls:?}");
+    assert_eq!(calls.engagement_referrals, 0, "{calls:?}");
+    assert_eq!(calls.create_referral, 2, "{calls:?}");
+}
