@@ -1,7 +1,9 @@
 //! Runs a parsed SOQL query against the records: names are resolved against the schema (with
-//! the errors Salesforce gives for unknown columns and mistyped literals), rows are filtered,
-//! ordered and cut, and each row is rendered with its `attributes` and any parent fields
-//! nested under the relationship name.
+//! the errors Salesforce gives for unknown columns, relationships and mistyped literals), rows
+//! are filtered, ordered and cut, and each row is rendered with its `attributes`, any parent
+//! fields nested under the relationship name, and each parent-to-child subquery's records
+//! nested under the child relationship name as a query result of their own. A subquery runs
+//! once per parent row, inside the one request.
 
 use std::cmp::Ordering;
 
@@ -12,7 +14,7 @@ use super::State;
 use super::errors::SfError;
 use super::ids;
 use super::schema::{Field, SObject, ValueKind};
-use super::soql::{self, Condition, Literal, Op, Path, Select, query_error};
+use super::soql::{self, Condition, Item, Literal, Op, Path, Query, Select, query_error};
 use super::store::{Record, parse_datetime};
 
 /// A field path resolved against the schema.
@@ -21,6 +23,53 @@ struct Resolved {
     /// Each lookup followed: (lookup field, parent object, relationship name).
     hops: Vec<(String, String, String)>,
     field: Field,
+}
+
+/// A query with its names resolved, ready to run (a subquery has one per child relationship).
+#[derive(Debug)]
+struct Plan {
+    object: SObject,
+    filter: Option<Filter>,
+    /// (key, descending, nulls last)
+    order: Vec<(Resolved, bool, bool)>,
+    /// `None` for `COUNT()`.
+    items: Option<Vec<Planned>>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// A select item with its names resolved.
+#[derive(Debug)]
+enum Planned {
+    Field(Resolved),
+    Children(Children),
+}
+
+/// A parent-to-child subquery: under `name`, the child records whose `lookup` holds the
+/// parent's id.
+#[derive(Debug)]
+struct Children {
+    name: String,
+    lookup: String,
+    plan: Box<Plan>,
+}
+
+/// What every part of one query's planning needs.
+struct Ctx<'a> {
+    src: &'a str,
+    max_levels: usize,
+}
+
+/// How many levels of parent-to-child relationship a query may have, the outer object being
+/// the first: five from API version 58.0, two before (docs/salesforce.md, "Queries and paging").
+fn max_levels(version: &str) -> usize {
+    let major = version
+        .trim_start_matches(['v', 'V'])
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(u32::MAX);
+    if major >= 58 { 5 } else { 2 }
 }
 
 /// The rows a query selected, rendered, before paging.
@@ -144,6 +193,32 @@ impl State {
                 ),
             )
         })?;
+        let ctx = Ctx {
+            src,
+            max_levels: max_levels(version),
+        };
+        let plan = self.plan(&ctx, obj, &q, 1)?;
+        let rows = self.rows(&plan, None);
+        let Some(items) = &plan.items else {
+            return Ok(Rows {
+                total: rows.len(),
+                records: vec![],
+            });
+        };
+        let records: Vec<Value> = rows
+            .iter()
+            .map(|rec| self.render_row(&plan.object, items, rec, version))
+            .collect();
+        Ok(Rows {
+            total: records.len(),
+            records,
+        })
+    }
+
+    /// Resolves a query (at `level`: 1 for the outer one) against `obj`, refusing what
+    /// Salesforce refuses before any row is read.
+    fn plan(&self, ctx: &Ctx<'_>, obj: SObject, q: &Query, level: usize) -> Result<Plan, SfError> {
+        let src = ctx.src;
         let filter = q
             .filter
             .as_ref()
@@ -160,33 +235,48 @@ impl State {
                 ))
             })
             .collect::<Result<Vec<_>, SfError>>()?;
-        let select = match &q.select {
+        let items = match &q.select {
             Select::Count => None,
-            Select::Fields(paths) => {
+            Select::Items(items) => {
                 let mut seen: Vec<String> = Vec::new();
                 let mut out = Vec::new();
-                for p in paths {
-                    let r = self.resolve(src, &obj, p)?;
-                    let key = format!(
-                        "{}.{}",
-                        r.hops
-                            .iter()
-                            .map(|h| h.2.as_str())
-                            .collect::<Vec<_>>()
-                            .join("."),
-                        r.field.name
-                    )
-                    .to_ascii_lowercase();
+                for item in items {
+                    let (planned, key, pos, text) = match item {
+                        Item::Field(p) => {
+                            let r = self.resolve(src, &obj, p)?;
+                            let key = format!(
+                                "{}.{}",
+                                r.hops
+                                    .iter()
+                                    .map(|h| h.2.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("."),
+                                r.field.name
+                            );
+                            (Planned::Field(r), key, p.pos, p.text())
+                        }
+                        Item::Children(sub) => {
+                            let children = self.plan_children(ctx, &obj, q, sub, level)?;
+                            let key = format!("({})", children.name);
+                            (
+                                Planned::Children(children),
+                                key,
+                                sub.object_pos,
+                                sub.object.clone(),
+                            )
+                        }
+                    };
+                    let key = key.to_ascii_lowercase();
                     if seen.contains(&key) {
                         return Err(query_error(
                             "MALFORMED_QUERY",
                             src,
-                            p.pos,
-                            &format!("duplicate field selected: {}", p.text()),
+                            pos,
+                            &format!("duplicate field selected: {text}"),
                         ));
                     }
                     seen.push(key);
-                    out.push(r);
+                    out.push(planned);
                 }
                 Some(out)
             }
@@ -197,13 +287,101 @@ impl State {
                 "Maximum SOQL offset allowed is 2000",
             )));
         }
+        Ok(Plan {
+            object: obj,
+            filter,
+            order,
+            items,
+            limit: q.limit,
+            offset: q.offset,
+        })
+    }
+
+    /// A subquery of `parent_q` (on `parent`): its FROM must name one of the parent's child
+    /// relationships, and it is planned against the child object.
+    fn plan_children(
+        &self,
+        ctx: &Ctx<'_>,
+        parent: &SObject,
+        parent_q: &Query,
+        sub: &Query,
+        level: usize,
+    ) -> Result<Children, SfError> {
+        let src = ctx.src;
+        let rel = match sub.object.split_once('.') {
+            Some((owner, rel)) if owner.eq_ignore_ascii_case(&parent.name) => Some(rel),
+            Some(_) => None,
+            None => Some(sub.object.as_str()),
+        };
+        let (child, lookup, name) = rel
+            .and_then(|rel| self.child_relationship(&parent.name, rel))
+            .ok_or_else(|| {
+                query_error(
+                    "INVALID_TYPE",
+                    src,
+                    sub.object_pos,
+                    &format!(
+                        "Didn't understand relationship '{}' in FROM part of query call. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.",
+                        sub.object
+                    ),
+                )
+            })?;
+        if level + 1 > ctx.max_levels {
+            return Err(query_error(
+                "MALFORMED_QUERY",
+                src,
+                sub.object_pos,
+                &format!(
+                    "SOQL statements cannot query more than {} levels of parent-to-child relationships",
+                    ctx.max_levels
+                ),
+            ));
+        }
+        // Documented: a subquery may skip rows only under a parent query that returns one row.
+        if let Some(pos) = sub.offset_pos
+            && parent_q.limit != Some(1)
+        {
+            return Err(query_error(
+                "MALFORMED_QUERY",
+                src,
+                pos,
+                "OFFSET is allowed in a subquery only when the outer query has LIMIT 1",
+            ));
+        }
+        let plan = self.plan(ctx, child, sub, level + 1)?;
+        Ok(Children {
+            name,
+            lookup,
+            plan: Box::new(plan),
+        })
+    }
+
+    /// The child object, its lookup field and the relationship's own spelling, for the
+    /// relationship `name` of `parent`.
+    fn child_relationship(&self, parent: &str, name: &str) -> Option<(SObject, String, String)> {
+        self.schema.iter().find_map(|o| {
+            o.fields.iter().find_map(|f| {
+                let rel = f.child_relationship_name()?;
+                let points_here = f.reference_to().iter().any(|t| t == parent);
+                (points_here && rel.eq_ignore_ascii_case(name))
+                    .then(|| (o.clone(), f.name.clone(), rel.to_string()))
+            })
+        })
+    }
+
+    /// The records a plan selects, in order, cut by OFFSET and LIMIT; `parent` keeps only the
+    /// children of one record: (lookup field, parent id).
+    fn rows(&self, plan: &Plan, parent: Option<(&str, &str)>) -> Vec<&Record> {
         let mut rows: Vec<&Record> = self
-            .table(&obj.name)
-            .filter(|r| filter.as_ref().is_none_or(|f| self.eval(r, f)))
+            .table(&plan.object.name)
+            .filter(|r| {
+                parent.is_none_or(|(lookup, id)| r.get(lookup).and_then(Value::as_str) == Some(id))
+            })
+            .filter(|r| plan.filter.as_ref().is_none_or(|f| self.eval(r, f)))
             .collect();
-        if !order.is_empty() {
+        if !plan.order.is_empty() {
             rows.sort_by(|a, b| {
-                for (r, desc, nulls_last) in &order {
+                for (r, desc, nulls_last) in &plan.order {
                     let (va, vb) = (self.value_of(a, r), self.value_of(b, r));
                     let ord = match (va.is_null(), vb.is_null()) {
                         (true, true) => Ordering::Equal,
@@ -234,33 +412,38 @@ impl State {
                 Ordering::Equal
             });
         }
-        let rows: Vec<&Record> = rows
-            .into_iter()
-            .skip(q.offset.unwrap_or(0))
-            .take(q.limit.unwrap_or(usize::MAX))
-            .collect();
-        let Some(select) = select else {
-            return Ok(Rows {
-                total: rows.len(),
-                records: vec![],
-            });
-        };
-        let records: Vec<Value> = rows
-            .iter()
-            .map(|rec| {
-                let id = rec.get("Id").and_then(Value::as_str).unwrap_or_default();
-                let mut out = Map::new();
-                out.insert("attributes".into(), attributes(&obj.name, id, version));
-                for r in &select {
-                    self.put(&mut out, rec, &r.hops, &r.field.name, version);
+        rows.into_iter()
+            .skip(plan.offset.unwrap_or(0))
+            .take(plan.limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    /// One selected record: `attributes`, then the items in the order they were selected; a
+    /// subquery becomes a nested query result, or `null` when it found no child.
+    fn render_row(&self, obj: &SObject, items: &[Planned], rec: &Record, version: &str) -> Value {
+        let id = rec.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let mut out = Map::new();
+        out.insert("attributes".into(), attributes(&obj.name, id, version));
+        for item in items {
+            match item {
+                Planned::Field(r) => self.put(&mut out, rec, &r.hops, &r.field.name, version),
+                Planned::Children(c) => {
+                    let children = self.rows(&c.plan, Some((&c.lookup, id)));
+                    let value = match (&c.plan.items, children.is_empty()) {
+                        (Some(items), false) => {
+                            let records: Vec<Value> = children
+                                .iter()
+                                .map(|child| self.render_row(&c.plan.object, items, child, version))
+                                .collect();
+                            json!({"totalSize": records.len(), "done": true, "records": records})
+                        }
+                        _ => Value::Null,
+                    };
+                    out.insert(c.name.clone(), value);
                 }
-                Value::Object(out)
-            })
-            .collect();
-        Ok(Rows {
-            total: records.len(),
-            records,
-        })
+            }
+        }
+        Value::Object(out)
     }
 
     /// Writes a selected value into a rendered row, nesting parent fields under their
@@ -300,21 +483,21 @@ impl State {
         }
     }
 
-    fn plan_condition(&self, src: &str, obj: &SObject, c: &Condition) -> Result<Plan, SfError> {
+    fn plan_condition(&self, src: &str, obj: &SObject, c: &Condition) -> Result<Filter, SfError> {
         Ok(match c {
-            Condition::And(parts) => Plan::And(
+            Condition::And(parts) => Filter::And(
                 parts
                     .iter()
                     .map(|p| self.plan_condition(src, obj, p))
                     .collect::<Result<_, _>>()?,
             ),
-            Condition::Or(parts) => Plan::Or(
+            Condition::Or(parts) => Filter::Or(
                 parts
                     .iter()
                     .map(|p| self.plan_condition(src, obj, p))
                     .collect::<Result<_, _>>()?,
             ),
-            Condition::Not(inner) => Plan::Not(Box::new(self.plan_condition(src, obj, inner)?)),
+            Condition::Not(inner) => Filter::Not(Box::new(self.plan_condition(src, obj, inner)?)),
             Condition::Compare {
                 path,
                 op,
@@ -323,7 +506,7 @@ impl State {
             } => {
                 let r = self.resolve(src, obj, path)?;
                 let value = check_literal(src, &r.field, value, *value_pos)?;
-                Plan::Compare(r, *op, value)
+                Filter::Compare(r, *op, value)
             }
             Condition::In {
                 path,
@@ -335,7 +518,7 @@ impl State {
                     .iter()
                     .map(|(v, pos)| check_literal(src, &r.field, v, *pos))
                     .collect::<Result<_, _>>()?;
-                Plan::In(r, *negated, values)
+                Filter::In(r, *negated, values)
             }
             Condition::Like {
                 path,
@@ -354,23 +537,23 @@ impl State {
                         ),
                     ));
                 }
-                Plan::Like(r, pattern.clone())
+                Filter::Like(r, pattern.clone())
             }
         })
     }
 
-    fn eval(&self, rec: &Record, plan: &Plan) -> bool {
+    fn eval(&self, rec: &Record, plan: &Filter) -> bool {
         match plan {
-            Plan::And(parts) => parts.iter().all(|p| self.eval(rec, p)),
-            Plan::Or(parts) => parts.iter().any(|p| self.eval(rec, p)),
-            Plan::Not(inner) => !self.eval(rec, inner),
-            Plan::Compare(r, op, lit) => compare(&r.field, &self.value_of(rec, r), *op, lit),
-            Plan::In(r, negated, lits) => {
+            Filter::And(parts) => parts.iter().all(|p| self.eval(rec, p)),
+            Filter::Or(parts) => parts.iter().any(|p| self.eval(rec, p)),
+            Filter::Not(inner) => !self.eval(rec, inner),
+            Filter::Compare(r, op, lit) => compare(&r.field, &self.value_of(rec, r), *op, lit),
+            Filter::In(r, negated, lits) => {
                 let v = self.value_of(rec, r);
                 let hit = lits.iter().any(|l| compare(&r.field, &v, Op::Eq, l));
                 hit != *negated
             }
-            Plan::Like(r, pattern) => self
+            Filter::Like(r, pattern) => self
                 .value_of(rec, r)
                 .as_str()
                 .is_some_and(|v| soql::like(pattern, v)),
@@ -380,10 +563,10 @@ impl State {
 
 /// A condition with its names resolved.
 #[derive(Debug)]
-enum Plan {
-    And(Vec<Plan>),
-    Or(Vec<Plan>),
-    Not(Box<Plan>),
+enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
     Compare(Resolved, Op, Literal),
     In(Resolved, bool, Vec<Literal>),
     Like(Resolved, String),

@@ -168,6 +168,11 @@ pub struct Field {
     /// The value a create without this field gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_value: Option<Value>,
+    /// For a lookup: the name the parent's SOQL uses for the records pointing at it, in a
+    /// parent-to-child subquery (`OpportunityContactRoles`). Salesforce defines it on the
+    /// lookup; without one the lookup cannot be queried from the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_relationship_name: Option<String>,
 }
 
 impl Field {
@@ -180,6 +185,7 @@ impl Field {
             unique: false,
             read_only: false,
             default_value: None,
+            child_relationship_name: None,
         }
     }
 
@@ -201,6 +207,19 @@ impl Field {
     fn default(mut self, v: Value) -> Field {
         self.default_value = Some(v);
         self
+    }
+
+    fn child_relationship(mut self, name: &str) -> Field {
+        self.child_relationship_name = Some(name.to_string());
+        self
+    }
+
+    /// The parent-to-child relationship name, for a lookup that declares one.
+    pub fn child_relationship_name(&self) -> Option<&str> {
+        match self.field_type {
+            FieldType::Reference { .. } => self.child_relationship_name.as_deref(),
+            _ => None,
+        }
     }
 
     pub fn is_custom(&self) -> bool {
@@ -602,7 +621,8 @@ pub fn seed(config: &Config) -> Vec<SObject> {
                     cascade_delete: true,
                 },
             )
-            .required(),
+            .required()
+            .child_relationship("OpportunityContactRoles"),
             Field::new(
                 "ContactId",
                 FieldType::Reference {
@@ -610,7 +630,8 @@ pub fn seed(config: &Config) -> Vec<SObject> {
                     cascade_delete: true,
                 },
             )
-            .required(),
+            .required()
+            .child_relationship("OpportunityContactRoles"),
             Field::new(
                 "Role",
                 picklist(&[

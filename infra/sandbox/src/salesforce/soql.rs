@@ -3,7 +3,10 @@
 //! ```text
 //! query     := SELECT select FROM name [WHERE condition] [ORDER BY order (',' order)*]
 //!              [LIMIT integer] [OFFSET integer]
-//! select    := COUNT '(' ')' | path (',' path)*
+//! select    := COUNT '(' ')' | item (',' item)*
+//! item      := path | '(' subquery ')'
+//! subquery  := SELECT item (',' item)* FROM [name '.'] name [WHERE …] [ORDER BY …] [LIMIT …]
+//!              [OFFSET …]                            -- FROM names a child relationship
 //! path      := name ('.' name)*                      -- Account.Name follows a lookup
 //! condition := unary (AND unary)* | unary (OR unary)*  -- mixing needs parentheses, as in SOQL
 //! unary     := NOT unary | '(' condition ')' | path op literal | path [NOT] IN '(' literal, … ')'
@@ -96,23 +99,35 @@ pub struct Order {
     pub nulls_last: bool,
 }
 
-/// What a query returns: a count, or fields (possibly through lookups).
+/// One entry of a select list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A field, possibly through lookups.
+    Field(Path),
+    /// A parent-to-child subquery; its `object` is the child relationship's name.
+    Children(Box<Query>),
+}
+
+/// What a query returns: a count, or fields and child records.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Select {
     Count,
-    Fields(Vec<Path>),
+    Items(Vec<Item>),
 }
 
-/// A parsed query.
+/// A parsed query (or subquery).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub select: Select,
+    /// The object, or in a subquery the child relationship (`Contacts` or `Account.Contacts`).
     pub object: String,
     pub object_pos: Pos,
     pub filter: Option<Condition>,
     pub order: Vec<Order>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// Where `OFFSET` was written, for the error when a subquery may not have one.
+    pub offset_pos: Option<Pos>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -393,23 +408,48 @@ impl<'a> Parser<'a> {
     }
 
     fn query(&mut self) -> Result<Query, SfError> {
+        let q = self.select_statement(false)?;
+        if self.peek().0 != Tok::End {
+            return Err(self.unexpected());
+        }
+        Ok(q)
+    }
+
+    fn item(&mut self) -> Result<Item, SfError> {
+        let opens_subquery = self.peek().0 == Tok::Open
+            && matches!(self.toks.get(self.i + 1), Some((Tok::Word(w), _)) if w.eq_ignore_ascii_case("SELECT"));
+        if !opens_subquery {
+            return Ok(Item::Field(self.path()?));
+        }
+        self.i += 1;
+        let sub = self.select_statement(true)?;
+        self.expect(Tok::Close)?;
+        Ok(Item::Children(Box::new(sub)))
+    }
+
+    /// `SELECT … [OFFSET n]`; a subquery (`nested`) has no `COUNT()`.
+    fn select_statement(&mut self, nested: bool) -> Result<Query, SfError> {
         self.expect_kw("SELECT")?;
-        let select =
-            if self.is_kw("COUNT") && self.toks.get(self.i + 1).map(|t| &t.0) == Some(&Tok::Open) {
-                self.i += 2;
-                self.expect(Tok::Close)?;
-                Select::Count
-            } else {
-                let mut fields = vec![self.path()?];
-                while self.peek().0 == Tok::Comma {
-                    self.i += 1;
-                    fields.push(self.path()?);
-                }
-                Select::Fields(fields)
-            };
+        let select = if !nested
+            && self.is_kw("COUNT")
+            && self.toks.get(self.i + 1).map(|t| &t.0) == Some(&Tok::Open)
+        {
+            self.i += 2;
+            self.expect(Tok::Close)?;
+            Select::Count
+        } else {
+            let mut items = vec![self.item()?];
+            while self.peek().0 == Tok::Comma {
+                self.i += 1;
+                items.push(self.item()?);
+            }
+            Select::Items(items)
+        };
         self.expect_kw("FROM")?;
         let object = self.path()?;
-        if object.parts.len() != 1 {
+        // A subquery may name its relationship through the parent: `FROM Account.Contacts`.
+        let most = if nested { 2 } else { 1 };
+        if object.parts.len() > most {
             return Err(query_error(
                 "MALFORMED_QUERY",
                 self.src,
@@ -460,22 +500,21 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
+        let offset_pos = self.is_kw("OFFSET").then(|| self.peek().1);
         let offset = if self.eat_kw("OFFSET") {
             Some(self.integer()?)
         } else {
             None
         };
-        if self.peek().0 != Tok::End {
-            return Err(self.unexpected());
-        }
         Ok(Query {
             select,
-            object: object.parts[0].clone(),
+            object: object.text(),
             object_pos: object.pos,
             filter,
             order,
             limit,
             offset,
+            offset_pos,
         })
     }
 
@@ -652,10 +691,10 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(q.object, "Opportunity");
-        let Select::Fields(f) = &q.select else {
+        let Select::Items(f) = &q.select else {
             panic!("fields expected")
         };
-        assert_eq!(f[2].parts, vec!["Account", "Name"]);
+        assert!(matches!(&f[2], Item::Field(p) if p.parts == ["Account", "Name"]));
         assert!(matches!(q.filter, Some(Condition::And(ref parts)) if parts.len() == 2));
         assert_eq!(q.order.len(), 2);
         assert!(q.order[0].descending && q.order[0].nulls_last);
@@ -725,6 +764,35 @@ mod tests {
             e.items[0].message
         );
         assert!(parse("SELECT Id FROM Lead LIMIT -1").is_err());
+    }
+
+    #[test]
+    fn subqueries_nest_in_the_select_list() {
+        let q = parse(
+            "SELECT Id, (SELECT ContactId, Contact.Name FROM OpportunityContactRoles \
+             WHERE IsPrimary = true ORDER BY CreatedDate ASC LIMIT 1), Name FROM Opportunity LIMIT 1",
+        )
+        .expect("parses");
+        let Select::Items(items) = &q.select else {
+            panic!("items expected")
+        };
+        assert_eq!(items.len(), 3);
+        let Item::Children(sub) = &items[1] else {
+            panic!("subquery expected")
+        };
+        assert_eq!(sub.object, "OpportunityContactRoles");
+        assert!(matches!(sub.filter, Some(Condition::Compare { .. })));
+        assert_eq!((sub.order.len(), sub.limit, q.limit), (1, Some(1), Some(1)));
+        assert!(matches!(&items[2], Item::Field(p) if p.parts == ["Name"]));
+        // Parentheses that do not open a SELECT are not a select item.
+        assert!(parse("SELECT Id, (Name) FROM Opportunity").is_err());
+        let e = parse("SELECT Id, (SELECT Id FROM Contacts FROM Account").expect_err("unclosed");
+        assert!(
+            e.items[0].message.contains("Column:37"),
+            "{}",
+            e.items[0].message
+        );
+        assert!(parse("SELECT Id, (SELECT COUNT() FROM Contacts) FROM Account").is_err());
     }
 
     #[test]

@@ -10,4 +10,5 @@ mod common;
 mod control;
 mod query;
 mod records;
+mod subquery;
 mod upsert;
