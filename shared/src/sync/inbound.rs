@@ -35,9 +35,10 @@ enum Found {
     Nothing,
     /// This version of ours, and of Microsoft's beside it, is synced already.
     Synced,
+    // Boxed: a referral is large, and the other answers carry nothing.
     Own {
-        own: Referral,
-        link: Option<Link>,
+        own: Box<Referral>,
+        link: Option<Box<Link>>,
         related: Related,
     },
 }
@@ -45,7 +46,7 @@ enum Found {
 /// Microsoft's referral beside ours, as far as this sync has read it.
 enum Related {
     /// Read now: `None` when the engagement has none.
-    Read(Option<Referral>),
+    Read(Option<Box<Referral>>),
     /// Not read: the link's last synced view of it stands.
     Unread,
 }
@@ -95,13 +96,15 @@ impl Inbound<'_> {
                     reason: "this version of the referral is already synced".into(),
                 });
             }
-            Found::Own { own, link, related } => (own, link, related),
+            Found::Own { own, link, related } => (own, link.map(|l| *l), related),
         };
         // A new record needs Microsoft's referral; an update of ours alone keeps what the last
         // sync saw of it (its own changes come as events of their own).
         let related = match related {
             Related::Read(r) => Related::Read(r),
-            Related::Unread if link.is_none() => Related::Read(self.related_of(&own, None).await?),
+            Related::Unread if link.is_none() => {
+                Related::Read(self.related_of(&own, None).await?.map(Box::new))
+            }
             Related::Unread => Related::Unread,
         };
         let own_id = own.id.clone().unwrap_or_default();
@@ -126,7 +129,9 @@ impl Inbound<'_> {
             Box::pin(async {
                 match (link, related) {
                     (Some(link), related) => Box::pin(self.update(&own, related, link, now)).await,
-                    (None, Related::Read(r)) => Box::pin(self.create(&own, r.as_ref(), now)).await,
+                    (None, Related::Read(r)) => {
+                        Box::pin(self.create(&own, r.as_deref(), now)).await
+                    }
                     (None, Related::Unread) => Box::pin(self.create(&own, None, now)).await,
                 }
             }),
@@ -150,8 +155,8 @@ impl Inbound<'_> {
                     return Ok(Found::Synced);
                 }
                 return Ok(Found::Own {
-                    own: fetched,
-                    link: Some(link),
+                    own: Box::new(fetched),
+                    link: Some(Box::new(link)),
                     related: Related::Unread,
                 });
             }
@@ -163,14 +168,14 @@ impl Inbound<'_> {
                 return Ok(Found::Synced);
             }
             return Ok(Found::Own {
-                own: fetched,
-                link: Some(link),
-                related: Related::Read(related),
+                own: Box::new(fetched),
+                link: Some(Box::new(link)),
+                related: Related::Read(related.map(Box::new)),
             });
         }
         if !related_event {
             return Ok(Found::Own {
-                own: fetched,
+                own: Box::new(fetched),
                 link: None,
                 related: Related::Unread,
             });
@@ -191,9 +196,9 @@ impl Inbound<'_> {
                 let own = r.clone();
                 let related = self.related_of(&own, Some(referrals.clone())).await?;
                 return Ok(Found::Own {
-                    own,
-                    link: Some(link),
-                    related: Related::Read(related),
+                    own: Box::new(own),
+                    link: Some(Box::new(link)),
+                    related: Related::Read(related.map(Box::new)),
                 });
             }
         }
@@ -278,7 +283,12 @@ impl Inbound<'_> {
             }
             let link = self.new_link(own, crm_id, record, None);
             return self
-                .update(own, Related::Read(related.cloned()), link, now)
+                .update(
+                    own,
+                    Related::Read(related.cloned().map(Box::new)),
+                    link,
+                    now,
+                )
                 .await;
         }
         // Only an attempt after one that may have created the record looks for it.
@@ -493,7 +503,7 @@ impl Inbound<'_> {
     ) -> Result<Handled, SyncError> {
         let id = link.referral_id.clone();
         let read = match &related {
-            Related::Read(r) => r.as_ref(),
+            Related::Read(r) => r.as_deref(),
             Related::Unread => None,
         };
         let mut current = inbound::referral_projection(own, read);
