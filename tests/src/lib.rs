@@ -1,5 +1,6 @@
 //! End-to-end scenarios live under `tests/tests/`; this library holds what several of them share.
 
+pub mod calls;
 pub mod crm_contract;
 pub mod partner_center_contract;
 pub mod queue_contract;
