@@ -167,7 +167,7 @@ impl SalesforceCrm {
         let Some(until) = self.newest_stamp().await? else {
             return Ok((Vec::new(), feed, false));
         };
-        let mut fields = mapping::opportunity_select(&self.config);
+        let mut fields = mapping::opportunity_query_select(&self.config);
         if !fields
             .iter()
             .any(|f| f.eq_ignore_ascii_case("SystemModstamp"))
@@ -271,13 +271,19 @@ impl SalesforceCrm {
             }
             fresh.push((id, rec));
         }
-        let ids: Vec<String> = fresh.iter().map(|(id, _)| id.clone()).collect();
+        // Records read with their contact roles nested need no query for them.
+        let ids: Vec<String> = fresh
+            .iter()
+            .filter(|(_, rec)| mapping::nested_primary_contact(rec).is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut contacts = self.primary_contacts(&ids).await?;
         let me = self.http.user_id().await?;
         let opportunities = fresh
             .into_iter()
             .map(|(id, rec)| {
-                let contact = contacts.remove(short_id(&id));
+                let contact = mapping::nested_primary_contact(&rec)
+                    .unwrap_or_else(|| contacts.remove(short_id(&id)));
                 self.opportunity_from(id, &rec, contact, &me)
             })
             .collect();

@@ -114,6 +114,41 @@ fn rejected(field: &str, message: String) -> CrmError {
 // ---------------------------------------------------------------- opportunities
 
 /// The fields an opportunity read asks for, in a stable order.
+/// The child relationship from an opportunity to its contact roles.
+pub const CONTACT_ROLES: &str = "OpportunityContactRoles";
+
+/// [`opportunity_select`] with the primary contact role nested, for a SOQL query: the role
+/// comes with the record instead of by a query of its own (docs/salesforce.md, "Queries and
+/// paging").
+pub fn opportunity_query_select(c: &SalesforceConfig) -> Vec<String> {
+    let mut out = opportunity_select(c);
+    out.push(format!(
+        "(SELECT ContactId FROM {CONTACT_ROLES} WHERE IsPrimary = true ORDER BY CreatedDate ASC LIMIT 1)"
+    ));
+    out
+}
+
+/// The primary contact a record read with [`opportunity_query_select`] carries: `Some(None)`
+/// when it has none, `None` when the record was read without the relationship.
+pub fn nested_primary_contact(rec: &Record) -> Option<Option<String>> {
+    let roles = rec.get(CONTACT_ROLES)?;
+    Some(
+        roles
+            .get("records")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| r.get("ContactId"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    )
+}
+
+/// Whether `id` has the shape of a Salesforce record id (15 or 18 letters and digits): a query
+/// for anything else is refused by Salesforce rather than answered with nothing.
+pub fn is_record_id(id: &str) -> bool {
+    matches!(id.len(), 15 | 18) && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 pub fn opportunity_select(c: &SalesforceConfig) -> Vec<String> {
     let f = &c.fields;
     let mut out: Vec<String> = [
@@ -640,6 +675,42 @@ pub fn contact_fields(rec: &Record) -> ContactFields {
 mod tests {
     use super::*;
     use crate::crm::salesforce::config::SalesforceAuth;
+
+    fn record(v: Value) -> Record {
+        match v {
+            Value::Object(m) => m,
+            _ => Record::new(),
+        }
+    }
+
+    #[test]
+    fn the_nested_primary_contact_is_read_and_told_apart_from_a_record_read_without_it() {
+        let with = record(json!({"Id": "006000000000001AAA", CONTACT_ROLES: {
+            "totalSize": 1, "done": true,
+            "records": [{"attributes": {"type": "OpportunityContactRole"}, "ContactId": "003000000000001AAA"}]
+        }}));
+        assert_eq!(
+            nested_primary_contact(&with),
+            Some(Some("003000000000001AAA".to_string()))
+        );
+        let none = record(json!({"Id": "006000000000001AAA", CONTACT_ROLES: null}));
+        assert_eq!(
+            nested_primary_contact(&none),
+            Some(None),
+            "no role: no contact"
+        );
+        let without = record(json!({"Id": "006000000000001AAA"}));
+        assert_eq!(nested_primary_contact(&without), None, "not asked for");
+    }
+
+    #[test]
+    fn only_what_looks_like_a_record_id_is_queried() {
+        assert!(is_record_id("006000000000001"));
+        assert!(is_record_id("006000000000001AAA"));
+        for bad in ["", "not-an-id", "006000000000001AA", "006000000000001AA'"] {
+            assert!(!is_record_id(bad), "{bad}");
+        }
+    }
 
     fn config() -> SalesforceConfig {
         SalesforceConfig::new(SalesforceAuth::ClientCredentials {

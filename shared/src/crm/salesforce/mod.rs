@@ -335,7 +335,10 @@ impl SalesforceCrm {
 
     async fn opportunity(&self, rec: Record) -> CrmResult<Opportunity> {
         let id = mapping::id_of(&rec).ok_or_else(|| missing_id("Opportunity"))?;
-        let contact = self.primary_contact(&id).await?;
+        let contact = match mapping::nested_primary_contact(&rec) {
+            Some(contact) => contact,
+            None => self.primary_contact(&id).await?,
+        };
         let me = self.http.user_id().await?;
         Ok(self.opportunity_from(id, &rec, contact, &me))
     }
@@ -420,9 +423,14 @@ impl Crm for SalesforceCrm {
         field != crate::crm::ClearField::CloseDate
     }
 
+    /// One query: the record with its primary contact role nested (a parent-to-child
+    /// relationship query), where a read by id would need a second query for the role.
     async fn get_opportunity(&self, id: &str) -> CrmResult<Option<Opportunity>> {
-        let fields = mapping::opportunity_select(&self.config);
-        match self.get_record("Opportunity", id, &fields).await? {
+        if !mapping::is_record_id(id) {
+            return Ok(None);
+        }
+        let fields = mapping::opportunity_query_select(&self.config);
+        match self.find_one("Opportunity", &fields, "Id", id).await? {
             Some(rec) => self.opportunity(rec).await.map(Some),
             None => Ok(None),
         }
@@ -432,7 +440,7 @@ impl Crm for SalesforceCrm {
         &self,
         referral_id: &str,
     ) -> CrmResult<Option<Opportunity>> {
-        let fields = mapping::opportunity_select(&self.config);
+        let fields = mapping::opportunity_query_select(&self.config);
         let field = &self.config.fields.referral_id;
         match self
             .find_one("Opportunity", &fields, field, referral_id)
