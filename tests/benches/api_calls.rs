@@ -1,8 +1,10 @@
 //! `cargo bench -p cosell-e2e --bench api_calls`: the API calls each change costs, per CRM and
 //! by route, on the sandbox with the whole connector on loopback (the table the call-count
-//! test holds to its ceilings).
+//! test holds to its ceilings); then a burst of incoming referrals (`BURST`, default 500): the
+//! commands processed per referral, referrals per second, and the process's peak memory.
+//! The sandbox, the connector and the bench share one process, so the memory is an upper bound.
 
-use cosell_e2e::calls::{render, table};
+use cosell_e2e::calls::{burst, peak_rss_kib, render, table};
 use cosell_e2e::stack::CrmKind;
 
 fn main() {
@@ -21,6 +23,30 @@ fn main() {
         for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
             let rows = table(kind).await;
             println!("{}", render(kind, &rows));
+        }
+        let n = std::env::var("BURST")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500);
+        println!(
+            "{:<12} {:>9} {:>14} {:>11} {:>19} {:>12}",
+            "burst", "referrals", "from webhooks", "from polls", "commands/referral", "referrals/s"
+        );
+        for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
+            let b = burst(kind, n).await;
+            println!(
+                "{:<12} {:>9} {:>14} {:>11} {:>19.2} {:>12.1}",
+                format!("{kind:?}"),
+                b.referrals,
+                b.from_webhooks,
+                b.from_polls,
+                b.commands_per_referral(),
+                b.referrals_per_second()
+            );
+        }
+        match peak_rss_kib() {
+            Some(kib) => println!("peak RSS {} MiB", kib / 1024),
+            None => println!("peak RSS not available on this platform"),
         }
     });
 }

@@ -216,3 +216,54 @@ pub fn render(kind: CrmKind, rows: &[Row]) -> String {
     }
     out
 }
+
+/// What a burst of incoming co-sell referrals costs: the commands the processor handled per
+/// referral (webhooks, their echoes, and what the polls and reconciliation added), and how fast
+/// the connector took them in.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    pub referrals: usize,
+    /// Commands processed while the webhooks were synced.
+    pub from_webhooks: usize,
+    /// Commands the polls and reconciliation added afterwards, until all was quiet.
+    pub from_polls: usize,
+    pub seconds: f64,
+}
+
+impl Burst {
+    pub fn commands_per_referral(&self) -> f64 {
+        (self.from_webhooks + self.from_polls) as f64 / self.referrals.max(1) as f64
+    }
+
+    pub fn referrals_per_second(&self) -> f64 {
+        self.referrals as f64 / self.seconds.max(f64::EPSILON)
+    }
+}
+
+/// `n` incoming co-sell referrals at once, synced, then polled until quiet.
+pub async fn burst(kind: CrmKind, n: usize) -> Burst {
+    let stack = TestStack::start(kind, Backend::Embedded).await;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        stack.incoming_referral(Incoming::CoSell, json!({})).await;
+    }
+    let from_webhooks = stack.sync().await.received();
+    let seconds = started.elapsed().as_secs_f64();
+    let from_polls = stack.settle().await.received();
+    Burst {
+        referrals: n,
+        from_webhooks,
+        from_polls,
+        seconds,
+    }
+}
+
+/// The process's peak resident set size in KiB (Linux `VmHWM`), when it can be read.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
