@@ -1,10 +1,12 @@
 //! `cargo bench -p cosell-e2e --bench api_calls`: the API calls each change costs, per CRM and
 //! by route, on the sandbox with the whole connector on loopback (the table the call-count
 //! test holds to its ceilings); then a burst of incoming referrals (`BURST`, default 500): the
-//! commands processed per referral, referrals per second, and the process's peak memory.
+//! commands processed per referral, referrals per second; the time a change takes with
+//! `LATENCY_MS` (default 50) added to every API call, against that latency times the calls
+//! that must run one after another; and the process's peak memory.
 //! The sandbox, the connector and the bench share one process, so the memory is an upper bound.
 
-use cosell_e2e::calls::{burst, peak_rss_kib, render, table};
+use cosell_e2e::calls::{burst, latency, peak_rss_kib, render, table};
 use cosell_e2e::stack::CrmKind;
 
 fn main() {
@@ -43,6 +45,26 @@ fn main() {
                 b.commands_per_referral(),
                 b.referrals_per_second()
             );
+        }
+        let l = std::env::var("LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        println!(
+            "{:<12} {:<28} {:>9} {:>8} {:>16}",
+            "latency", "change", "seconds", "floor", "x (L x floor)"
+        );
+        for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
+            for row in latency(kind, l).await {
+                println!(
+                    "{:<12} {:<28} {:>9.3} {:>8} {:>16.2}",
+                    format!("{kind:?}"),
+                    row.change,
+                    row.seconds,
+                    row.sequential_floor,
+                    row.ratio()
+                );
+            }
         }
         match peak_rss_kib() {
             Some(kib) => println!("peak RSS {} MiB", kib / 1024),

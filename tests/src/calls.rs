@@ -267,3 +267,71 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
+
+/// How long a change takes when every API call costs `latency_ms` more (the sandbox's latency
+/// fault on every API route), against that latency times the calls that must run one after
+/// another.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub change: &'static str,
+    pub seconds: f64,
+    /// The calls a correct connector makes one after another for it.
+    pub sequential_floor: u64,
+    pub latency_ms: u64,
+}
+
+impl Latency {
+    pub fn ratio(&self) -> f64 {
+        self.seconds * 1000.0 / (self.latency_ms * self.sequential_floor).max(1) as f64
+    }
+}
+
+/// A Microsoft edit (from the webhook in the queue to the CRM written: read the referral, read
+/// the opportunity, write it) and a seller's edit (from the poll to Partner Center written:
+/// the feed, the opportunity, the referral, the patch), each with `latency_ms` added per call.
+pub async fn latency(kind: CrmKind, latency_ms: u64) -> Vec<Latency> {
+    let stack = TestStack::start(kind, Backend::Embedded).await;
+    let referral = stack.incoming_referral(Incoming::CoSell, json!({})).await;
+    let referral_id = referral["id"].as_str().unwrap_or_default().to_string();
+    stack.sync().await;
+    let crm_id = stack
+        .opportunity_for(&referral_id)
+        .await
+        .map(|o| o.id)
+        .unwrap_or_default();
+    stack.seller_moves_to(&crm_id, Stage::Active).await;
+    stack.settle().await;
+    for route in ["/v1.0/*", "/api/*", "/services/*"] {
+        stack
+            .fault(json!({"method": "*", "route": route, "latencyMs": latency_ms}))
+            .await;
+    }
+    let mut out = Vec::new();
+
+    stack.advance_clock_minutes(5).await;
+    stack
+        .microsoft_changes(&referral_id, json!({"details": {"dealValue": 61000}}))
+        .await;
+    stack.wait_for_deliveries().await;
+    let started = std::time::Instant::now();
+    stack.process_queue().await;
+    out.push(Latency {
+        change: "Microsoft edits one field",
+        seconds: started.elapsed().as_secs_f64(),
+        sequential_floor: 3,
+        latency_ms,
+    });
+
+    stack.advance_clock_minutes(5).await;
+    stack.seller_sets_deal_value(&crm_id, 62_000.0).await;
+    let started = std::time::Instant::now();
+    stack.poll().await;
+    stack.process_queue().await;
+    out.push(Latency {
+        change: "seller edits one field",
+        seconds: started.elapsed().as_secs_f64(),
+        sequential_floor: 4,
+        latency_ms,
+    });
+    out
+}

@@ -89,17 +89,31 @@ pub struct Poller<'a> {
 }
 
 impl Poller<'_> {
-    /// Both halves; a failure of one does not keep the other from running.
+    /// Both halves, side by side: they read different services and keep different cursors,
+    /// so a run takes as long as the slower one, and a failure of one does not keep the other
+    /// from running.
     pub async fn run(&self, now: DateTime<Utc>) -> (PollReport, Vec<PollError>) {
-        let mut report = PollReport::default();
-        let mut errors = Vec::new();
-        if let Err(e) = self.poll_crm(now, &mut report).await {
-            errors.push(e);
-        }
-        if let Err(e) = self.fire_timers(now, &mut report).await {
-            errors.push(e);
-        }
-        if let Err(e) = self.reconcile(now, &mut report).await {
+        let crm_side = async {
+            let mut report = PollReport::default();
+            let mut errors = Vec::new();
+            if let Err(e) = self.poll_crm(now, &mut report).await {
+                errors.push(e);
+            }
+            if let Err(e) = self.fire_timers(now, &mut report).await {
+                errors.push(e);
+            }
+            (report, errors)
+        };
+        let partner_center_side = async {
+            let mut report = PollReport::default();
+            let result = self.reconcile(now, &mut report).await;
+            (report, result)
+        };
+        let ((mut report, mut errors), (reconciled, result)) =
+            tokio::join!(crm_side, partner_center_side);
+        report.referrals_listed += reconciled.referrals_listed;
+        report.referrals_enqueued += reconciled.referrals_enqueued;
+        if let Err(e) = result {
             errors.push(e);
         }
         (report, errors)
