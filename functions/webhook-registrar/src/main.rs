@@ -200,7 +200,9 @@ async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
     let handler = Arc::new(Handler {
         settings: std::env::vars().collect(),
-        http: reqwest::Client::builder().timeout(ANSWER_TIMEOUT).build()?,
+        http: cosell_shared::http::client_builder()
+            .timeout(ANSWER_TIMEOUT)
+            .build()?,
         metrics: Arc::new(EmfMetrics),
         options: RegistrarOptions::default(),
     });

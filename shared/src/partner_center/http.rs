@@ -262,7 +262,7 @@ impl PartnerCenterClient {
             "api_base_url",
             &format!("{}{REFERRALS_PATH}", base.as_str().trim_end_matches('/')),
         )?;
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             // The API never redirects; following one could carry the bearer token elsewhere.

@@ -147,7 +147,7 @@ impl SignatureVerifier {
             .iter()
             .map(|p| parse_prefix(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.fetch_timeout)
             .user_agent(concat!("cosell-connector/", env!("CARGO_PKG_VERSION")))

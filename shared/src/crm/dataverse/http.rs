@@ -111,7 +111,7 @@ pub(super) struct Http {
 
 impl Http {
     pub fn new(config: &DataverseConfig) -> Result<Http, ConfigError> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .timeout(config.timeout)
             .build()
             .map_err(|e| ConfigError::Http(e.to_string()))?;

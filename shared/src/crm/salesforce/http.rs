@@ -151,7 +151,7 @@ impl Http {
             ),
             SalesforceAuth::ClientCredentials { .. } => None,
         };
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .timeout(config.timeout)
             .user_agent(concat!("cosell-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
