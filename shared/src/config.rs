@@ -239,6 +239,10 @@ impl Config {
                 "COSELL_RECONCILIATION_FIRST_WINDOW_SECS",
                 poller_defaults.reconciliation_first_window.as_secs(),
             )?),
+            reconciliation_grace: Duration::from_secs(env.number(
+                "COSELL_RECONCILIATION_GRACE_SECS",
+                poller_defaults.reconciliation_grace.as_secs(),
+            )?),
             max_pages: env.number("COSELL_POLL_MAX_PAGES", poller_defaults.max_pages as u64)?
                 as usize,
         };

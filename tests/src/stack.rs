@@ -695,7 +695,11 @@ impl TestStack {
             consumer: parts.consumer,
             dead_letters: parts.dead_letters,
             store: parts.store,
-            poller_options: PollerOptions::default(),
+            // The scenarios poll right after dropping a webhook: no grace before reconciling.
+            poller_options: PollerOptions {
+                reconciliation_grace: std::time::Duration::ZERO,
+                ..PollerOptions::default()
+            },
             pc,
             crm,
             options: SyncOptions {

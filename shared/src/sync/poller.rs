@@ -40,6 +40,9 @@ pub struct PollerOptions {
     pub reconciliation_overlap: Duration,
     /// How far back the first reconciliation looks.
     pub reconciliation_first_window: Duration,
+    /// A referral changed more recently than this is left to its webhook, which is usually
+    /// still on its way or in the queue; a later run picks it up if the webhook never came.
+    pub reconciliation_grace: Duration,
     /// A bound on pages per run, so one run cannot go on forever while sellers keep editing.
     pub max_pages: usize,
 }
@@ -49,6 +52,7 @@ impl Default for PollerOptions {
         PollerOptions {
             reconciliation_overlap: Duration::from_secs(10 * 60),
             reconciliation_first_window: Duration::from_secs(24 * 3600),
+            reconciliation_grace: Duration::from_secs(60),
             max_pages: 100,
         }
     }
@@ -221,11 +225,16 @@ impl Poller<'_> {
         let referrals = self.pc.list_changed_since(since).await?;
         report.referrals_listed += referrals.len();
         let mut newest = watermark;
+        let settled = now - chrono_duration(self.options.reconciliation_grace);
         for referral in &referrals {
             let Some(id) = referral.id.as_deref() else {
                 continue;
             };
             if let Some(updated) = updated_at(referral) {
+                if updated > settled {
+                    // Not yet: the watermark stays before it, so the next run lists it again.
+                    continue;
+                }
                 newest = newest.max(updated);
             }
             // Microsoft's own referral beside ours: what its missed webhook would have said.

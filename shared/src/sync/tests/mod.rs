@@ -59,7 +59,10 @@ impl World {
                 clock,
                 ..SyncOptions::default()
             },
-            poller: PollerOptions::default(),
+            poller: PollerOptions {
+                reconciliation_grace: Duration::ZERO,
+                ..PollerOptions::default()
+            },
         }
     }
 

@@ -215,3 +215,29 @@ async fn a_crm_outage_does_not_keep_reconciliation_from_running() {
         "the feed's place did not move"
     );
 }
+
+#[tokio::test]
+async fn a_change_whose_webhook_may_still_be_on_its_way_is_left_to_it_until_the_grace_passes() {
+    let mut w = World::dynamics();
+    w.poller.reconciliation_grace = std::time::Duration::from_secs(60);
+    let (id, _) = w.incoming_synced().await;
+    w.advance(chrono::Duration::minutes(5));
+    poll(&w).await;
+    w.drain_queue().await;
+
+    w.pc.microsoft_edit(&id, json!({"details": {"dealValue": 70000}}));
+    w.advance(chrono::Duration::seconds(10));
+    let report = poll(&w).await;
+    assert_eq!(
+        report.referrals_enqueued, 0,
+        "its webhook comes: {report:?}"
+    );
+
+    // The webhook never came: once the grace has passed, reconciliation makes up for it.
+    w.advance(chrono::Duration::seconds(60));
+    poll(&w).await;
+    assert_eq!(
+        referral_events(&w.drain_queue().await),
+        vec![(id, RECONCILIATION_EVENT.to_string())]
+    );
+}
