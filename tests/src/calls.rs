@@ -98,7 +98,9 @@ pub async fn table(kind: CrmKind) -> Vec<Row> {
     stack.settle().await;
     stack.seller_moves_to(&warm, Stage::Lost).await;
     stack.settle().await;
-    stack.advance_clock_minutes(5).await;
+    // Quiet for longer than the Salesforce feed's overlap, as a CRM mostly is between changes.
+    stack.advance_clock_minutes(11).await;
+    stack.poll().await;
 
     let (idle, _) = measure(&stack, &Calls::default(), 0, async {
         stack.poll().await;

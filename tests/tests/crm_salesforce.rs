@@ -1140,6 +1140,39 @@ async fn an_expired_query_locator_runs_the_round_again() {
 }
 
 #[tokio::test]
+async fn a_feed_quiet_for_longer_than_the_overlap_costs_one_query_and_still_brings_the_next_edit() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = env.seller_opportunity("Alpha", true).await;
+    let (first, cursor, _) = drain(&crm, None).await;
+    assert_eq!(ids(&first), vec![id.clone()]);
+    // Within the overlap a round reads the window again: a record stamped before the last
+    // round's end may commit late.
+    env.reset_stats().await;
+    let (again, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(
+        env.count(QUERY).await,
+        2,
+        "the newest stamp, then the window"
+    );
+
+    // Once a round has read the window after the overlap had passed, a quiet feed is one query.
+    env.post("/_sandbox/clock/advance", json!({"minutes": 11}))
+        .await;
+    let (_, cursor, _) = drain(&crm, Some(cursor)).await;
+    env.reset_stats().await;
+    let (idle, cursor, _) = drain(&crm, Some(cursor)).await;
+    assert!(idle.is_empty(), "{idle:?}");
+    assert_eq!(env.count(QUERY).await, 1, "only the newest stamp");
+
+    env.seller_edit(&id, json!({"Description": "budget approved"}))
+        .await;
+    let (edit, _, _) = drain(&crm, Some(cursor)).await;
+    assert_eq!(description(&edit, &id), ["budget approved"]);
+}
+
+#[tokio::test]
 async fn a_failing_feed_query_is_transient() {
     let env = Env::start().await;
     let crm = env.crm().await;

@@ -17,6 +17,28 @@ use crate::faults::{self, ConnectionKill};
 use crate::partner_center::{control as pc_control, referrals, webhooks};
 use crate::{control, entra};
 
+/// Every API answer carries the sandbox's own time as its `Date`, as a real service's `Date` is
+/// the clock its records are stamped by (hyper would send the wall clock, which the control
+/// API's clock advance leaves behind).
+async fn server_date(
+    axum::extract::State(app): axum::extract::State<App>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(req).await;
+    let date = app
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&date) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, value);
+    }
+    response
+}
+
 pub fn router(app: App) -> Router {
     let api = Router::new()
         .route("/{tenant}/oauth2/token", post(entra::token_v1))
@@ -49,6 +71,10 @@ pub fn router(app: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             faults::middleware,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            server_date,
         ));
     let control = Router::new()
         .route("/_sandbox/reset", post(control::reset))

@@ -24,6 +24,10 @@ pub(crate) struct Rounds {
     /// The round being paged, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// The server's time when the last finished round began (Salesforce: its `Date`), once that
+    /// round read the whole overlap window in one batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 /// A round being paged.

@@ -393,6 +393,7 @@ impl DataverseCrm {
             since: Some(since),
             seen: keep,
             run: None,
+            checked_at: None,
         };
         Ok((opportunities, feed, false))
     }
@@ -426,6 +427,7 @@ mod tests {
         seen.remember(7);
         seen.remember(u64::MAX);
         let feed = Feed::Modified(Modified {
+            checked_at: None,
             since: Some(Utc::now()),
             seen,
             run: Some(Run {
@@ -467,6 +469,7 @@ mod tests {
             Some(&999u64.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         );
         let text = encode_cursor(Feed::Modified(Modified {
+            checked_at: None,
             since: Some(Utc::now()),
             seen,
             run: None,

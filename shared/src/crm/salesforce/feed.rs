@@ -111,6 +111,16 @@ fn page(opportunities: Vec<Opportunity>, feed: Feed, more: bool) -> ChangePage {
     }
 }
 
+/// Whether a round can leave the overlap window unread: nothing is stamped after the last
+/// round's `until`, and that round began (by the server's clock) at least the overlap after it,
+/// when every record stamped up to `until` had committed and was in its read.
+fn quiet(feed: &Feed, until: DateTime<Utc>, overlap: chrono::Duration) -> bool {
+    match (feed.since, feed.checked_at, &feed.run) {
+        (Some(since), Some(checked), None) => until <= since && checked >= since + overlap,
+        _ => false,
+    }
+}
+
 impl SalesforceCrm {
     /// The feed's next page that hands something out, or the end of the round. Batches
     /// holding only records the overlap read again are passed over here: there are few of them
@@ -164,9 +174,15 @@ impl SalesforceCrm {
                 Err(e) => return Err(e),
             }
         }
-        let Some(until) = self.newest_stamp().await? else {
+        let (newest, server_now) = self.newest_stamp().await?;
+        let Some(until) = newest else {
             return Ok((Vec::new(), feed, false));
         };
+        if quiet(&feed, until, self.change_overlap()) {
+            // Nothing stamped since the last round, which read the whole overlap window after
+            // every record stamped before it had committed: the window holds nothing new.
+            return Ok((Vec::new(), feed, false));
+        }
         let mut fields = mapping::opportunity_query_select(&self.config);
         if !fields
             .iter()
@@ -199,8 +215,13 @@ impl SalesforceCrm {
                 "query",
             )
             .await?;
-        self.changes_page(feed, until, Remembered::default(), reply.body)
-            .await
+        let (opportunities, mut next, more) = self
+            .changes_page(feed, until, Remembered::default(), reply.body)
+            .await?;
+        if next.run.is_none() {
+            next.checked_at = server_now;
+        }
+        Ok((opportunities, next, more))
     }
 
     fn change_overlap(&self) -> chrono::Duration {
@@ -209,15 +230,32 @@ impl SalesforceCrm {
             .unwrap_or(chrono::Duration::minutes(10))
     }
 
-    /// The newest `SystemModstamp` of any opportunity: everything changed from now on is
-    /// stamped at or after it.
-    async fn newest_stamp(&self) -> CrmResult<Option<DateTime<Utc>>> {
-        let rows = self
-            .query("SELECT SystemModstamp FROM Opportunity ORDER BY SystemModstamp DESC LIMIT 1")
+    /// The newest `SystemModstamp` of any opportunity (everything changed from now on is
+    /// stamped at or after it), and the server's time when it answered.
+    async fn newest_stamp(&self) -> CrmResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        let reply = self
+            .http
+            .call(
+                Method::GET,
+                Target::Api {
+                    segments: &["query"],
+                    query: &[(
+                        "q",
+                        "SELECT SystemModstamp FROM Opportunity ORDER BY SystemModstamp DESC LIMIT 1",
+                    )],
+                },
+                None,
+                "query",
+            )
             .await?;
-        Ok(rows
-            .first()
-            .and_then(|r| mapping::datetime(r, "SystemModstamp")))
+        let newest = reply
+            .body
+            .get("records")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(Value::as_object)
+            .and_then(|r| mapping::datetime(r, "SystemModstamp"));
+        Ok((newest, reply.date))
     }
 
     async fn changes_page(
@@ -298,6 +336,8 @@ impl SalesforceCrm {
             since: Some(feed.since.map_or(until, |s| s.max(until))),
             seen: keep,
             run: None,
+            // Set by the caller when this round was read in one batch.
+            checked_at: None,
         };
         Ok((opportunities, feed, false))
     }
@@ -338,6 +378,7 @@ mod tests {
         seen.remember(1);
         seen.remember(u64::MAX);
         let feed = Feed {
+            checked_at: None,
             since: Some(Utc::now()),
             seen,
             run: Some(Run {
@@ -371,6 +412,7 @@ mod tests {
         }
         assert_eq!(seen.0.len(), MAX_REMEMBERED);
         let text = encode_cursor(Feed {
+            checked_at: None,
             since: Some(Utc::now()),
             seen,
             run: None,

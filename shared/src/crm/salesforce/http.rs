@@ -37,6 +37,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// `Null` when the body was empty.
     pub body: Value,
+    /// The server's time when it answered (its `Date` header), when given.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Where a request goes.
@@ -425,6 +427,7 @@ struct Raw {
     status: StatusCode,
     retry_after: Option<u64>,
     limit_info: Option<String>,
+    date: Option<chrono::DateTime<chrono::Utc>>,
     body: Value,
 }
 
@@ -439,6 +442,9 @@ impl Raw {
         };
         let retry_after = crate::http::retry_after(resp.headers());
         let limit_info = header("sforce-limit-info");
+        let date = header("date")
+            .and_then(|d| httpdate::parse_http_date(&d).ok())
+            .map(chrono::DateTime::<chrono::Utc>::from);
         let bytes = resp.bytes().await.map_err(network)?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -450,6 +456,7 @@ impl Raw {
             status,
             retry_after,
             limit_info,
+            date,
             body,
         })
     }
@@ -521,6 +528,7 @@ fn classify(raw: Raw, what: &str) -> CrmResult<Reply> {
         return Ok(Reply {
             status,
             body: raw.body,
+            date: raw.date,
         });
     }
     let e = first_error(&raw.body);
@@ -567,6 +575,7 @@ mod tests {
 
     fn raw(status: u16, body: Value) -> Raw {
         Raw {
+            date: None,
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
             retry_after: None,
             limit_info: None,
