@@ -708,11 +708,7 @@ impl Inbound<'_> {
                 None => return Ok(false),
             },
         };
-        fields.clear.retain(|c| self.crm.can_clear(*c));
-        if fields.state == existing.fields.state {
-            // Where it stands already: a stage write would cost the CRM a read to work out how.
-            fields.state = None;
-        }
+        super::fit_write(self.crm, &mut fields, &existing.fields);
         if let Some(referral_id) = adopted_for {
             fields.sync_with_partner_center = Some(true);
             fields.referral_id = Some(referral_id.to_string());

@@ -299,7 +299,7 @@ fn unreported_conflicts(
 
 /// The store entry that names the partner's referral beside Microsoft's referral `id`, so an
 /// event or a listing of Microsoft's referral finds our link without reading the engagement.
-pub(crate) fn related_owner_key(id: &str) -> String {
+fn related_owner_key(id: &str) -> String {
     format!("related:{}", id.to_ascii_lowercase())
 }
 
@@ -327,9 +327,9 @@ async fn remember_related(
 async fn link_beside(
     store: &dyn crate::store::Store,
     id: &str,
-) -> Result<Option<crate::store::Link>, SyncError> {
+) -> crate::store::StoreResult<Option<crate::store::Link>> {
     match store.cursor(&related_owner_key(id)).await? {
-        Some(own) => Ok(store.link_by_referral(&own).await?),
+        Some(own) => store.link_by_referral(&own).await,
         None => Ok(None),
     }
 }
@@ -349,6 +349,20 @@ async fn tried_before(store: &dyn crate::store::Store, key: &str) -> Result<bool
     }
     store.put_cursor(&name, "1").await?;
     Ok(false)
+}
+
+/// Trims a write to an opportunity that reads `current` to what the CRM can and need do: no
+/// clear of a field it requires, no stage the record is in already (a stage write costs the
+/// CRM a read to work out how).
+fn fit_write(
+    crm: &dyn crate::crm::Crm,
+    fields: &mut crate::crm::OpportunityFields,
+    current: &crate::crm::OpportunityFields,
+) {
+    fields.clear.retain(|c| crm.can_clear(*c));
+    if fields.state == current.state {
+        fields.state = None;
+    }
 }
 
 /// Writes the next version of `link` (conditional on the one it was read at).

@@ -604,11 +604,7 @@ impl Outbound<'_> {
         if !lines.is_empty() {
             fields.audit = Some(audit_text);
         }
-        fields.clear.retain(|c| self.crm.can_clear(*c));
-        if fields.state == opportunity.fields.state {
-            // Where it stands already: a stage write would cost the CRM a read to work out how.
-            fields.state = None;
-        }
+        super::fit_write(self.crm, &mut fields, &opportunity.fields);
         if fields == OpportunityFields::default() {
             return Ok(());
         }

@@ -248,10 +248,7 @@ impl Poller<'_> {
             // Microsoft's referral beside a synced one of ours: behind when the link saw
             // another version of it.
             let beside = match (&link, microsoft) {
-                (None, true) => match self.store.cursor(&super::related_owner_key(id)).await? {
-                    Some(own) => self.store.link_by_referral(&own).await?,
-                    None => None,
-                },
+                (None, true) => super::link_beside(self.store, id).await?,
                 _ => None,
             };
             let behind = match (&link, &beside) {
