@@ -172,6 +172,7 @@ pub async fn sent_comes_back_parsed_with_its_group(q: &QueueUnderTest) {
         SyncCommand::CrmChanged {
             crm_id: unique("0065g00000XyZ"),
             referral_id: None,
+            seen: None,
         },
     ];
     for command in &sent {

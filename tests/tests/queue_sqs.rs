@@ -116,6 +116,7 @@ async fn each_referrals_commands_come_back_in_the_order_sent() {
         SyncCommand::CrmChanged {
             crm_id: "0065g00000XyZ12AAB".to_owned(),
             referral_id: None,
+            seen: None,
         },
         pc_changed("referral-b", "related-referral-updated"),
         pc_changed("referral-a", "related-referral-created"),
@@ -253,6 +254,7 @@ fn a_body_that_is_not_a_sync_command_is_malformed() {
         Ok(SyncCommand::CrmChanged {
             crm_id: "abc".to_owned(),
             referral_id: None,
+            seen: None,
         })
     );
 }

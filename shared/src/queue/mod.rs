@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 pub mod embedded;
 pub mod sqs;
 
-/// One unit of work for the processor. Commands carry ids only: the processor always reads
-/// fresh state from both sides, so a stale or duplicated command does no harm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One unit of work for the processor. Commands carry ids, and at most a snapshot the processor
+/// may use instead of a read when it cannot be older than what was synced: a stale or
+/// duplicated command does no harm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum SyncCommand {
     /// Partner Center says this referral changed (a webhook, or reconciliation).
@@ -34,6 +35,10 @@ pub enum SyncCommand {
         /// then share one group, so they never run at the same time.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         referral_id: Option<String>,
+        /// The opportunity as the poller read it from the change feed, so the processor need
+        /// not read it again; absent when the record was too large to carry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Box<crate::crm::Opportunity>>,
     },
 }
 
@@ -59,7 +64,7 @@ impl SyncCommand {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     pub command: SyncCommand,
     /// Sends with the same id within the queue's window are delivered once.
@@ -157,10 +162,12 @@ mod tests {
         let linked = SyncCommand::CrmChanged {
             crm_id: "0065g00000XyZ12AAB".into(),
             referral_id: Some("abc-1".into()),
+            seen: None,
         };
         let new = SyncCommand::CrmChanged {
             crm_id: "0065g00000XyZ12AAB".into(),
             referral_id: None,
+            seen: None,
         };
         assert_eq!(linked.group(), webhook.group());
         assert_eq!(new.group(), "crm:0065g00000XyZ12AAB");

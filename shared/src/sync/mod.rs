@@ -447,7 +447,7 @@ impl Processor {
                 }
                 Ok(())
             }
-            crate::queue::SyncCommand::CrmChanged { crm_id, .. } => {
+            crate::queue::SyncCommand::CrmChanged { crm_id, seen, .. } => {
                 let outbound = outbound::Outbound {
                     pc: self.pc.as_ref(),
                     crm: self.crm.as_ref(),
@@ -455,7 +455,7 @@ impl Processor {
                     options: &self.options,
                 };
                 let handled = outbound
-                    .opportunity_changed(&crm_id, self.options.clock.now())
+                    .opportunity_changed(&crm_id, seen.map(|s| *s), self.options.clock.now())
                     .await?;
                 match &handled {
                     Handled::Failed { reason } => {

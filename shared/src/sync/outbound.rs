@@ -34,6 +34,16 @@ pub struct Outbound<'a> {
     pub options: &'a SyncOptions,
 }
 
+/// Whether a carried snapshot is at least as new as the CRM version the link last synced; a
+/// snapshot without a modification time is never trusted.
+fn not_older_than_synced(seen: &Opportunity, link: Option<&Link>) -> bool {
+    match (seen.modified_at, link.and_then(|l| l.crm_modified_at)) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(seen_at), Some(synced_at)) => seen_at >= synced_at,
+    }
+}
+
 /// The journal key of a CRM record that has no referral yet.
 fn crm_journal_key(crm_id: &str) -> String {
     format!("crm:{crm_id}")
@@ -42,22 +52,32 @@ fn crm_journal_key(crm_id: &str) -> String {
 impl Outbound<'_> {
     /// Handles `CrmChanged { crm_id }`. Safe to run twice: a version of the opportunity already
     /// synced is skipped, a create first looks for the referral, updates send only differences.
+    /// `seen` is the opportunity as the poller read it: used instead of a read unless it could
+    /// be older than what the link last synced (a command from before the link, run late).
     pub async fn opportunity_changed(
         &self,
         crm_id: &str,
+        seen: Option<Opportunity>,
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
-        let Some(opportunity) = self.crm.get_opportunity(crm_id).await? else {
-            return Ok(Handled::Skipped {
-                reason: format!("opportunity {crm_id} is no longer in the CRM"),
-            });
+        let link = self.store.link_by_crm(crm_id).await?;
+        let seen = seen.filter(|s| s.id == crm_id && not_older_than_synced(s, link.as_ref()));
+        let opportunity = match seen {
+            Some(opportunity) => opportunity,
+            None => match self.crm.get_opportunity(crm_id).await? {
+                Some(opportunity) => opportunity,
+                None => {
+                    return Ok(Handled::Skipped {
+                        reason: format!("opportunity {crm_id} is no longer in the CRM"),
+                    });
+                }
+            },
         };
         if opportunity.fields.sync_with_partner_center != Some(true) {
             return Ok(Handled::Skipped {
                 reason: "Sync with Partner Center is off".into(),
             });
         }
-        let link = self.store.link_by_crm(crm_id).await?;
         let mut key = format!(
             "crm:{crm_id}:{}",
             super::poller::opportunity_version(&opportunity)

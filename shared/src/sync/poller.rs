@@ -141,6 +141,7 @@ impl Poller<'_> {
                             command: SyncCommand::CrmChanged {
                                 crm_id: opportunity.id.clone(),
                                 referral_id,
+                                seen: carried(opportunity),
                             },
                             dedup_id: crm_dedup_id(opportunity),
                         })
@@ -194,6 +195,7 @@ impl Poller<'_> {
                     command: SyncCommand::CrmChanged {
                         crm_id: timer.crm_id.clone(),
                         referral_id: timer.referral_id.clone(),
+                        seen: None,
                     },
                     dedup_id: format!("timer:{}:{}", timer.key, timer.due.timestamp()),
                 })
@@ -308,6 +310,17 @@ fn crm_dedup_id(opportunity: &Opportunity) -> String {
 /// of what the outbound sync reads from it. The time alone cannot: the CRMs keep it to the
 /// second, and a seller's edit in the same second as the connector's last write would look like
 /// no change. The digest alone cannot either: a value changed and changed back is a new version.
+/// The largest opportunity a command carries (its JSON), far below SQS's 256 KiB message
+/// limit: a record with a long Audit is read again by the processor instead.
+const MAX_CARRIED_BYTES: usize = 32 * 1024;
+
+/// The opportunity as the feed returned it, for the processor to use instead of reading it
+/// again, when it is small enough to travel in the message.
+fn carried(opportunity: &Opportunity) -> Option<Box<Opportunity>> {
+    let size = serde_json::to_vec(opportunity).map(|v| v.len()).ok()?;
+    (size <= MAX_CARRIED_BYTES).then(|| Box::new(opportunity.clone()))
+}
+
 pub fn opportunity_version(opportunity: &Opportunity) -> String {
     let f = &opportunity.fields;
     let material = serde_json::json!([

@@ -33,8 +33,8 @@ fn start() -> DateTime<Utc> {
 /// Partner Center, the CRM, the store and the queue, all in memory, on one clock.
 struct World {
     pc: Arc<MemoryPartnerCenter>,
-    crm: MemoryCrm,
-    store: MemoryStore,
+    crm: Arc<MemoryCrm>,
+    store: Arc<MemoryStore>,
     queue: MemoryQueue,
     options: SyncOptions,
     poller: PollerOptions,
@@ -44,7 +44,7 @@ impl World {
     fn new(kind: CrmKind) -> World {
         let pc = Arc::new(MemoryPartnerCenter::new());
         pc.set_now(start());
-        let crm = MemoryCrm::new(kind);
+        let crm = Arc::new(MemoryCrm::new(kind));
         crm.set_now(start());
         let clock = {
             let pc = pc.clone();
@@ -53,7 +53,7 @@ impl World {
         World {
             pc,
             crm,
-            store: MemoryStore::new(),
+            store: Arc::new(MemoryStore::new()),
             queue: MemoryQueue::new(Duration::from_secs(30), 5),
             options: SyncOptions {
                 clock,
@@ -83,8 +83,8 @@ impl World {
     fn inbound(&self) -> Inbound<'_> {
         Inbound {
             pc: self.pc.as_ref(),
-            crm: &self.crm,
-            store: &self.store,
+            crm: self.crm.as_ref(),
+            store: self.store.as_ref(),
             options: &self.options,
         }
     }
@@ -92,17 +92,17 @@ impl World {
     fn outbound(&self) -> Outbound<'_> {
         Outbound {
             pc: self.pc.as_ref(),
-            crm: &self.crm,
-            store: &self.store,
+            crm: self.crm.as_ref(),
+            store: self.store.as_ref(),
             options: &self.options,
         }
     }
 
     fn poll(&self) -> Poller<'_> {
         Poller {
-            crm: &self.crm,
+            crm: self.crm.as_ref(),
             pc: self.pc.as_ref(),
-            store: &self.store,
+            store: self.store.as_ref(),
             queue: &self.queue,
             options: &self.poller,
         }
@@ -125,7 +125,7 @@ impl World {
     /// What the processor does with the poller's command for `crm_id`.
     async fn opportunity_changed(&self, crm_id: &str) -> Result<Handled, SyncError> {
         self.outbound()
-            .opportunity_changed(crm_id, self.now())
+            .opportunity_changed(crm_id, None, self.now())
             .await
     }
 
@@ -240,6 +240,20 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("solution link: {e}"));
         id
+    }
+
+    /// What the processor does with a queued command, as it arrives.
+    async fn process(&self, command: SyncCommand) {
+        let processor = super::Processor {
+            pc: self.pc.clone(),
+            crm: self.crm.clone(),
+            store: self.store.clone(),
+            options: self.options.clone(),
+        };
+        let body = serde_json::to_string(&command).unwrap_or_else(|e| panic!("a body: {e}"));
+        if let Err(e) = processor.handle(&body).await {
+            panic!("{command:?} processed: {e}");
+        }
     }
 
     /// The commands waiting in the queue, received and deleted.

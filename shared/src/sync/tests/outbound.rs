@@ -404,3 +404,64 @@ async fn a_first_share_creates_without_looking_for_the_referral_or_microsofts() 
     assert_eq!(calls.engagement_referrals, 0, "{calls:?}");
     assert_eq!(calls.create_referral, 2, "{calls:?}");
 }
+
+#[tokio::test]
+async fn the_opportunity_the_poll_read_is_not_read_again() {
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("Carried", false).await;
+    let referral = shared_deal(&w, &crm_id).await;
+    w.crm
+        .seller_edits(&crm_id, |f| f.description = Some("Budget approved".into()));
+    w.poll()
+        .poll_crm(w.now(), &mut Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("poll: {e}"));
+    let commands = w.drain_queue().await;
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let reads_before = w.crm.calls("get_opportunity");
+
+    for command in commands {
+        w.process(command).await;
+    }
+
+    assert_eq!(w.crm.calls("get_opportunity"), reads_before);
+    assert_eq!(
+        w.referral(&referral)
+            .details
+            .and_then(|d| d.notes)
+            .as_deref(),
+        Some("Budget approved")
+    );
+}
+
+#[tokio::test]
+async fn a_late_command_from_before_the_last_sync_sends_no_older_values() {
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("Late", false).await;
+    let referral = shared_deal(&w, &crm_id).await;
+    let before_the_edit = w.opportunity(&crm_id);
+    w.crm
+        .seller_edits(&crm_id, |f| f.description = Some("Budget approved".into()));
+    w.shared(&crm_id).await;
+    w.pc.reset_calls();
+    w.advance(chrono::Duration::minutes(1));
+
+    let handled = w
+        .outbound()
+        .opportunity_changed(&crm_id, Some(before_the_edit), w.now())
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}"));
+
+    assert!(
+        w.pc.patches().is_empty(),
+        "{handled:?}: {:?}",
+        w.pc.patches()
+    );
+    assert_eq!(
+        w.referral(&referral)
+            .details
+            .and_then(|d| d.notes)
+            .as_deref(),
+        Some("Budget approved")
+    );
+}
