@@ -1,7 +1,8 @@
 //! `cargo bench -p cosell-e2e --bench api_calls`: the API calls each change costs, per CRM and
 //! by route, on the sandbox with the whole connector on loopback (the table the call-count
 //! test holds to its ceilings); then a burst of incoming referrals (`BURST`, default 500): the
-//! commands processed per referral, referrals per second; the time a change takes with
+//! commands processed per changed record (both referrals of each engagement and the
+//! opportunity) and per referral, referrals per second; the time a change takes with
 //! `LATENCY_MS` (default 50) added to every API call, against that latency times the calls
 //! that must run one after another; and the process's peak memory.
 //! The sandbox, the connector and the bench share one process, so the memory is an upper bound.
@@ -31,17 +32,26 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(500);
         println!(
-            "{:<12} {:>9} {:>14} {:>11} {:>19} {:>12}",
-            "burst", "referrals", "from webhooks", "from polls", "commands/referral", "referrals/s"
+            "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18} {:>16} {:>12}",
+            "burst",
+            "referrals",
+            "records",
+            "from webhooks",
+            "from polls",
+            "commands/record",
+            "commands/referral",
+            "referrals/s"
         );
         for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
             let b = burst(kind, n).await;
             println!(
-                "{:<12} {:>9} {:>14} {:>11} {:>19.2} {:>12.1}",
+                "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18.2} {:>16.2} {:>12.1}",
                 format!("{kind:?}"),
                 b.referrals,
+                b.changed_records,
                 b.from_webhooks,
                 b.from_polls,
+                b.commands_per_changed_record(),
                 b.commands_per_referral(),
                 b.referrals_per_second()
             );

@@ -225,6 +225,9 @@ pub fn render(kind: CrmKind, rows: &[Row]) -> String {
 #[derive(Debug, Clone)]
 pub struct Burst {
     pub referrals: usize,
+    /// The records the burst created or changed on either side: both referrals of every
+    /// engagement in Partner Center and every opportunity in the CRM.
+    pub changed_records: usize,
     /// Commands processed while the webhooks were synced.
     pub from_webhooks: usize,
     /// Commands the polls and reconciliation added afterwards, until all was quiet.
@@ -233,8 +236,16 @@ pub struct Burst {
 }
 
 impl Burst {
+    pub fn commands(&self) -> usize {
+        self.from_webhooks + self.from_polls
+    }
+
     pub fn commands_per_referral(&self) -> f64 {
-        (self.from_webhooks + self.from_polls) as f64 / self.referrals.max(1) as f64
+        self.commands() as f64 / self.referrals.max(1) as f64
+    }
+
+    pub fn commands_per_changed_record(&self) -> f64 {
+        self.commands() as f64 / self.changed_records.max(1) as f64
     }
 
     pub fn referrals_per_second(&self) -> f64 {
@@ -252,8 +263,10 @@ pub async fn burst(kind: CrmKind, n: usize) -> Burst {
     let from_webhooks = stack.sync().await.received();
     let seconds = started.elapsed().as_secs_f64();
     let from_polls = stack.settle().await.received();
+    let changed_records = stack.referrals().await.len() + stack.opportunities().await.len();
     Burst {
         referrals: n,
+        changed_records,
         from_webhooks,
         from_polls,
         seconds,

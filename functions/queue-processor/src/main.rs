@@ -50,7 +50,7 @@ async fn respond<F, Fut, E>(
     handle: F,
 ) -> SqsBatchResponse
 where
-    F: FnMut(&BatchMessage) -> Fut,
+    F: Fn(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Failure,
 {

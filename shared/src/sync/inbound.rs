@@ -760,7 +760,10 @@ impl Inbound<'_> {
         }
     }
 
-    async fn save(&self, link: Link) -> Result<(), SyncError> {
+    async fn save(&self, mut link: Link) -> Result<(), SyncError> {
+        // This sync may have written the CRM, at a time it does not learn: an opportunity the
+        // poller read before that write must be read again (see the outbound sync).
+        link.crm_modified_at = None;
         super::save_link(self.store, link).await
     }
 

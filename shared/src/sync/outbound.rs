@@ -34,13 +34,17 @@ pub struct Outbound<'a> {
     pub options: &'a SyncOptions,
 }
 
-/// Whether a carried snapshot is at least as new as the CRM version the link last synced; a
-/// snapshot without a modification time is never trusted.
-fn not_older_than_synced(seen: &Opportunity, link: Option<&Link>) -> bool {
-    match (seen.modified_at, link.and_then(|l| l.crm_modified_at)) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(seen_at), Some(synced_at)) => seen_at >= synced_at,
+/// Whether a carried snapshot is newer than everything the connector wrote to the record: no
+/// link yet, or one whose last sync read the record (outbound) before the snapshot was taken.
+/// The inbound sync writes the CRM without learning the time of its write, so it leaves the
+/// link without one and the next command reads the record again. Both CRMs stamp changes to
+/// the second, so a snapshot from the same second as the last read may be older and is not
+/// used either.
+fn newer_than_synced(seen: &Opportunity, link: Option<&Link>) -> bool {
+    let Some(link) = link else { return true };
+    match (seen.modified_at, link.crm_modified_at) {
+        (Some(seen_at), Some(synced_at)) => seen_at > synced_at,
+        _ => false,
     }
 }
 
@@ -61,7 +65,7 @@ impl Outbound<'_> {
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
         let link = self.store.link_by_crm(crm_id).await?;
-        let seen = seen.filter(|s| s.id == crm_id && not_older_than_synced(s, link.as_ref()));
+        let seen = seen.filter(|s| s.id == crm_id && newer_than_synced(s, link.as_ref()));
         let opportunity = match seen {
             Some(opportunity) => opportunity,
             None => match self.crm.get_opportunity(crm_id).await? {

@@ -465,3 +465,33 @@ async fn a_late_command_from_before_the_last_sync_sends_no_older_values() {
         Some("Budget approved")
     );
 }
+
+#[tokio::test]
+async fn a_command_read_before_partner_centers_change_reached_the_crm_reads_again() {
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("Raced", false).await;
+    let referral = shared_deal(&w, &crm_id).await;
+    w.crm
+        .seller_edits(&crm_id, |f| f.description = Some("Budget approved".into()));
+    // The poll reads the seller's edit; before its command runs, Microsoft's change of the
+    // deal value is synced into the CRM.
+    let polled = w.opportunity(&crm_id);
+    w.advance(chrono::Duration::seconds(5));
+    w.pc.microsoft_edit(&referral, json!({"details": {"dealValue": 45000}}));
+    w.synced(&referral).await;
+    w.advance(chrono::Duration::seconds(5));
+
+    w.outbound()
+        .opportunity_changed(&crm_id, Some(polled), w.now())
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}"));
+
+    let details = w.referral(&referral).details.unwrap_or_default();
+    assert_eq!(
+        details.deal_value.and_then(|v| v.as_f64()),
+        Some(45000.0),
+        "Microsoft's value stays"
+    );
+    assert_eq!(details.notes.as_deref(), Some("Budget approved"));
+    assert_eq!(w.opportunity(&crm_id).fields.deal_value, Some(45000.0));
+}
