@@ -22,58 +22,71 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // `PARTS=burst` (or any of `calls,burst,latency`) runs only those parts.
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "calls,burst,latency".into());
+    let runs = |part: &str| parts.split(',').any(|p| p.trim() == part);
     runtime.block_on(async {
-        for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
-            let rows = table(kind).await;
-            println!("{}", render(kind, &rows));
+        if runs("calls") {
+            for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
+                let rows = table(kind).await;
+                println!("{}", render(kind, &rows));
+            }
         }
-        let n = std::env::var("BURST")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500);
-        println!(
-            "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18} {:>16} {:>12}",
-            "burst",
-            "referrals",
-            "records",
-            "from webhooks",
-            "from polls",
-            "commands/record",
-            "commands/referral",
-            "referrals/s"
-        );
-        for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
-            let b = burst(kind, n).await;
+        if runs("burst") {
+            let n = std::env::var("BURST")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(500);
             println!(
-                "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18.2} {:>16.2} {:>12.1}",
-                format!("{kind:?}"),
-                b.referrals,
-                b.changed_records,
-                b.from_webhooks,
-                b.from_polls,
-                b.commands_per_changed_record(),
-                b.commands_per_referral(),
-                b.referrals_per_second()
+                "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18} {:>16} {:>12} {:>11} {:>8}",
+                "burst",
+                "referrals",
+                "records",
+                "from webhooks",
+                "from polls",
+                "commands/record",
+                "commands/referral",
+                "referrals/s",
+                "arriving s",
+                "total s"
             );
-        }
-        let l = std::env::var("LATENCY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50);
-        println!(
-            "{:<12} {:<28} {:>9} {:>8} {:>16}",
-            "latency", "change", "seconds", "floor", "x (L x floor)"
-        );
-        for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
-            for row in latency(kind, l).await {
+            for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
+                let b = burst(kind, n).await;
                 println!(
-                    "{:<12} {:<28} {:>9.3} {:>8} {:>16.2}",
+                    "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18.2} {:>16.2} {:>12.1} {:>11.1} {:>8.1}",
                     format!("{kind:?}"),
-                    row.change,
-                    row.seconds,
-                    row.sequential_floor,
-                    row.ratio()
+                    b.referrals,
+                    b.changed_records,
+                    b.from_webhooks,
+                    b.from_polls,
+                    b.commands_per_changed_record(),
+                    b.commands_per_referral(),
+                    b.referrals_per_second(),
+                    b.arriving_seconds,
+                    b.seconds
                 );
+            }
+        }
+        if runs("latency") {
+            let l = std::env::var("LATENCY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(50);
+            println!(
+                "{:<12} {:<28} {:>9} {:>8} {:>16}",
+                "latency", "change", "seconds", "floor", "x (L x floor)"
+            );
+            for kind in [CrmKind::Dynamics, CrmKind::Salesforce] {
+                for row in latency(kind, l).await {
+                    println!(
+                        "{:<12} {:<28} {:>9.3} {:>8} {:>16.2}",
+                        format!("{kind:?}"),
+                        row.change,
+                        row.seconds,
+                        row.sequential_floor,
+                        row.ratio()
+                    );
+                }
             }
         }
         match peak_rss_kib() {

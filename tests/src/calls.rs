@@ -233,6 +233,8 @@ pub struct Burst {
     /// Commands the polls and reconciliation added afterwards, until all was quiet.
     pub from_polls: usize,
     pub seconds: f64,
+    /// Of which Partner Center raising the referrals and the ingress taking their webhooks.
+    pub arriving_seconds: f64,
 }
 
 impl Burst {
@@ -260,6 +262,8 @@ pub async fn burst(kind: CrmKind, n: usize) -> Burst {
     for _ in 0..n {
         stack.incoming_referral(Incoming::CoSell, json!({})).await;
     }
+    stack.wait_for_deliveries().await;
+    let arriving_seconds = started.elapsed().as_secs_f64();
     let from_webhooks = stack.sync().await.received();
     let seconds = started.elapsed().as_secs_f64();
     let from_polls = stack.settle().await.received();
@@ -270,6 +274,7 @@ pub async fn burst(kind: CrmKind, n: usize) -> Burst {
         from_webhooks,
         from_polls,
         seconds,
+        arriving_seconds,
     }
 }
 
