@@ -50,7 +50,7 @@ async fn respond<F, Fut, E>(
     handle: F,
 ) -> SqsBatchResponse
 where
-    F: Fn(&BatchMessage) -> Fut,
+    F: FnMut(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Failure,
 {

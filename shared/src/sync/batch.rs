@@ -1,7 +1,8 @@
-//! One SQS FIFO batch: messages run in order within their group, groups at the same time; when
-//! one fails, the later messages of the same group fail too (running them would reorder that
-//! referral's commands), while other groups carry on.
+//! One SQS FIFO batch: messages run in order within their group; when one fails, the later
+//! messages of the same group fail too (running them would reorder that referral's commands),
+//! while other groups carry on.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -40,11 +41,11 @@ pub struct FailedItem {
 }
 
 /// Runs `handle` over the batch and returns the messages to report as failed, in batch order.
-/// Each group's messages run one after another, in order; different groups run at the same
-/// time (a batch holds at most ten messages, so at most ten run at once).
+/// Groups run one after another, which keeps each group's order and leaves concurrency to the
+/// event source mapping.
 pub async fn process<F, Fut, E>(messages: &[BatchMessage], handle: F) -> Vec<FailedItem>
 where
-    F: Fn(&BatchMessage) -> Fut,
+    F: FnMut(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Failure,
 {
@@ -63,58 +64,38 @@ where
 }
 
 /// Like [`process`], answering each message's outcome, and checking `keep_going` before each
-/// message: once it says no, no message starts (a shutdown finishes the messages in hand and
-/// the rest are left [`ItemOutcome::NotRun`]).
+/// message: once it says no, the rest of the batch is left [`ItemOutcome::NotRun`] (a shutdown
+/// finishes the message in hand and starts no other).
 pub async fn process_each<F, Fut, E>(
     messages: &[BatchMessage],
-    handle: F,
+    mut handle: F,
     keep_going: impl Fn() -> bool,
 ) -> Vec<ItemOutcome>
 where
-    F: Fn(&BatchMessage) -> Fut,
+    F: FnMut(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Failure,
 {
-    // Message positions by group, in batch order.
-    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        match groups.iter_mut().find(|(g, _)| *g == m.group) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((m.group.as_str(), vec![i])),
+    let mut failed_groups: HashMap<&str, Option<Duration>> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(&retry_after) = failed_groups.get(m.group.as_str()) {
+            outcomes.push(ItemOutcome::Failed { retry_after });
+            continue;
         }
-    }
-    let (handle, keep_going) = (&handle, &keep_going);
-    let runs = groups.into_iter().map(|(_, members)| async move {
-        let mut outcomes = Vec::with_capacity(members.len());
-        let mut failed: Option<Option<Duration>> = None;
-        for i in members {
-            let m = &messages[i];
-            let outcome = if let Some(retry_after) = failed {
-                ItemOutcome::Failed { retry_after }
-            } else if !keep_going() {
-                ItemOutcome::NotRun
-            } else {
-                match handle(m).await {
-                    Ok(()) => ItemOutcome::Done,
-                    Err(why) => {
-                        let retry_after = why.retry_after();
-                        tracing::warn!(message_id = %m.id, group = %m.group, error = %why, ?retry_after, "sync command failed; it will be retried");
-                        failed = Some(retry_after);
-                        ItemOutcome::Failed { retry_after }
-                    }
-                }
-            };
-            outcomes.push((i, outcome));
+        if !keep_going() {
+            outcomes.push(ItemOutcome::NotRun);
+            continue;
         }
-        outcomes
-    });
-    let mut outcomes = vec![ItemOutcome::NotRun; messages.len()];
-    for (i, outcome) in futures_util::future::join_all(runs)
-        .await
-        .into_iter()
-        .flatten()
-    {
-        outcomes[i] = outcome;
+        match handle(m).await {
+            Ok(()) => outcomes.push(ItemOutcome::Done),
+            Err(why) => {
+                let retry_after = why.retry_after();
+                tracing::warn!(message_id = %m.id, group = %m.group, error = %why, ?retry_after, "sync command failed; it will be retried");
+                failed_groups.insert(&m.group, retry_after);
+                outcomes.push(ItemOutcome::Failed { retry_after });
+            }
+        }
     }
     outcomes
 }
@@ -156,11 +137,9 @@ mod tests {
             msg("b2", "B"),
             msg("a3", "A"),
         ];
-        let ran = std::sync::Mutex::new(Vec::new());
+        let mut ran = Vec::new();
         let failed = process(&batch, |m| {
-            ran.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(m.id.clone());
+            ran.push(m.id.clone());
             let fail = m.id == "a2";
             async move {
                 if fail {
@@ -179,15 +158,7 @@ mod tests {
                 .all(|f| f.retry_after == Some(Duration::from_secs(30))),
             "the whole group waits as long as the service asked: {failed:?}"
         );
-        let ran = ran.into_inner().unwrap_or_else(|e| e.into_inner());
-        let of = |group: char| -> Vec<&str> {
-            ran.iter()
-                .map(String::as_str)
-                .filter(|id| id.starts_with(group))
-                .collect()
-        };
-        assert_eq!(of('a'), ["a1", "a2"], "a3 never ran: {ran:?}");
-        assert_eq!(of('b'), ["b1", "b2"], "{ran:?}");
+        assert_eq!(ran, ["a1", "b1", "a2", "b2"], "a3 never ran");
     }
 
     #[tokio::test]
@@ -209,32 +180,6 @@ mod tests {
             outcomes,
             [ItemOutcome::Done, ItemOutcome::NotRun, ItemOutcome::NotRun]
         );
-    }
-
-    #[tokio::test]
-    async fn different_groups_run_at_the_same_time_and_one_group_in_order() {
-        // Each of the two groups' first message waits until the other's has started: run one
-        // group after the other, the batch would never finish.
-        let batch = [msg("a1", "A"), msg("a2", "A"), msg("b1", "B")];
-        let both_started = tokio::sync::Barrier::new(2);
-        let order = std::sync::Mutex::new(Vec::new());
-        let run = process(&batch, |m| {
-            let (id, both_started, order) = (m.id.clone(), &both_started, &order);
-            async move {
-                if id != "a2" {
-                    both_started.wait().await;
-                }
-                order.lock().unwrap_or_else(|e| e.into_inner()).push(id);
-                Ok::<(), Boom>(())
-            }
-        });
-        let failed = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .unwrap_or_else(|_| panic!("the groups ran one after the other"));
-        assert!(failed.is_empty());
-        let order = order.into_inner().unwrap_or_else(|e| e.into_inner());
-        let a: Vec<&String> = order.iter().filter(|id| id.starts_with('a')).collect();
-        assert_eq!(a, ["a1", "a2"]);
     }
 
     #[tokio::test]

@@ -41,12 +41,12 @@ pub fn backoff(receive_count: u32) -> Duration {
 pub async fn run_batch<F, Fut, E>(
     queue: &dyn QueueConsumer,
     deliveries: Vec<Delivery>,
-    handle: F,
+    mut handle: F,
     keep_going: impl Fn() -> bool,
     retry_delay: impl Fn(u32) -> Duration,
 ) -> Result<BatchReport, QueueError>
 where
-    F: Fn(&BatchMessage) -> Fut,
+    F: FnMut(&BatchMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Failure,
 {
