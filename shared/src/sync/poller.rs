@@ -306,10 +306,6 @@ fn crm_dedup_id(opportunity: &Opportunity) -> String {
     )
 }
 
-/// What identifies a version of an opportunity for the sync: its modification time and a digest
-/// of what the outbound sync reads from it. The time alone cannot: the CRMs keep it to the
-/// second, and a seller's edit in the same second as the connector's last write would look like
-/// no change. The digest alone cannot either: a value changed and changed back is a new version.
 /// The largest opportunity a command carries (its JSON), far below SQS's 256 KiB message
 /// limit: a record with a long Audit is read again by the processor instead.
 const MAX_CARRIED_BYTES: usize = 32 * 1024;
@@ -321,6 +317,10 @@ fn carried(opportunity: &Opportunity) -> Option<Box<Opportunity>> {
     (size <= MAX_CARRIED_BYTES).then(|| Box::new(opportunity.clone()))
 }
 
+/// What identifies a version of an opportunity for the sync: its modification time and a digest
+/// of what the outbound sync reads from it. The time alone cannot: the CRMs keep it to the
+/// second, and a seller's edit in the same second as the connector's last write would look like
+/// no change. The digest alone cannot either: a value changed and changed back is a new version.
 pub fn opportunity_version(opportunity: &Opportunity) -> String {
     let f = &opportunity.fields;
     let material = serde_json::json!([
