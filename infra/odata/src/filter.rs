@@ -18,7 +18,7 @@
 use std::cmp::Ordering;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::MAX_DEPTH;
 use crate::error::ODataError;
@@ -144,6 +144,16 @@ impl Filter {
     /// Whether `row` satisfies the filter; see the crate docs for the
     /// comparison rules.
     pub fn matches(&self, row: &Value) -> bool {
+        match row {
+            Value::Object(object) => self.matches_object(object),
+            // No property of a value that is not an object exists.
+            _ => self.matches_object(&Map::new()),
+        }
+    }
+
+    /// [`Filter::matches`] on a row held as a JSON object, so a store can test its rows
+    /// without copying each into a [`Value`] first.
+    pub fn matches_object(&self, row: &Map<String, Value>) -> bool {
         eval(&self.expr, row, &mut Vec::new())
     }
 
@@ -401,17 +411,20 @@ type Scope<'a> = Vec<(&'a str, &'a Value)>;
 
 /// Resolves a path that may start with a lambda variable; any other path
 /// is read from the row itself.
-fn lookup<'a>(path: &[String], row: &'a Value, scope: &Scope<'a>) -> Option<&'a Value> {
-    let bound = path
-        .first()
-        .and_then(|head| scope.iter().rev().find(|(var, _)| var == head));
-    match bound {
-        Some(&(_, element)) => resolve(element, &path[1..]),
-        None => resolve(row, path),
+fn lookup<'a>(
+    path: &[String],
+    row: &'a Map<String, Value>,
+    scope: &Scope<'a>,
+) -> Option<&'a Value> {
+    // A parsed path has at least one segment.
+    let (head, rest) = path.split_first()?;
+    match scope.iter().rev().find(|(var, _)| var == head) {
+        Some(&(_, element)) => resolve(element, rest),
+        None => resolve(row.get(head)?, rest),
     }
 }
 
-fn eval<'a>(expr: &'a Expr, row: &'a Value, scope: &mut Scope<'a>) -> bool {
+fn eval<'a>(expr: &'a Expr, row: &'a Map<String, Value>, scope: &mut Scope<'a>) -> bool {
     match expr {
         Expr::And(terms) => terms.iter().all(|t| eval(t, row, scope)),
         Expr::Or(terms) => terms.iter().any(|t| eval(t, row, scope)),

@@ -332,11 +332,15 @@ pub fn read_collection(state: &State, read: &Read<'_>) -> Result<Answer, DvError
     let cookie = o.skiptoken.as_deref().map(decode_cookie).transpose()?;
     let pk = table.primary_key.as_str();
     let order = o.orderby.as_ref();
-    // Each row as a JSON value once, for the filter and the sort.
+    // Each matching row as a JSON value once, for the sort.
     let mut rows: Vec<(Value, &Row)> = state
         .rows(read.set)
+        .filter(|r| {
+            o.filter
+                .as_ref()
+                .is_none_or(|f| f.matches_object(&r.values))
+        })
         .map(|r| (Value::Object(r.values.clone()), r))
-        .filter(|(v, _)| o.filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
     rows.sort_by(|(a, _), (b, _)| compare(order, pk, a, b));
     let total = rows.len();
@@ -467,7 +471,7 @@ pub fn count(state: &State, set: &str, options: &Options) -> Result<usize, DvErr
             options
                 .filter
                 .as_ref()
-                .is_none_or(|f| f.matches(&Value::Object(r.values.clone())))
+                .is_none_or(|f| f.matches_object(&r.values))
         })
         .count()
         .min(5000))

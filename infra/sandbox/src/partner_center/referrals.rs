@@ -537,20 +537,16 @@ fn list_inner(
         None => 0,
     };
     app.expire_referrals();
-    let mut pc = app.partner_center();
-    let mut rows: Vec<Value> = Vec::new();
-    for r in pc.referrals.iter_mut().filter(|r| visible(&c, r)) {
-        // The filter reads a JSON value: the document is moved into one and back, so only
-        // the referrals that match are copied (a list filtered to one engagement stays cheap
-        // however many referrals there are).
-        let doc = Value::Object(std::mem::take(&mut r.doc));
-        if filter.as_ref().is_none_or(|f| f.matches(&doc)) {
-            rows.push(doc.clone());
-        }
-        if let Value::Object(map) = doc {
-            r.doc = map;
-        }
-    }
+    let pc = app.partner_center();
+    // Only the referrals that match are copied: a list filtered to one engagement stays cheap
+    // however many referrals there are.
+    let mut rows: Vec<Value> = pc
+        .referrals
+        .iter()
+        .filter(|r| visible(&c, r))
+        .filter(|r| filter.as_ref().is_none_or(|f| f.matches_object(&r.doc)))
+        .map(|r| Value::Object(r.doc.clone()))
+        .collect();
     drop(pc);
     if let Some(order) = &order {
         rows.sort_by(|a, b| order.compare(a, b));
