@@ -10,6 +10,14 @@
 use cosell_e2e::calls::{burst, latency, peak_rss_kib, render, table};
 use cosell_e2e::stack::CrmKind;
 
+/// A number from the environment, or `default` when it is unset or not a number.
+fn number_from_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -33,10 +41,7 @@ fn main() {
             }
         }
         if runs("burst") {
-            let n = std::env::var("BURST")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(500);
+            let n = number_from_env("BURST", 500);
             println!(
                 "{:<12} {:>9} {:>8} {:>14} {:>11} {:>18} {:>16} {:>12} {:>11} {:>8}",
                 "burst",
@@ -68,10 +73,7 @@ fn main() {
             }
         }
         if runs("latency") {
-            let l = std::env::var("LATENCY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(50);
+            let l = number_from_env("LATENCY_MS", 50);
             println!(
                 "{:<12} {:<28} {:>9} {:>8} {:>16}",
                 "latency", "change", "seconds", "floor", "x (L x floor)"

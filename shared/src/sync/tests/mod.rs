@@ -168,6 +168,11 @@ impl World {
             .unwrap_or_else(|| panic!("referral {id} is in Partner Center"))
     }
 
+    /// The referral's notes, as Partner Center holds them now.
+    fn notes(&self, id: &str) -> Option<String> {
+        self.referral(id).details.and_then(|d| d.notes)
+    }
+
     /// An incoming co-sell referral synced into the CRM: its id and the opportunity's.
     async fn incoming_synced(&self) -> (String, String) {
         let referral = self.pc.incoming_co_sell(serde_json::json!({}));

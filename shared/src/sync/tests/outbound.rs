@@ -261,13 +261,7 @@ async fn a_sellers_edit_is_sent_and_nothing_else() {
     let patches = w.pc.patches();
     assert_eq!(patches.len(), 1, "{patches:?}");
     assert_eq!(paths(&patches[0].ops), vec!["/details/notes".to_string()]);
-    assert_eq!(
-        w.referral(&referral)
-            .details
-            .and_then(|d| d.notes)
-            .as_deref(),
-        Some("Budget approved")
-    );
+    assert_eq!(w.notes(&referral).as_deref(), Some("Budget approved"));
 }
 
 #[tokio::test]
@@ -425,13 +419,7 @@ async fn the_opportunity_the_poll_read_is_not_read_again() {
     }
 
     assert_eq!(w.crm.calls("get_opportunity"), reads_before);
-    assert_eq!(
-        w.referral(&referral)
-            .details
-            .and_then(|d| d.notes)
-            .as_deref(),
-        Some("Budget approved")
-    );
+    assert_eq!(w.notes(&referral).as_deref(), Some("Budget approved"));
 }
 
 #[tokio::test]
@@ -457,13 +445,7 @@ async fn a_late_command_from_before_the_last_sync_sends_no_older_values() {
         "{handled:?}: {:?}",
         w.pc.patches()
     );
-    assert_eq!(
-        w.referral(&referral)
-            .details
-            .and_then(|d| d.notes)
-            .as_deref(),
-        Some("Budget approved")
-    );
+    assert_eq!(w.notes(&referral).as_deref(), Some("Budget approved"));
 }
 
 #[tokio::test]
