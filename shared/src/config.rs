@@ -9,6 +9,7 @@ use crate::crm::dataverse::{
     ConfigError as DataverseConfigError, DataverseConfig, DataverseFields,
 };
 use crate::crm::salesforce::{SalesforceAuth, SalesforceConfig};
+use crate::entra::{ClientCertificate, ClientCredential, CredentialError};
 use crate::partner_center::http::PartnerCenterConfig;
 use crate::partner_center::signature::SignatureVerifierConfig;
 use crate::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
@@ -139,33 +140,7 @@ impl Config {
                 });
             }
         };
-        let credential = match (
-            env.get("COSELL_PC_USERNAME"),
-            env.get("COSELL_PC_PASSWORD"),
-            env.get("COSELL_PC_REFRESH_TOKEN"),
-        ) {
-            (_, _, Some(token)) => UserCredential::RefreshToken(Secret::new(token)),
-            (Some(username), Some(password), None) => UserCredential::Password {
-                username,
-                password: Secret::new(password),
-            },
-            _ => {
-                return Err(ConfigError::Missing {
-                    name: "COSELL_PC_REFRESH_TOKEN".into(),
-                    hint: " (or COSELL_PC_USERNAME and COSELL_PC_PASSWORD of a Referral Admin)"
-                        .into(),
-                });
-            }
-        };
-        let mut auth = PartnerCenterAuth::new(
-            env.required("COSELL_PC_CLIENT_ID", " (the Entra app registration)")?,
-            Secret::new(env.required("COSELL_PC_CLIENT_SECRET", "")?),
-            credential,
-        );
-        auth.authority_url = env.url("COSELL_PC_AUTHORITY_URL", &auth.authority_url)?;
-        if let Some(tenant) = env.get("COSELL_PC_TENANT") {
-            auth.tenant = tenant;
-        }
+        let auth = partner_center_app(env, partner_center_user(env)?)?;
         let partner_center = PartnerCenterConfig {
             api_base_url: env.url(
                 "COSELL_PC_API_URL",
@@ -227,6 +202,9 @@ impl Config {
                 partner_roles: list(env, "COSELL_PARTNER_ROLES"),
                 every_co_sell_deal: env.bool("COSELL_SERVICES_EVERY_CO_SELL_DEAL", false)?,
             },
+            auth_retry: Duration::from_secs(
+                env.number("COSELL_AUTH_RETRY_SECS", defaults.auth_retry.as_secs())?,
+            ),
             clock: defaults.clock,
         };
         let poller_defaults = PollerOptions::default();
@@ -266,6 +244,76 @@ impl Config {
     }
 }
 
+/// The Referral admin's credential: a refresh token from `cosell auth login`, or (where no MFA
+/// is asked for) a user name and password.
+pub fn partner_center_user(env: &Env<'_>) -> Result<UserCredential, ConfigError> {
+    match (
+        env.get("COSELL_PC_USERNAME"),
+        env.get("COSELL_PC_PASSWORD"),
+        env.get("COSELL_PC_REFRESH_TOKEN"),
+    ) {
+        (_, _, Some(token)) => Ok(UserCredential::RefreshToken(Secret::new(token))),
+        (Some(username), Some(password), None) => Ok(UserCredential::Password {
+            username,
+            password: Secret::new(password),
+        }),
+        _ => Err(ConfigError::Missing {
+            name: "COSELL_PC_REFRESH_TOKEN".into(),
+            hint: " (sign the Referral admin in with `cosell auth login`)".into(),
+        }),
+    }
+}
+
+/// The Partner Center app registration and its Entra authority, signing in with `credential`.
+pub fn partner_center_app(
+    env: &Env<'_>,
+    credential: UserCredential,
+) -> Result<PartnerCenterAuth, ConfigError> {
+    let mut auth = PartnerCenterAuth::new(
+        env.required("COSELL_PC_CLIENT_ID", " (the Entra app registration)")?,
+        client_credential(env, "COSELL_PC")?,
+        credential,
+    );
+    auth.authority_url = env.url("COSELL_PC_AUTHORITY_URL", &auth.authority_url)?;
+    if let Some(tenant) = env.get("COSELL_PC_TENANT") {
+        auth.tenant = tenant;
+    }
+    Ok(auth)
+}
+
+/// An app registration's client secret (`{app}_CLIENT_SECRET`) or certificate
+/// (`{app}_CLIENT_CERTIFICATE` with its `{app}_CLIENT_PRIVATE_KEY`, both PEM).
+fn client_credential(env: &Env<'_>, app: &str) -> Result<ClientCredential, ConfigError> {
+    let secret_name = format!("{app}_CLIENT_SECRET");
+    let cert_name = format!("{app}_CLIENT_CERTIFICATE");
+    let key_name = format!("{app}_CLIENT_PRIVATE_KEY");
+    match (env.get(&cert_name), env.get(&key_name)) {
+        (Some(cert), Some(key)) => ClientCertificate::from_pem(&cert, &Secret::new(key))
+            .map(ClientCredential::Certificate)
+            .map_err(|e| ConfigError::Invalid {
+                name: match e {
+                    CredentialError::PrivateKey(_) => key_name,
+                    _ => cert_name,
+                },
+                reason: e.to_string(),
+            }),
+        (Some(_), None) => Err(ConfigError::Missing {
+            name: key_name,
+            hint: format!(" (the private key of {cert_name}, PEM)"),
+        }),
+        (None, Some(_)) => Err(ConfigError::Missing {
+            name: cert_name,
+            hint: format!(" (the certificate of {key_name}, PEM)"),
+        }),
+        (None, None) => env
+            .required(
+                &secret_name,
+                &format!(" (or {cert_name} and {key_name}: a certificate, which Entra recommends)"),
+            )
+            .map(|s| ClientCredential::Secret(Secret::new(s))),
+    }
+}
+
 /// A list setting: values separated by `;` or new lines (values such as solution plays may
 /// hold commas), blanks dropped.
 fn list(env: &Env<'_>, name: &str) -> Vec<String> {
@@ -292,13 +340,7 @@ fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
             " (the Entra tenant of the environment)",
         )?,
         env.required("COSELL_DATAVERSE_CLIENT_ID", "")?,
-        serde_json::from_value(serde_json::Value::String(
-            env.required("COSELL_DATAVERSE_CLIENT_SECRET", "")?,
-        ))
-        .map_err(|e| ConfigError::Invalid {
-            name: "COSELL_DATAVERSE_CLIENT_SECRET".into(),
-            reason: e.to_string(),
-        })?,
+        client_credential(env, "COSELL_DATAVERSE")?,
     );
     c.authority_url = env.url("COSELL_DATAVERSE_AUTHORITY_URL", &c.authority_url)?;
     c.change_overlap = Duration::from_secs(env.number(

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod crm;
 pub mod domain;
+pub mod entra;
 pub mod http;
 pub mod ingress;
 pub mod metrics;

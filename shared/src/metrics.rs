@@ -4,6 +4,8 @@
 //! `template.yaml` watch these metrics.
 
 use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use serde_json::json;
@@ -21,7 +23,12 @@ pub enum Metric {
     RegistrationRestored,
     /// A validation event sent to the webhook was not delivered.
     RegistrationValidationFailed,
+    /// The connector could not act as the Referral admin: the refresh token lapsed or was
+    /// revoked, MFA is missing, or the app's credentials were refused.
+    PartnerCenterAuthFailed,
 }
+
+const METRICS: usize = 4;
 
 impl Metric {
     pub fn name(self) -> &'static str {
@@ -29,8 +36,43 @@ impl Metric {
             Metric::RegistrationHijacked => "RegistrationHijacked",
             Metric::RegistrationRestored => "RegistrationRestored",
             Metric::RegistrationValidationFailed => "RegistrationValidationFailed",
+            Metric::PartnerCenterAuthFailed => "PartnerCenterAuthFailed",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Metric::RegistrationHijacked => 0,
+            Metric::RegistrationRestored => 1,
+            Metric::RegistrationValidationFailed => 2,
+            Metric::PartnerCenterAuthFailed => 3,
+        }
+    }
+}
+
+static SERVICE: OnceLock<String> = OnceLock::new();
+static TOTALS: [AtomicU64; METRICS] = [const { AtomicU64::new(0) }; METRICS];
+
+/// Names the process's function (`queue-processor`…) for metrics counted where the code does
+/// not know which function runs it; the first name given stays.
+pub fn set_service(name: &str) {
+    let _ = SERVICE.set(name.to_string());
+}
+
+/// The process's function as [`set_service`] named it, or `cosell`.
+pub fn service() -> &'static str {
+    SERVICE.get().map(String::as_str).unwrap_or("cosell")
+}
+
+/// Counts `value` of `metric` for the process's own function.
+pub fn count_here(metric: Metric, value: f64) {
+    count(metric, value, service());
+}
+
+/// How many of `metric` this process has counted, so a command can report and a test can see
+/// that a metric was emitted.
+pub fn total(metric: Metric) -> u64 {
+    TOTALS[metric.index()].load(Ordering::Relaxed)
 }
 
 /// The EMF line for `value` of `metric` (a count), with the function's name as its dimension.
@@ -52,6 +94,9 @@ pub fn emf_line(metric: Metric, value: f64, service: &str) -> String {
 
 /// Counts `value` of `metric` for `service` (e.g. `webhook-registrar`).
 pub fn count(metric: Metric, value: f64, service: &str) {
+    if value > 0.0 {
+        TOTALS[metric.index()].fetch_add(value as u64, Ordering::Relaxed);
+    }
     let line = emf_line(metric, value, service);
     let mut out = std::io::stdout().lock();
     // A metric that cannot be written must not fail the work it describes.

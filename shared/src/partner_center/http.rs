@@ -6,6 +6,7 @@
 //! pages, so one operation can be followed through the service's logs). A 401 renews the token
 //! once; throttling, 5xx and network failures go through [`RetryPolicy::run`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,8 +17,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::token::{AccessToken, PartnerCenterAuth, PartnerCenterConfigError, TokenProvider};
-use super::{PartnerCenter, PartnerCenterError, PatchOp, PcResult};
+use super::refresh_store::RefreshTokenStore;
+use super::token::{
+    AccessToken, PartnerCenterAuth, PartnerCenterConfigError, TokenProvider, UserSession,
+};
+use super::{AuthFailure, PartnerCenter, PartnerCenterError, PatchOp, PcResult};
 use crate::referral::Referral;
 use crate::retry::{RetryPolicy, Transient};
 
@@ -257,6 +261,16 @@ impl PartnerCenterClient {
         config: PartnerCenterConfig,
         auth: PartnerCenterAuth,
     ) -> Result<PartnerCenterClient, PartnerCenterConfigError> {
+        PartnerCenterClient::with_token_store(config, auth, None)
+    }
+
+    /// Like [`PartnerCenterClient::new`], keeping each rotated refresh token in `store` (and
+    /// looking there for a newer one when Entra refuses the one in use).
+    pub fn with_token_store(
+        config: PartnerCenterConfig,
+        auth: PartnerCenterAuth,
+        store: Option<Arc<dyn RefreshTokenStore>>,
+    ) -> Result<PartnerCenterClient, PartnerCenterConfigError> {
         let base = super::token::parse_http_url("api_base_url", &config.api_base_url)?;
         let referrals_url = super::token::parse_http_url(
             "api_base_url",
@@ -278,12 +292,10 @@ impl PartnerCenterClient {
                 webhooks.as_str().trim_end_matches('/')
             ),
         )?;
-        let webhook_auth = PartnerCenterAuth {
-            resource: PARTNER_CENTER_RESOURCE.to_string(),
-            ..auth.clone()
-        };
-        let tokens = TokenProvider::new(auth, http.clone())?;
-        let webhook_tokens = TokenProvider::new(webhook_auth, http.clone())?;
+        let resource = auth.resource.clone();
+        let session = UserSession::new(auth, http.clone(), store)?;
+        let tokens = TokenProvider::for_resource(Arc::clone(&session), resource);
+        let webhook_tokens = TokenProvider::for_resource(session, PARTNER_CENTER_RESOURCE);
         Ok(PartnerCenterClient {
             http,
             referrals_url,
@@ -562,10 +574,18 @@ impl PartnerCenterClient {
     /// (success, 400, 404, 409, 412…). Throttling, 5xx, timeouts and network failures come back
     /// as `Transient` once the policy gives up; 401 (after one renewal) and 403 as `Auth`.
     async fn execute(&self, req: Request<'_>) -> PcResult<Reply> {
-        self.retry
+        let result = self
+            .retry
             .run(|| self.attempt(&req))
             .await
-            .map_err(|e| e.error)
+            .map_err(|e| e.error);
+        if let Err(PartnerCenterError::Auth { kind, message }) = &result
+            && kind.blocks_every_call()
+        {
+            tracing::error!(kind = kind.name(), error = %message, "cannot act as the Referral admin in Partner Center");
+            crate::metrics::count_here(crate::metrics::Metric::PartnerCenterAuthFailed, 1.0);
+        }
+        result
     }
 
     async fn attempt(&self, req: &Request<'_>) -> Result<Reply, AttemptError> {
@@ -575,23 +595,42 @@ impl PartnerCenterClient {
         };
         let token = tokens.access_token().await?;
         let reply = self.send(req, &token).await?;
-        let reply = if reply.status == StatusCode::UNAUTHORIZED {
+        let (reply, token) = if reply.status == StatusCode::UNAUTHORIZED {
             // The service refused the token before doing anything, so resending is safe even
             // for a create.
             let renewed = tokens.renew_refused(&token).await?;
-            self.send(req, &renewed).await?
+            (self.send(req, &renewed).await?, renewed)
         } else {
-            reply
+            (reply, token)
         };
         let status = reply.status.as_u16();
+        let answered = || {
+            format!(
+                "{} {} answered {status}: {}",
+                req.method,
+                route(req),
+                service_message(&reply.body).message
+            )
+        };
         match status {
-            401 | 403 => Err(PartnerCenterError::Auth {
+            // Partner Center's answer to a token without the MFA claim is not documented beyond
+            // the 401; the token itself tells whether that is the reason.
+            401 if token.mfa() == Some(false) => Err(PartnerCenterError::Auth {
+                kind: AuthFailure::MfaClaimMissing,
                 message: format!(
-                    "{} {} answered {status}: {}",
-                    req.method,
-                    route(req),
-                    service_message(&reply.body).message
+                    "the access token has no MFA claim (its amr lacks 'mfa'), and Partner Center requires multifactor authentication for App+User calls: sign the Referral admin in with `cosell auth login` ({})",
+                    answered()
                 ),
+            }
+            .into()),
+            401 => Err(PartnerCenterError::Auth {
+                kind: AuthFailure::Credentials,
+                message: answered(),
+            }
+            .into()),
+            403 => Err(PartnerCenterError::Auth {
+                kind: AuthFailure::Forbidden,
+                message: answered(),
             }
             .into()),
             408 | 429 | 500..=599 => {

@@ -2,7 +2,9 @@
 //! the real service or to the sandbox; only the base URLs differ.
 
 pub mod http;
+pub mod refresh_store;
 pub mod signature;
+pub mod signin;
 pub mod token;
 
 use async_trait::async_trait;
@@ -33,9 +35,45 @@ pub enum PartnerCenterError {
     PreconditionFailed,
     #[error("referral {id} was not found in Partner Center")]
     NotFound { id: String },
-    /// Credentials, consent or roles: an operator must fix the configuration.
+    /// Sign-in, credentials, consent or roles: a person must act (`kind` says who and how)
+    /// before any call can succeed.
     #[error("Partner Center did not accept the connector's credentials: {message}")]
-    Auth { message: String },
+    Auth { kind: AuthFailure, message: String },
+}
+
+/// Why the connector could not act as the Referral admin: each asks for a different fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// The refresh token expired (90 days unused), was revoked or replaced: the Referral admin
+    /// must sign in again with `cosell auth login`.
+    SignInAgain,
+    /// The password grant met an MFA requirement it cannot pass.
+    PasswordGrantMfa,
+    /// Partner Center refused a token that lacks Microsoft's MFA claim.
+    MfaClaimMissing,
+    /// Anything else about the sign-in: the app registration, its secret or certificate,
+    /// consent.
+    Credentials,
+    /// Partner Center answered 403: the user may not do this (a role, or a referral of another
+    /// organisation). Other calls can still succeed.
+    Forbidden,
+}
+
+impl AuthFailure {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthFailure::SignInAgain => "sign_in_again",
+            AuthFailure::PasswordGrantMfa => "password_grant_mfa",
+            AuthFailure::MfaClaimMissing => "mfa_claim_missing",
+            AuthFailure::Credentials => "credentials",
+            AuthFailure::Forbidden => "forbidden",
+        }
+    }
+
+    /// Whether every call fails alike until a person acts (as opposed to one refused call).
+    pub fn blocks_every_call(self) -> bool {
+        !matches!(self, AuthFailure::Forbidden)
+    }
 }
 
 impl PartnerCenterError {

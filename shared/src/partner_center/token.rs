@@ -4,16 +4,24 @@
 //!
 //! A token is cached until shortly before it expires, and every caller waits on the same refresh,
 //! so a burst of calls costs one token request. Each redemption of a refresh token hands back a
-//! new one; the newest is kept in memory, because the one presented stops working.
+//! new one: the [`UserSession`] keeps the newest in memory for every audience and in its
+//! [`RefreshTokenStore`] for the next process, and when Entra refuses the one it holds it looks
+//! in the store for a newer one (another process rotated it, or the admin signed in again).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{PartnerCenterError, PcResult};
+use super::refresh_store::RefreshTokenStore;
+use super::{AuthFailure, PartnerCenterError, PcResult};
+use crate::entra::{
+    ClientCredential, CredentialError, EntraError, MFA_REQUIRED_CODES, PUBLIC_CLIENT_CODE,
+    TokenClaims,
+};
 
 /// Entra ID's public-cloud authority.
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
@@ -36,10 +44,11 @@ pub use crate::secret::Secret;
 /// How the connector signs in as the Partner Center user (Referral Admin) it acts for.
 #[derive(Debug, Clone)]
 pub enum UserCredential {
-    /// The resource-owner password grant Microsoft documents for the Referrals API. It fails
-    /// for users with MFA; use a refresh token for those.
+    /// The resource-owner password grant Microsoft documents for the Referrals API. It cannot
+    /// pass MFA, which Partner Center enforces on App+User calls since 1 April 2026: only for
+    /// tenants (or stand-ins) that do not ask for MFA.
     Password { username: String, password: Secret },
-    /// A refresh token obtained once interactively (the Secure Application Model).
+    /// A refresh token from an interactive sign-in (`cosell auth login`).
     RefreshToken(Secret),
 }
 
@@ -52,7 +61,8 @@ pub struct PartnerCenterAuth {
     pub tenant: String,
     /// The app registration with delegated Partner Center permissions.
     pub client_id: String,
-    pub client_secret: Secret,
+    /// The app's client secret or certificate.
+    pub client_credential: ClientCredential,
     pub credential: UserCredential,
     /// The token audience (default [`REFERRALS_RESOURCE`]).
     pub resource: String,
@@ -62,14 +72,14 @@ impl PartnerCenterAuth {
     /// The documented public-cloud defaults for everything but the app and the user.
     pub fn new(
         client_id: impl Into<String>,
-        client_secret: impl Into<Secret>,
+        client_credential: impl Into<ClientCredential>,
         credential: UserCredential,
     ) -> PartnerCenterAuth {
         PartnerCenterAuth {
             authority_url: DEFAULT_AUTHORITY_URL.to_string(),
             tenant: DEFAULT_TENANT.to_string(),
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            client_credential: client_credential.into(),
             credential,
             resource: REFERRALS_RESOURCE.to_string(),
         }
@@ -97,6 +107,8 @@ pub enum PartnerCenterConfigError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("the client certificate: {0}")]
+    Credential(#[from] CredentialError),
 }
 
 pub(crate) fn parse_http_url(
@@ -121,12 +133,25 @@ pub struct AccessToken {
     value: Secret,
     /// Tells a token that was refused apart from one obtained since by another caller.
     serial: u64,
+    /// Whether the token carries the MFA claim, when it says.
+    mfa: Option<bool>,
 }
 
 impl AccessToken {
     /// The bearer value to send.
     pub fn secret(&self) -> &str {
         self.value.expose()
+    }
+
+    /// Whether the token carries Microsoft's MFA claim (`amr` contains `mfa`); `None` when the
+    /// token is not a JWT or says nothing about how the user signed in.
+    pub fn mfa(&self) -> Option<bool> {
+        self.mfa
+    }
+
+    /// What the token says about who it was issued to.
+    pub fn claims(&self) -> Option<TokenClaims> {
+        TokenClaims::read(self.value.expose())
     }
 }
 
@@ -141,26 +166,33 @@ struct Cached {
     renew_at: Instant,
 }
 
-struct TokenState {
-    current: Option<Cached>,
+struct SessionState {
     /// The newest refresh token: the configured one at first, then each rotated one.
     refresh_token: Option<Secret>,
-    serial: u64,
+    /// The token the store held when this process last read or wrote it: the only one it may
+    /// replace there.
+    stored: Option<Secret>,
+    /// The refresh token came from a public-client sign-in (the device code flow), so it is
+    /// redeemed without the app's credential.
+    public_client: bool,
 }
 
-/// Gets, caches and renews Referrals API tokens for one user.
-pub struct TokenProvider {
+/// The Referral admin's sign-in, shared by the tokens for each audience the connector calls
+/// (the Referrals API and the Webhooks API), so one refresh-token chain serves both.
+pub struct UserSession {
     http: reqwest::Client,
     auth: PartnerCenterAuth,
     token_url: url::Url,
-    state: Mutex<TokenState>,
+    store: Option<Arc<dyn RefreshTokenStore>>,
+    state: Mutex<SessionState>,
 }
 
-impl fmt::Debug for TokenProvider {
+impl fmt::Debug for UserSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenProvider")
+        f.debug_struct("UserSession")
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.auth.client_id)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -175,14 +207,19 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct EntraError {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-    #[serde(default)]
-    error_codes: Option<Vec<u64>>,
+/// A refused token request, and whether Entra said the token belongs to a public client.
+struct Refusal {
+    error: PartnerCenterError,
+    public_client: bool,
+}
+
+impl From<PartnerCenterError> for Refusal {
+    fn from(error: PartnerCenterError) -> Refusal {
+        Refusal {
+            error,
+            public_client: false,
+        }
+    }
 }
 
 enum Grant<'a> {
@@ -193,125 +230,196 @@ enum Grant<'a> {
     Refresh(&'a Secret),
 }
 
-impl TokenProvider {
-    /// `http` should carry the connector's timeout; it is shared with the API calls.
+impl UserSession {
+    /// `store`, when given, is where rotated refresh tokens are kept for the next process and
+    /// where a newer one is looked for when Entra refuses the one held. `http` should carry the
+    /// connector's timeout; it is shared with the API calls.
     pub fn new(
         auth: PartnerCenterAuth,
         http: reqwest::Client,
-    ) -> Result<TokenProvider, PartnerCenterConfigError> {
+        store: Option<Arc<dyn RefreshTokenStore>>,
+    ) -> Result<Arc<UserSession>, PartnerCenterConfigError> {
         let token_url = auth.token_url()?;
         let refresh_token = match &auth.credential {
             UserCredential::RefreshToken(t) => Some(t.clone()),
-            UserCredential::Password { .. } => None,
+            UserCredential::Password { username, .. } => {
+                tracing::warn!(
+                    %username,
+                    "Partner Center is configured with the password grant, which cannot pass multifactor authentication: Partner Center refuses App+User calls without MFA since 1 April 2026. Sign the Referral admin in with `cosell auth login` and drop COSELL_PC_USERNAME/COSELL_PC_PASSWORD"
+                );
+                None
+            }
         };
-        Ok(TokenProvider {
+        Ok(Arc::new(UserSession {
             http,
             auth,
             token_url,
-            state: Mutex::new(TokenState {
-                current: None,
+            store,
+            state: Mutex::new(SessionState {
+                stored: refresh_token.clone(),
                 refresh_token,
-                serial: 0,
+                public_client: false,
             }),
-        })
+        }))
     }
 
-    /// A token good for a while yet: the cached one, or a fresh one when it is about to expire.
-    pub async fn access_token(&self) -> PcResult<AccessToken> {
+    /// A fresh access token for `resource`, rotating the refresh token.
+    async fn token_for(&self, resource: &str) -> PcResult<TokenResponse> {
         let mut state = self.state.lock().await;
-        if let Some(c) = &state.current
-            && Instant::now() < c.renew_at
-        {
-            return Ok(c.token.clone());
-        }
-        self.acquire(&mut state).await
-    }
-
-    /// A replacement for a token the API refused (401). When another caller already replaced
-    /// it, that newer token is returned and Entra is not asked again.
-    pub async fn renew_refused(&self, refused: &AccessToken) -> PcResult<AccessToken> {
-        let mut state = self.state.lock().await;
-        if let Some(c) = &state.current
-            && c.token.serial != refused.serial
-            && Instant::now() < c.renew_at
-        {
-            return Ok(c.token.clone());
-        }
-        state.current = None;
-        self.acquire(&mut state).await
-    }
-
-    /// Runs with the state lock held, so concurrent callers share this one request.
-    async fn acquire(&self, state: &mut TokenState) -> PcResult<AccessToken> {
-        let response = match (&state.refresh_token, &self.auth.credential) {
+        let response = match (&state.refresh_token.clone(), &self.auth.credential) {
             (Some(refresh), UserCredential::Password { username, password }) => {
                 // The refresh token a password grant returned spares sending the password
-                // again; when it has been revoked (a password reset), the password still works.
-                match self.request(Grant::Refresh(refresh)).await {
-                    Err(PartnerCenterError::Auth { .. }) => {
-                        self.request(Grant::Password { username, password }).await
+                // again; when it has been revoked, the password still works.
+                match self.redeem(&mut state, refresh, resource).await {
+                    Err(PartnerCenterError::Auth { .. }) => self
+                        .request(Grant::Password { username, password }, resource, true)
+                        .await
+                        .map_err(|r| r.error),
+                    other => other,
+                }
+            }
+            (None, UserCredential::Password { username, password }) => self
+                .request(Grant::Password { username, password }, resource, true)
+                .await
+                .map_err(|r| r.error),
+            (Some(refresh), UserCredential::RefreshToken(_)) => {
+                match self.redeem(&mut state, refresh, resource).await {
+                    Err(
+                        e @ PartnerCenterError::Auth {
+                            kind: AuthFailure::SignInAgain,
+                            ..
+                        },
+                    ) => {
+                        self.retry_with_stored(&mut state, refresh, resource, e)
+                            .await
                     }
                     other => other,
                 }
             }
-            (Some(refresh), UserCredential::RefreshToken(_)) => {
-                self.request(Grant::Refresh(refresh)).await
-            }
-            (None, UserCredential::Password { username, password }) => {
-                self.request(Grant::Password { username, password }).await
-            }
             (None, UserCredential::RefreshToken(configured)) => {
-                self.request(Grant::Refresh(configured)).await
+                self.redeem(&mut state, configured, resource).await
             }
         }?;
-        if let Some(rotated) = response.refresh_token.filter(|t| !t.is_empty()) {
-            state.refresh_token = Some(Secret::new(rotated));
+        if let Some(rotated) = response.refresh_token.as_deref().filter(|t| !t.is_empty()) {
+            self.keep(&mut state, Secret::new(rotated)).await;
         }
-        let lifetime = response
-            .expires_in
-            .as_ref()
-            .and_then(seconds)
-            .unwrap_or(FALLBACK_LIFETIME);
-        let margin = MAX_RENEWAL_MARGIN.min(lifetime / 10);
-        state.serial += 1;
-        let token = AccessToken {
-            value: Secret::new(response.access_token),
-            serial: state.serial,
-        };
-        state.current = Some(Cached {
-            token: token.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(margin),
-        });
-        tracing::debug!(
-            lifetime_secs = lifetime.as_secs(),
-            "obtained a Partner Center access token"
-        );
-        Ok(token)
+        Ok(response)
     }
 
-    async fn request(&self, grant: Grant<'_>) -> PcResult<TokenResponse> {
+    /// Entra refused `refused`: when the store holds another token (a newer sign-in, or a
+    /// rotation by another process), that one is tried before giving up.
+    async fn retry_with_stored(
+        &self,
+        state: &mut SessionState,
+        refused: &Secret,
+        resource: &str,
+        error: PartnerCenterError,
+    ) -> PcResult<TokenResponse> {
+        let Some(store) = &self.store else {
+            return Err(error);
+        };
+        let stored = match store.load().await {
+            Ok(Some(stored)) if &stored.token != refused => stored.token,
+            Ok(_) => return Err(error),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for a newer refresh token");
+                return Err(error);
+            }
+        };
+        tracing::info!(place = %store.place(), "Entra refused the refresh token in use; trying the one stored since");
+        state.refresh_token = Some(stored.clone());
+        state.stored = Some(stored.clone());
+        // A new sign-in may have been made with either flow.
+        state.public_client = false;
+        self.redeem(state, &stored, resource).await
+    }
+
+    /// Redeems a refresh token, without the app's credential when it is a public-client token.
+    async fn redeem(
+        &self,
+        state: &mut SessionState,
+        refresh: &Secret,
+        resource: &str,
+    ) -> PcResult<TokenResponse> {
+        match self
+            .request(Grant::Refresh(refresh), resource, !state.public_client)
+            .await
+        {
+            Err(Refusal {
+                public_client: true,
+                ..
+            }) if !state.public_client => {
+                state.public_client = true;
+                self.request(Grant::Refresh(refresh), resource, false)
+                    .await
+                    .map_err(|r| r.error)
+            }
+            other => other.map_err(|r| r.error),
+        }
+    }
+
+    /// Keeps a rotated refresh token in memory, and in the store while the store still holds
+    /// the one this process started from.
+    async fn keep(&self, state: &mut SessionState, rotated: Secret) {
+        state.refresh_token = Some(rotated.clone());
+        let Some(store) = &self.store else { return };
+        if matches!(self.auth.credential, UserCredential::Password { .. }) {
+            return;
+        }
+        let Some(expected) = state.stored.clone() else {
+            return;
+        };
+        match store.replace(&expected, &rotated).await {
+            Ok(true) => {
+                state.stored = Some(rotated);
+                tracing::debug!(place = %store.place(), "kept the rotated refresh token");
+            }
+            Ok(false) => {
+                tracing::info!(place = %store.place(), "the stored refresh token is newer than the one this process started from (a new sign-in or another process); it is left as it is");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the rotated refresh token is kept in memory only; the next process starts from the stored one");
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        grant: Grant<'_>,
+        resource: &str,
+        with_client_credential: bool,
+    ) -> Result<TokenResponse, Refusal> {
         let auth = &self.auth;
-        let mut form: Vec<(&str, &str)> = vec![
-            ("client_id", &auth.client_id),
-            ("client_secret", auth.client_secret.expose()),
-            ("resource", &auth.resource),
+        let mut form: Vec<(&str, String)> = vec![
+            ("client_id", auth.client_id.clone()),
+            ("resource", resource.to_string()),
         ];
-        let who = match &grant {
+        if with_client_credential {
+            let fields = auth
+                .client_credential
+                .form_fields(&auth.client_id, self.token_url.as_str())
+                .map_err(|e| PartnerCenterError::Auth {
+                    kind: AuthFailure::Credentials,
+                    message: e.to_string(),
+                })?;
+            form.extend(fields);
+        }
+        let (who, password_grant) = match &grant {
             Grant::Password { username, password } => {
                 form.extend([
-                    ("grant_type", "password"),
-                    ("scope", "openid"),
-                    ("username", username),
-                    ("password", password.expose()),
+                    ("grant_type", "password".to_string()),
+                    ("scope", "openid".to_string()),
+                    ("username", username.to_string()),
+                    ("password", password.expose().to_string()),
                 ]);
-                format!("user {username}")
+                (format!("user {username}"), true)
             }
             Grant::Refresh(token) => {
                 form.extend([
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token.expose()),
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", token.expose().to_string()),
                 ]);
-                "the refresh token".to_string()
+                ("the refresh token".to_string(), false)
             }
         };
         let response = self
@@ -343,10 +451,11 @@ impl TokenProvider {
                     retry_after: None,
                     message: format!("Entra ID's token response is not readable: {e}"),
                 }
+                .into()
             });
         }
         let error: EntraError = serde_json::from_slice(&body).unwrap_or_default();
-        let code = error.error.as_deref().unwrap_or("unknown_error");
+        let code = error.code();
         let detail = self.describe(&error);
         if status.as_u16() == 429
             || status.as_u16() == 408
@@ -357,44 +466,148 @@ impl TokenProvider {
                 status: Some(status.as_u16()),
                 retry_after,
                 message: format!("Entra ID could not issue a token for {who}: {code} ({detail})"),
-            });
+            }
+            .into());
         }
-        Err(PartnerCenterError::Auth {
-            message: format!(
-                "Entra ID refused a token for {who} (client {}): {code} ({detail})",
-                auth.client_id
-            ),
+        let client = &auth.client_id;
+        let (kind, message) = if MFA_REQUIRED_CODES.iter().any(|c| error.has_code(*c))
+            && password_grant
+        {
+            (
+                AuthFailure::PasswordGrantMfa,
+                format!(
+                    "the password grant cannot pass multifactor authentication, which Entra requires for {who}: sign the Referral admin in with `cosell auth login` instead (Entra: {detail})"
+                ),
+            )
+        } else if code == "invalid_grant" && !password_grant {
+            (
+                AuthFailure::SignInAgain,
+                format!(
+                    "the Referral admin's refresh token expired or was revoked: the Referral admin must sign in again: `cosell auth login` (Entra: {code}, {detail})"
+                ),
+            )
+        } else {
+            (
+                AuthFailure::Credentials,
+                format!("Entra ID refused a token for {who} (client {client}): {code} ({detail})"),
+            )
+        };
+        Err(Refusal {
+            error: PartnerCenterError::Auth { kind, message },
+            public_client: error.has_code(PUBLIC_CLIENT_CODE),
         })
     }
 
-    /// The AADSTS code and the first line of Entra's description, with anything secret the
-    /// connector sent cut out in case the service ever echoes it.
     fn describe(&self, error: &EntraError) -> String {
-        let first_line = error
-            .error_description
-            .as_deref()
-            .and_then(|d| d.lines().next())
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
-        let mut text = match (first_line, error.error_codes.as_deref()) {
-            (Some(line), _) => line.to_string(),
-            (None, Some([code, ..])) => format!("AADSTS{code}"),
-            (None, _) => "no description".to_string(),
+        let mut secrets: Vec<&str> = Vec::new();
+        if let Some(s) = self.auth.client_credential.secret() {
+            secrets.push(s.expose());
+        }
+        match &self.auth.credential {
+            UserCredential::Password { password, .. } => secrets.push(password.expose()),
+            UserCredential::RefreshToken(t) => secrets.push(t.expose()),
+        }
+        error.summary(MAX_DESCRIPTION_CHARS, &secrets)
+    }
+}
+
+/// Gets, caches and renews the access tokens of one audience for the session's user.
+pub struct TokenProvider {
+    session: Arc<UserSession>,
+    resource: String,
+    state: Mutex<AccessState>,
+}
+
+struct AccessState {
+    current: Option<Cached>,
+    serial: u64,
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenProvider")
+            .field("resource", &self.resource)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenProvider {
+    /// Tokens for `auth.resource` from a session of its own, without a store.
+    pub fn new(
+        auth: PartnerCenterAuth,
+        http: reqwest::Client,
+    ) -> Result<TokenProvider, PartnerCenterConfigError> {
+        let resource = auth.resource.clone();
+        Ok(TokenProvider::for_resource(
+            UserSession::new(auth, http, None)?,
+            resource,
+        ))
+    }
+
+    /// Tokens for `resource` from `session`.
+    pub fn for_resource(session: Arc<UserSession>, resource: impl Into<String>) -> TokenProvider {
+        TokenProvider {
+            session,
+            resource: resource.into(),
+            state: Mutex::new(AccessState {
+                current: None,
+                serial: 0,
+            }),
+        }
+    }
+
+    /// A token good for a while yet: the cached one, or a fresh one when it is about to expire.
+    pub async fn access_token(&self) -> PcResult<AccessToken> {
+        let mut state = self.state.lock().await;
+        if let Some(c) = &state.current
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
+        }
+        self.acquire(&mut state).await
+    }
+
+    /// A replacement for a token the API refused (401). When another caller already replaced
+    /// it, that newer token is returned and Entra is not asked again.
+    pub async fn renew_refused(&self, refused: &AccessToken) -> PcResult<AccessToken> {
+        let mut state = self.state.lock().await;
+        if let Some(c) = &state.current
+            && c.token.serial != refused.serial
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
+        }
+        state.current = None;
+        self.acquire(&mut state).await
+    }
+
+    /// Runs with the state lock held, so concurrent callers share this one request.
+    async fn acquire(&self, state: &mut AccessState) -> PcResult<AccessToken> {
+        let response = self.session.token_for(&self.resource).await?;
+        let lifetime = response
+            .expires_in
+            .as_ref()
+            .and_then(seconds)
+            .unwrap_or(FALLBACK_LIFETIME);
+        let margin = MAX_RENEWAL_MARGIN.min(lifetime / 10);
+        state.serial += 1;
+        let mfa = TokenClaims::read(&response.access_token).and_then(|c| c.mfa());
+        let token = AccessToken {
+            value: Secret::new(response.access_token),
+            serial: state.serial,
+            mfa,
         };
-        let mut secrets: Vec<&str> = vec![self.auth.client_secret.expose()];
-        if let UserCredential::Password { password, .. } = &self.auth.credential {
-            secrets.push(password.expose());
-        }
-        if let UserCredential::RefreshToken(t) = &self.auth.credential {
-            secrets.push(t.expose());
-        }
-        for s in secrets.into_iter().filter(|s| !s.is_empty()) {
-            text = text.replace(s, "***");
-        }
-        if text.chars().count() > MAX_DESCRIPTION_CHARS {
-            text = text.chars().take(MAX_DESCRIPTION_CHARS).collect::<String>() + "…";
-        }
-        text
+        state.current = Some(Cached {
+            token: token.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(margin),
+        });
+        tracing::debug!(
+            lifetime_secs = lifetime.as_secs(),
+            resource = %self.resource,
+            "obtained a Partner Center access token"
+        );
+        Ok(token)
     }
 }
 
@@ -421,7 +634,7 @@ mod tests {
                 password: Secret::new("pa55word"),
             },
         );
-        let shown = format!("{auth:?} {}", auth.client_secret);
+        let shown = format!("{auth:?}");
         assert!(shown.contains("admin@contoso.test"), "{shown}");
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
         assert!(!shown.contains("pa55word"), "{shown}");

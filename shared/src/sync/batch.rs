@@ -10,6 +10,12 @@ use std::time::Duration;
 /// (its `Retry-After`), which the queue must honour before the message's next attempt.
 pub trait Failure: std::fmt::Display {
     fn retry_after(&self) -> Option<Duration>;
+
+    /// The failure will meet every message alike (the connector cannot sign in): the rest of
+    /// the batch is not run and fails with it, waiting as long.
+    fn stops_batch(&self) -> bool {
+        false
+    }
 }
 
 /// A message of a batch, as the processor sees it.
@@ -78,7 +84,12 @@ where
 {
     let mut failed_groups: HashMap<&str, Option<Duration>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(messages.len());
+    let mut stopped: Option<Option<Duration>> = None;
     for m in messages {
+        if let Some(retry_after) = stopped {
+            outcomes.push(ItemOutcome::Failed { retry_after });
+            continue;
+        }
         if let Some(&retry_after) = failed_groups.get(m.group.as_str()) {
             outcomes.push(ItemOutcome::Failed { retry_after });
             continue;
@@ -92,6 +103,9 @@ where
             Err(why) => {
                 let retry_after = why.retry_after();
                 tracing::warn!(message_id = %m.id, group = %m.group, error = %why, ?retry_after, "sync command failed; it will be retried");
+                if why.stops_batch() {
+                    stopped = Some(retry_after);
+                }
                 failed_groups.insert(&m.group, retry_after);
                 outcomes.push(ItemOutcome::Failed { retry_after });
             }
@@ -118,6 +132,56 @@ mod tests {
         fn retry_after(&self) -> Option<Duration> {
             self.0
         }
+    }
+
+    /// A failure every message would meet (the connector cannot sign in).
+    #[derive(Debug)]
+    struct SignedOut;
+
+    impl std::fmt::Display for SignedOut {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("signed out")
+        }
+    }
+
+    impl Failure for SignedOut {
+        fn retry_after(&self) -> Option<Duration> {
+            Some(Duration::from_secs(300))
+        }
+
+        fn stops_batch(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_meets_every_message_stops_the_batch_and_all_wait_alike() {
+        let batch = [msg("a1", "A"), msg("b1", "B"), msg("c1", "C")];
+        let mut ran = Vec::new();
+        let failed = process(&batch, |m| {
+            ran.push(m.id.clone());
+            let fail = m.id == "b1";
+            async move { if fail { Err(SignedOut) } else { Ok(()) } }
+        })
+        .await;
+        assert_eq!(
+            ran,
+            ["a1", "b1"],
+            "c1 is not tried against a sign-in that failed"
+        );
+        assert_eq!(
+            failed,
+            [
+                FailedItem {
+                    id: "b1".into(),
+                    retry_after: Some(Duration::from_secs(300))
+                },
+                FailedItem {
+                    id: "c1".into(),
+                    retry_after: Some(Duration::from_secs(300))
+                }
+            ]
+        );
     }
 
     fn msg(id: &str, group: &str) -> BatchMessage {

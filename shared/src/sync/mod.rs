@@ -35,6 +35,10 @@ pub struct SyncOptions {
     pub won_hold: Duration,
     /// The Services co-sell fields' checks before a referral is sent.
     pub services: crate::domain::outbound::ServicesRules,
+    /// While the connector cannot act as the Referral admin (a lapsed or revoked sign-in), a
+    /// message waits this long in the queue before it is tried again, and the rest of its batch
+    /// with it: each try costs one of the message's receives, so they are kept few.
+    pub auth_retry: Duration,
     /// The time the sync goes by (the system clock; tests follow the sandbox's).
     pub clock: Clock,
 }
@@ -90,6 +94,7 @@ impl Default for SyncOptions {
             in_progress_ttl: Duration::from_secs(300),
             won_hold: Duration::from_secs(72 * 3600),
             services: Default::default(),
+            auth_retry: Duration::from_secs(300),
             clock: Clock::system(),
         }
     }
@@ -125,6 +130,13 @@ pub enum ProcessError {
     Unreadable(crate::queue::QueueError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The connector cannot act as the Referral admin: no message can sync until a person
+    /// acts, so this one and the rest of its batch wait `wait` in the queue.
+    #[error("{error}")]
+    SignIn {
+        error: PartnerCenterError,
+        wait: Duration,
+    },
 }
 
 impl batch::Failure for ProcessError {
@@ -133,8 +145,13 @@ impl batch::Failure for ProcessError {
         match self {
             ProcessError::Sync(SyncError::Crm(e)) => e.retry_after(),
             ProcessError::Sync(SyncError::PartnerCenter(e)) => e.retry_after(),
+            ProcessError::SignIn { wait, .. } => Some(*wait),
             _ => None,
         }
+    }
+
+    fn stops_batch(&self) -> bool {
+        matches!(self, ProcessError::SignIn { .. })
     }
 }
 
@@ -426,6 +443,18 @@ impl Processor {
     /// `Err` leaves the message for redelivery; everything else is acknowledged, including
     /// failures a person must fix (they are in Audit and the journal).
     pub async fn handle(&self, body: &str) -> Result<(), ProcessError> {
+        self.run(body).await.map_err(|e| match e {
+            ProcessError::Sync(SyncError::PartnerCenter(
+                error @ PartnerCenterError::Auth { kind, .. },
+            )) if kind.blocks_every_call() => ProcessError::SignIn {
+                error,
+                wait: self.options.auth_retry,
+            },
+            other => other,
+        })
+    }
+
+    async fn run(&self, body: &str) -> Result<(), ProcessError> {
         let command =
             crate::queue::SyncCommand::from_body(body).map_err(ProcessError::Unreadable)?;
         match command {

@@ -652,6 +652,7 @@ impl State {
         if old.is_microsofts() {
             // The service answers 403, which the adapter reports as Auth.
             return Err(PartnerCenterError::Auth {
+                kind: crate::partner_center::AuthFailure::Forbidden,
                 message: format!(
                     "PATCH /v1.0/engagements/referrals/{id} answered 403: This referral belongs to another organization and cannot be changed."
                 ),

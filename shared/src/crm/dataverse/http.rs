@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::config::{ConfigError, DataverseConfig, Secret};
+use super::config::{ClientCredential, ConfigError, DataverseConfig};
 use super::mapping::field_in_message;
 use crate::crm::{CrmError, CrmResult};
 use crate::retry::RetryPolicy;
@@ -101,7 +101,7 @@ pub(super) struct Http {
     token_url: String,
     scope: String,
     client_id: String,
-    secret: Secret,
+    credential: ClientCredential,
     retry: RetryPolicy,
     page_size: usize,
     /// Held across a token request, so concurrent calls wait for one token instead of each
@@ -126,7 +126,7 @@ impl Http {
             ),
             scope: format!("{org}/.default"),
             client_id: config.client_id.clone(),
-            secret: config.client_secret.clone(),
+            credential: config.client_credential.clone(),
             retry: config.retry,
             page_size: config.page_size,
             token: Mutex::new(None),
@@ -233,12 +233,18 @@ impl Http {
     }
 
     async fn fetch_token(&self) -> CrmResult<CachedToken> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.secret.expose()),
-            ("scope", self.scope.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", self.client_id.clone()),
+            ("scope", self.scope.clone()),
         ];
+        form.extend(
+            self.credential
+                .form_fields(&self.client_id, &self.token_url)
+                .map_err(|e| CrmError::Auth {
+                    message: e.to_string(),
+                })?,
+        );
         let resp = self
             .client
             .post(&self.token_url)
