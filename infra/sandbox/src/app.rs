@@ -63,6 +63,7 @@ impl App {
             .build()?;
         let dataverse = crate::dataverse::State::new(&config.dataverse);
         let salesforce = crate::salesforce::State::new(&config.salesforce);
+        let tokens = TokenStore::new(&config);
         Ok(App(Arc::new(Inner {
             dataverse: Mutex::new(dataverse),
             salesforce: Mutex::new(salesforce),
@@ -73,7 +74,7 @@ impl App {
             http,
             events,
             shutdown,
-            tokens: Mutex::default(),
+            tokens: Mutex::new(tokens),
             partner_center: Mutex::default(),
             faults: Mutex::default(),
             stats: Mutex::default(),

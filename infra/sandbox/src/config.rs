@@ -11,6 +11,8 @@ pub const CLIENT_SECRET: &str = "sandbox-secret";
 pub const ADMIN_USER: &str = "referral-admin@sandbox.test";
 pub const READER_USER: &str = "referral-user@sandbox.test";
 pub const USER_PASSWORD: &str = "sandbox";
+/// The directory every token names as `tid` (whatever tenant segment the request's path has).
+pub const TENANT_ID: &str = "3f6c5c1e-6d1b-4c8a-9a57-5a1db0c5e11a";
 
 /// The token audience of the Referrals API.
 pub const REFERRALS_AUDIENCE: &str = "https://api.partner.microsoft.com";
@@ -37,6 +39,47 @@ pub struct UserIdentity {
 pub struct ClientIdentity {
     pub client_id: String,
     pub client_secret: String,
+    /// Certificates (DER) whose keys may sign the client's assertions (private_key_jwt), as
+    /// uploaded under the app registration's "Certificates & secrets". More can be added at run
+    /// time through the control API.
+    pub certificates: Vec<Vec<u8>>,
+    /// The app registration's "Allow public client flows": whether the device code flow may be
+    /// finished without a client credential. Entra's default for a new registration is off, but
+    /// a connector signed in on a headless machine needs it, so the sandbox's app has it on.
+    pub public_client_flows: bool,
+}
+
+impl ClientIdentity {
+    pub fn new(client_id: &str, client_secret: &str) -> ClientIdentity {
+        ClientIdentity {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            certificates: Vec::new(),
+            public_client_flows: true,
+        }
+    }
+}
+
+/// What happens to a refresh token once it has been redeemed.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefreshRotation {
+    /// Entra's documented behaviour: the redeemed token stays valid until its own expiry; each
+    /// redemption also hands out a new one.
+    #[default]
+    Reuse,
+    /// The redeemed token stops working: a client that keeps an old one finds out at once.
+    SingleUse,
 }
 
 /// Which referral id a `related-referral-*` event carries in its `ResourceUri`. Not documented;
@@ -66,8 +109,24 @@ pub struct SandboxConfig {
     pub users: Vec<UserIdentity>,
     /// Lifetime of access tokens (Entra's default is about an hour).
     pub token_lifetime: Duration,
-    /// Lifetime of refresh tokens.
+    /// A refresh token lapses this long after it was issued (Entra: 90 days of inactivity; every
+    /// redemption issues a fresh token, so an unused one is the one that lapses).
     pub refresh_token_lifetime: Duration,
+    /// Whether a redeemed refresh token keeps working.
+    pub refresh_rotation: RefreshRotation,
+    /// Conditional Access requires multifactor authentication to sign in to Partner Center, so a
+    /// user's password grant is refused (AADSTS50076); interactive and device code sign-ins do
+    /// the second factor and pass.
+    pub sign_in_mfa: bool,
+    /// Partner Center's own MFA enforcement: the Referrals and Webhooks APIs refuse an App+User
+    /// token whose `amr` lacks `mfa`.
+    pub partner_center_mfa: bool,
+    /// How often a device code client may poll (Entra answers 5 seconds).
+    pub device_code_interval: Duration,
+    /// How long a device code waits for the user (Entra: 15 minutes).
+    pub device_code_lifetime: Duration,
+    /// How long an authorization code may wait to be redeemed (Entra: 10 minutes).
+    pub authorization_code_lifetime: Duration,
     /// Largest page of a referral list (documented: 100).
     pub page_size: usize,
     /// Incoming referrals left `New` this long become `Closed/Expired` (documented: 14 days).
@@ -107,10 +166,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             port: 0,
-            clients: vec![ClientIdentity {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-            }],
+            clients: vec![ClientIdentity::new(CLIENT_ID, CLIENT_SECRET)],
             users: vec![
                 UserIdentity {
                     username: ADMIN_USER.into(),
@@ -125,6 +181,12 @@ impl Default for SandboxConfig {
             ],
             token_lifetime: Duration::from_secs(3600),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
+            refresh_rotation: RefreshRotation::default(),
+            sign_in_mfa: true,
+            partner_center_mfa: true,
+            device_code_interval: Duration::from_secs(5),
+            device_code_lifetime: Duration::from_secs(15 * 60),
+            authorization_code_lifetime: Duration::from_secs(10 * 60),
             page_size: 100,
             referral_expiry: Duration::from_secs(14 * 24 * 3600),
             create_status: 200,

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::faults::{FaultRule, WebhookFault};
 
 /// A control call the sandbox cannot carry out, answered 400 with the reason.
-struct BadRequest(String);
+pub(crate) struct BadRequest(String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -25,11 +25,11 @@ impl IntoResponse for BadRequest {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+pub(crate) fn bad_request(message: impl Into<String>) -> Response {
     BadRequest(message.into()).into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
     serde_json::from_slice(body).map_err(|e| BadRequest(format!("Invalid body: {e}")))
 }
 
@@ -142,8 +142,8 @@ struct Password {
     password: String,
 }
 
-/// Changes a user's password and revokes their refresh tokens: what an expired password does
-/// to a connector that signs in as that user.
+/// Changes a user's password: what an expired or reset password does to a connector that signs
+/// in as that user. Public clients' refresh tokens are revoked; confidential clients' survive.
 pub async fn set_password(State(app): State<App>, body: Bytes) -> Response {
     let p: Password = match parse(&body) {
         Ok(p) => p,
@@ -157,7 +157,8 @@ pub async fn set_password(State(app): State<App>, body: Bytes) -> Response {
     {
         return bad_request(format!("No sandbox user named {}", p.username));
     }
-    app.tokens().set_password(&p.username, &p.password);
+    app.tokens()
+        .set_password(&p.username, &p.password, app.clock.now());
     StatusCode::NO_CONTENT.into_response()
 }
 

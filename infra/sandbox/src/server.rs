@@ -43,6 +43,9 @@ pub fn router(app: App) -> Router {
     let api = Router::new()
         .route("/{tenant}/oauth2/token", post(entra::token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
+        .route("/{tenant}/oauth2/authorize", get(entra::authorize_v1))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(entra::authorize_v2))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(entra::devicecode))
         .route(
             "/v1.0/engagements/referrals",
             get(referrals::list).post(referrals::create),
@@ -99,6 +102,27 @@ pub fn router(app: App) -> Router {
         .route(
             "/_sandbox/identities/expire-tokens",
             post(control::expire_tokens),
+        )
+        .route(
+            "/_sandbox/identities/certificate",
+            post(entra::control::add_certificate),
+        )
+        .route(
+            "/_sandbox/entra/settings",
+            get(entra::control::settings).post(entra::control::set_settings),
+        )
+        .route(
+            "/_sandbox/entra/device/approve",
+            post(entra::control::approve_device),
+        )
+        .route(
+            "/_sandbox/entra/device/decline",
+            post(entra::control::decline_device),
+        )
+        .route("/_sandbox/entra/revoke", post(entra::control::revoke))
+        .route(
+            "/_sandbox/entra/refresh-tokens",
+            get(entra::control::refresh_tokens),
         )
         .route(
             "/_sandbox/partner-center/incoming",

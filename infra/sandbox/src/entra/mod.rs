@@ -1,29 +1,51 @@
-//! Entra ID's token endpoint, v1 (`/{tenant}/oauth2/token`, `resource=`) and v2
-//! (`/{tenant}/oauth2/v2.0/token`, `scope=`), with the grants the connector uses, and the bearer
-//! check every sandbox API applies.
+//! Entra ID as the connector meets it: the token endpoint, v1 (`/{tenant}/oauth2/token`,
+//! `resource=`) and v2 (`/{tenant}/oauth2/v2.0/token`, `scope=`); the authorize endpoint that
+//! signs a user in interactively; the device authorization grant; client authentication by
+//! secret or certificate; rotating refresh tokens; Conditional Access's MFA requirement; and the
+//! bearer check every sandbox API applies.
+
+mod authorize;
+mod client_auth;
+pub mod control;
+mod device;
+mod jwt;
+mod refresh;
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use authorize::{authorize_v1, authorize_v2};
+pub use device::devicecode;
+
 use crate::app::App;
-use crate::config::ReferralRole;
+use crate::config::{ReferralRole, RefreshRotation, SandboxConfig};
+use jwt::ClientProof;
+
+/// A token request's form fields.
+pub type Form = HashMap<String, String>;
+
+fn field<'a>(form: &'a Form, name: &str) -> &'a str {
+    form.get(name).map(String::as_str).unwrap_or("")
+}
 
 /// Who a token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
     /// App-only (client credentials).
     App { client_id: String },
-    /// App+User (password or refresh-token grant).
+    /// App+User (a user's sign-in, or a refresh token from one).
     User {
         client_id: String,
         username: String,
         role: ReferralRole,
+        /// How the user authenticated (`pwd`, `mfa`), as the token's `amr` claim says.
+        amr: Vec<String>,
     },
 }
 
@@ -34,39 +56,84 @@ pub struct AccessGrant {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
-pub struct RefreshGrant {
-    client_id: String,
-    username: String,
-    expires_at: DateTime<Utc>,
+/// The Entra settings that can change at run time (`/_sandbox/entra/settings`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub refresh_rotation: RefreshRotation,
+    pub sign_in_mfa: bool,
+    pub partner_center_mfa: bool,
+    /// Seconds.
+    pub device_code_interval: u64,
 }
 
-#[derive(Debug, Default)]
+impl Settings {
+    fn from_config(config: &SandboxConfig) -> Settings {
+        Settings {
+            refresh_rotation: config.refresh_rotation,
+            sign_in_mfa: config.sign_in_mfa,
+            partner_center_mfa: config.partner_center_mfa,
+            device_code_interval: config.device_code_interval.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct TokenStore {
     access: HashMap<String, AccessGrant>,
-    refresh: HashMap<String, RefreshGrant>,
+    refresh: refresh::RefreshTokens,
+    codes: HashMap<String, authorize::AuthCode>,
+    devices: device::Devices,
+    assertions: client_auth::SeenAssertions,
     /// Current passwords, changed through the control API to play an expired password.
     passwords: HashMap<String, String>,
+    /// Certificates registered through the control API, by client id.
+    certificates: HashMap<String, Vec<Vec<u8>>>,
+    settings: Settings,
 }
 
 impl TokenStore {
+    pub fn new(config: &SandboxConfig) -> TokenStore {
+        TokenStore {
+            access: HashMap::new(),
+            refresh: Default::default(),
+            codes: HashMap::new(),
+            devices: Default::default(),
+            assertions: Default::default(),
+            passwords: HashMap::new(),
+            certificates: HashMap::new(),
+            settings: Settings::from_config(config),
+        }
+    }
+
+    /// Forgets every token, code and sign-in. Settings and registered certificates stay: they
+    /// describe the directory and the app registration, not a sign-in.
     pub fn clear(&mut self) {
         self.access.clear();
         self.refresh.clear();
+        self.codes.clear();
+        self.devices.clear();
+        self.assertions.clear();
         self.passwords.clear();
     }
 
-    /// Changes a user's password and revokes their refresh tokens, as a password reset does.
-    pub fn set_password(&mut self, username: &str, password: &str) {
+    /// Changes a user's password. As Microsoft documents for refresh tokens, a password change
+    /// revokes the tokens public clients hold; a confidential client's tokens survive it.
+    pub fn set_password(&mut self, username: &str, password: &str, now: DateTime<Utc>) {
         self.passwords
             .insert(username.to_ascii_lowercase(), password.to_string());
-        self.refresh
-            .retain(|_, g| !g.username.eq_ignore_ascii_case(username));
+        self.refresh.revoke_user(username, true, now);
     }
 
     /// Expires every access token now, so the next call of each client gets a 401.
     pub fn expire_access_tokens(&mut self) {
         self.access.clear();
+    }
+
+    fn client_certificates(&self, client_id: &str) -> Vec<Vec<u8>> {
+        self.certificates
+            .get(client_id)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -93,6 +160,22 @@ impl std::fmt::Display for AuthFailure {
             }
         }
     }
+}
+
+/// The sign-in a user token is issued for.
+pub(crate) struct SignIn<'a> {
+    client_id: &'a str,
+    username: &'a str,
+    role: ReferralRole,
+    amr: Vec<String>,
+    proof: ClientProof,
+    /// The OpenID scopes asked for (`openid`, `offline_access`, `profile`).
+    scopes: Vec<String>,
+    nonce: Option<&'a str>,
+    /// Whether a refresh token comes with the answer.
+    refresh: bool,
+    /// Whether an id token comes with the answer.
+    id_token: bool,
 }
 
 impl App {
@@ -129,65 +212,46 @@ impl App {
         Ok(grant.subject)
     }
 
-    fn issue(&self, subject: Subject, audience: &str) -> (String, i64) {
-        let token = random_token();
-        let lifetime = chrono::Duration::from_std(self.config.token_lifetime)
-            .unwrap_or(chrono::Duration::hours(1));
+    /// The Entra settings in force now.
+    pub fn entra_settings(&self) -> Settings {
+        self.tokens().settings.clone()
+    }
+
+    fn token_lifetime(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.token_lifetime).unwrap_or(chrono::Duration::hours(1))
+    }
+
+    fn issue(
+        &self,
+        subject: Subject,
+        audience: &str,
+        proof: ClientProof,
+    ) -> Result<(String, i64), AadError> {
+        let lifetime = self.token_lifetime();
+        let now = self.clock.now();
+        let claims = jwt::access_claims(&subject, audience, proof, now, now + lifetime);
+        let token = jwt::sign(&claims).ok_or_else(server_error)?;
         self.tokens().access.insert(
             token.clone(),
             AccessGrant {
                 subject,
                 audience: audience.to_string(),
-                expires_at: self.clock.now() + lifetime,
+                expires_at: now + lifetime,
             },
         );
-        (token, lifetime.num_seconds())
+        Ok((token, lifetime.num_seconds()))
     }
 
-    fn issue_refresh(&self, client_id: &str, username: &str) -> String {
+    fn issue_refresh(&self, new: refresh::NewRefresh) -> String {
         let token = random_token();
         let lifetime = chrono::Duration::from_std(self.config.refresh_token_lifetime)
             .unwrap_or(chrono::Duration::days(90));
-        self.tokens().refresh.insert(
-            token.clone(),
-            RefreshGrant {
-                client_id: client_id.to_string(),
-                username: username.to_string(),
-                expires_at: self.clock.now() + lifetime,
-            },
-        );
+        let now = self.clock.now();
+        self.tokens().refresh.insert(&token, new, now, lifetime);
         token
     }
 
-    fn check_client(&self, form: &HashMap<String, String>) -> Result<String, AadError> {
-        let client_id = form.get("client_id").cloned().unwrap_or_default();
-        let known = self
-            .config
-            .clients
-            .iter()
-            .find(|c| c.client_id == client_id);
-        match known {
-            None => Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                700016,
-                &format!(
-                    "Application with identifier '{client_id}' was not found in the directory."
-                ),
-            )),
-            Some(c) if form.get("client_secret").map(String::as_str) != Some(&c.client_secret) => {
-                Err(aad_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    7000215,
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-                ))
-            }
-            Some(_) => Ok(client_id),
-        }
-    }
-
-    fn check_user(&self, username: &str, password: &str) -> Option<ReferralRole> {
+    fn check_user(&self, username: &str, password: &str) -> Option<(String, ReferralRole)> {
         let user = self
             .config
             .users
@@ -199,7 +263,7 @@ impl App {
             .get(&username.to_ascii_lowercase())
             .map(String::as_str)
             .unwrap_or(&user.password);
-        (current == password).then_some(user.role)
+        (current == password).then(|| (user.username.clone(), user.role))
     }
 
     fn user_role(&self, username: &str) -> Option<ReferralRole> {
@@ -215,11 +279,77 @@ impl App {
     fn known_audience(&self, audience: &str) -> bool {
         self.audiences().iter().any(|a| audience_eq(a, audience))
     }
+
+    /// The resource a token request asks for (`resource=` on v1, the resource scope on v2), or
+    /// `fallback` (the one the code or refresh token was issued for) when it names none.
+    fn resolve_audience(
+        &self,
+        version: Version,
+        form: &Form,
+        fallback: Option<&str>,
+    ) -> Result<String, AadError> {
+        let asked = match version {
+            Version::V1 => Some(field(form, "resource"))
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
+            Version::V2 => split_scope(field(form, "scope")).0,
+        };
+        let Some(audience) = asked.or_else(|| fallback.map(str::to_string)) else {
+            return Err(match version {
+                Version::V1 => aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    50001,
+                    "The request body must contain the following parameter: 'resource'.",
+                ),
+                Version::V2 => aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    70011,
+                    &format!(
+                        "The provided value for the input parameter 'scope' is not valid: '{}'.",
+                        field(form, "scope")
+                    ),
+                ),
+            });
+        };
+        if !self.known_audience(&audience) {
+            return Err(aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                500011,
+                &format!("The resource principal named {audience} was not found in the tenant."),
+            ));
+        }
+        Ok(audience)
+    }
 }
 
 fn audience_eq(a: &str, b: &str) -> bool {
     a.trim_end_matches('/')
         .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// `https://api.partner.microsoft.com/.default offline_access openid`: the resource is the scope
+/// that names one; the OpenID scopes ride along.
+fn split_scope(scope: &str) -> (Option<String>, Vec<String>) {
+    let mut resource = None;
+    let mut others = Vec::new();
+    for s in scope.split_whitespace() {
+        if s.contains("://") {
+            if resource.is_none() {
+                resource = Some(
+                    s.strip_suffix("/.default")
+                        .or_else(|| s.rsplit_once('/').map(|(r, _)| r))
+                        .unwrap_or(s)
+                        .to_string(),
+                );
+            }
+        } else {
+            others.push(s.to_string());
+        }
+    }
+    (resource, others)
 }
 
 fn random_token() -> String {
@@ -233,129 +363,125 @@ fn random_token() -> String {
 
 /// Entra's error body: `error`, `error_description` starting with the AADSTS code, `error_codes`.
 #[derive(Debug)]
-struct AadError {
+pub struct AadError {
     status: StatusCode,
     error: &'static str,
-    code: u32,
+    codes: Vec<u32>,
     description: String,
+    /// `suberror`, as Conditional Access answers carry (`basic_action`).
+    suberror: Option<&'static str>,
 }
 
 fn aad_error(status: StatusCode, error: &'static str, code: u32, description: &str) -> AadError {
     AadError {
         status,
         error,
-        code,
+        codes: vec![code],
         description: description.to_string(),
+        suberror: None,
     }
+}
+
+fn server_error() -> AadError {
+    aad_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        90033,
+        "A transient error has occurred. Please try again.",
+    )
 }
 
 impl IntoResponse for AadError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({
-                "error": self.error,
-                "error_description": format!("AADSTS{}: {}", self.code, self.description),
-                "error_codes": [self.code],
-                "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                "trace_id": uuid::Uuid::new_v4(),
-                "correlation_id": uuid::Uuid::new_v4(),
-            })),
-        )
-            .into_response()
+        let first = self.codes.first().copied().unwrap_or(0);
+        let mut body = json!({
+            "error": self.error,
+            "error_description": format!("AADSTS{first}: {}", self.description),
+            "error_codes": self.codes,
+            "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            "trace_id": uuid::Uuid::new_v4(),
+            "correlation_id": uuid::Uuid::new_v4(),
+            "error_uri": format!("https://login.microsoftonline.com/error?code={first}"),
+        });
+        if let (Some(sub), Some(obj)) = (self.suberror, body.as_object_mut()) {
+            obj.insert("suberror".into(), json!(sub));
+        }
+        (self.status, axum::Json(body)).into_response()
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Version {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Version {
     V1,
     V2,
 }
 
+/// The token endpoint a request came to: a client assertion's `aud` must name it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    tenant: String,
+    path: String,
+}
+
 pub async fn token_v1(
     State(app): State<App>,
-    Path(_tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    axum::Form(form): axum::Form<Form>,
 ) -> Response {
-    token(&app, Version::V1, &form).unwrap_or_else(IntoResponse::into_response)
+    let endpoint = Endpoint {
+        tenant,
+        path: uri.path().to_string(),
+    };
+    token(&app, Version::V1, &endpoint, &form).unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn token_v2(
     State(app): State<App>,
-    Path(_tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    axum::Form(form): axum::Form<Form>,
 ) -> Response {
-    token(&app, Version::V2, &form).unwrap_or_else(IntoResponse::into_response)
+    let endpoint = Endpoint {
+        tenant,
+        path: uri.path().to_string(),
+    };
+    token(&app, Version::V2, &endpoint, &form).unwrap_or_else(IntoResponse::into_response)
 }
 
 fn token(
     app: &App,
     version: Version,
-    form: &HashMap<String, String>,
+    endpoint: &Endpoint,
+    form: &Form,
 ) -> Result<Response, AadError> {
-    let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
-    let audience = requested_audience(version, form)?;
-    if !app.known_audience(&audience) {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!("The resource principal named {audience} was not found in the tenant."),
-        ));
-    }
-    let client_id = app.check_client(form)?;
-    match grant_type {
-        "password" => {
-            let username = form.get("username").cloned().unwrap_or_default();
-            let password = form.get("password").cloned().unwrap_or_default();
-            let Some(role) = app.check_user(&username, &password) else {
-                return Err(aad_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    50126,
-                    "Error validating credentials due to invalid username or password.",
-                ));
-            };
-            Ok(user_tokens(
-                app, version, &audience, &client_id, &username, role,
-            ))
-        }
-        "refresh_token" => {
-            let presented = form.get("refresh_token").cloned().unwrap_or_default();
-            let grant = app.tokens().refresh.remove(&presented);
-            let grant = match grant {
-                Some(g) if g.client_id == client_id && g.expires_at > app.clock.now() => g,
-                _ => {
-                    return Err(aad_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        700082,
-                        "The refresh token has expired or is invalid.",
-                    ));
-                }
-            };
-            let Some(role) = app.user_role(&grant.username) else {
-                return Err(aad_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    50034,
-                    "The user account does not exist.",
-                ));
-            };
-            // A refresh token may be redeemed for another resource of the same tenant.
-            Ok(user_tokens(
+    match field(form, "grant_type") {
+        "password" => password(app, version, endpoint, form),
+        "refresh_token" => refresh::redeem(app, version, endpoint, form),
+        "authorization_code" => authorize::redeem(app, version, endpoint, form),
+        device::DEVICE_CODE_GRANT => device::redeem(app, version, endpoint, form),
+        "client_credentials" if version == Version::V2 => {
+            let audience = app.resolve_audience(version, form, None)?;
+            let client = app.identify_client(form, endpoint)?;
+            client.require_credential()?;
+            let (access, expires_in) = app.issue(
+                Subject::App {
+                    client_id: client.id,
+                },
+                &audience,
+                client.proof,
+            )?;
+            Ok(token_response(
                 app,
                 version,
                 &audience,
-                &client_id,
-                &grant.username,
-                role,
-            ))
-        }
-        "client_credentials" if version == Version::V2 => {
-            let (access, expires_in) = app.issue(Subject::App { client_id }, &audience);
-            Ok(token_response(
-                app, version, &audience, access, expires_in, None,
+                &[],
+                Issued {
+                    access,
+                    expires_in,
+                    refresh: None,
+                    id_token: None,
+                },
             ))
         }
         other => Err(aad_error(
@@ -367,74 +493,131 @@ fn token(
     }
 }
 
-/// An App+User access token and a fresh refresh token (each redemption rotates it).
-fn user_tokens(
+/// The resource owner password grant. Entra checks the password first and Conditional Access
+/// after, so a wrong password is reported as such even where MFA is required.
+fn password(
     app: &App,
     version: Version,
-    audience: &str,
-    client_id: &str,
-    username: &str,
-    role: ReferralRole,
-) -> Response {
-    let subject = Subject::User {
-        client_id: client_id.to_string(),
-        username: username.to_string(),
-        role,
+    endpoint: &Endpoint,
+    form: &Form,
+) -> Result<Response, AadError> {
+    let audience = app.resolve_audience(version, form, None)?;
+    let client = app.identify_client(form, endpoint)?;
+    // Without a credential this is a public client's sign-in, which the app must allow.
+    if client.proof == ClientProof::None && !client.public_client_flows {
+        return Err(client_auth::missing_credential(StatusCode::UNAUTHORIZED));
+    }
+    let Some((username, role)) = app.check_user(field(form, "username"), field(form, "password"))
+    else {
+        return Err(aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50126,
+            "Error validating credentials due to invalid username or password.",
+        ));
     };
-    let (access, expires_in) = app.issue(subject, audience);
-    let refresh = app.issue_refresh(client_id, username);
-    token_response(app, version, audience, access, expires_in, Some(refresh))
+    if app.entra_settings().sign_in_mfa {
+        let mut e = aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50076,
+            &format!(
+                "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '{audience}'."
+            ),
+        );
+        e.suberror = Some("basic_action");
+        return Err(e);
+    }
+    let (_, scopes) = split_scope(field(form, "scope"));
+    let offline = version == Version::V1 || scopes.iter().any(|s| s == "offline_access");
+    let openid = version == Version::V1 || scopes.iter().any(|s| s == "openid");
+    Ok(user_tokens(
+        app,
+        version,
+        &audience,
+        SignIn {
+            client_id: &client.id,
+            username: &username,
+            role,
+            amr: vec!["pwd".into()],
+            proof: client.proof,
+            scopes,
+            nonce: None,
+            refresh: offline,
+            id_token: openid,
+        },
+    ))
 }
 
-fn requested_audience(
-    version: Version,
-    form: &HashMap<String, String>,
-) -> Result<String, AadError> {
-    match version {
-        Version::V1 => form
-            .get("resource")
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .ok_or_else(|| {
-                aad_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    50001,
-                    "The request body must contain the following parameter: 'resource'.",
-                )
-            }),
-        Version::V2 => {
-            let scope = form.get("scope").cloned().unwrap_or_default();
-            // `https://api.partner.microsoft.com/.default offline_access openid`: the resource is
-            // the scope that names one; the OpenID scopes ride along.
-            scope
-                .split_whitespace()
-                .find(|s| s.contains("://"))
-                .map(|s| {
-                    s.strip_suffix("/.default")
-                        .or_else(|| s.rsplit_once('/').map(|(r, _)| r))
-                        .unwrap_or(s)
-                        .to_string()
-                })
-                .ok_or_else(|| {
-                    aad_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        70011,
-                        &format!("The provided value for the input parameter 'scope' is not valid: '{scope}'."),
-                    )
-                })
+/// What a token answer hands out.
+struct Issued {
+    access: String,
+    expires_in: i64,
+    refresh: Option<String>,
+    id_token: Option<String>,
+}
+
+/// An App+User access token, with a new refresh token and an id token when the sign-in asked
+/// for them.
+fn user_tokens(app: &App, version: Version, audience: &str, s: SignIn<'_>) -> Response {
+    let subject = Subject::User {
+        client_id: s.client_id.to_string(),
+        username: s.username.to_string(),
+        role: s.role,
+        amr: s.amr.clone(),
+    };
+    let (access, expires_in) = match app.issue(subject, audience, s.proof) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let refresh = s.refresh.then(|| {
+        app.issue_refresh(refresh::NewRefresh {
+            client_id: s.client_id.to_string(),
+            username: s.username.to_string(),
+            amr: s.amr.clone(),
+            public_client: s.proof == ClientProof::None,
+            scopes: s.scopes.clone(),
+            resource: audience.to_string(),
+        })
+    });
+    let id_token = if s.id_token {
+        let now = app.clock.now();
+        let claims = jwt::id_claims(&jwt::IdToken {
+            v1: version == Version::V1,
+            client_id: s.client_id,
+            username: s.username,
+            amr: &s.amr,
+            nonce: s.nonce,
+            issued: now,
+            expires: now + app.token_lifetime(),
+        });
+        match jwt::sign(&claims) {
+            Some(t) => Some(t),
+            None => return server_error().into_response(),
         }
-    }
+    } else {
+        None
+    };
+    token_response(
+        app,
+        version,
+        audience,
+        &s.scopes,
+        Issued {
+            access,
+            expires_in,
+            refresh,
+            id_token,
+        },
+    )
 }
 
 fn token_response(
     app: &App,
     version: Version,
     audience: &str,
-    access: String,
-    expires_in: i64,
-    refresh: Option<String>,
+    scopes: &[String],
+    issued: Issued,
 ) -> Response {
     let mut body = match version {
         // v1 answers with numbers as strings and echoes the resource.
@@ -443,24 +626,60 @@ fn token_response(
             json!({
                 "token_type": "Bearer",
                 "scope": "user_impersonation",
-                "expires_in": expires_in.to_string(),
-                "ext_expires_in": expires_in.to_string(),
-                "expires_on": (now + expires_in).to_string(),
+                "expires_in": issued.expires_in.to_string(),
+                "ext_expires_in": issued.expires_in.to_string(),
+                "expires_on": (now + issued.expires_in).to_string(),
                 "not_before": now.to_string(),
                 "resource": audience,
-                "access_token": access,
+                "access_token": issued.access,
             })
         }
-        Version::V2 => json!({
-            "token_type": "Bearer",
-            "scope": format!("{}/.default", audience.trim_end_matches('/')),
-            "expires_in": expires_in,
-            "ext_expires_in": expires_in,
-            "access_token": access,
-        }),
+        Version::V2 => {
+            // The granted scopes: the resource's, then the OpenID ones that were asked for.
+            let mut granted = vec![format!("{}/.default", audience.trim_end_matches('/'))];
+            granted.extend(
+                scopes
+                    .iter()
+                    .filter(|s| {
+                        matches!(
+                            s.as_str(),
+                            "openid" | "profile" | "email" | "offline_access"
+                        )
+                    })
+                    .cloned(),
+            );
+            json!({
+                "token_type": "Bearer",
+                "scope": granted.join(" "),
+                "expires_in": issued.expires_in,
+                "ext_expires_in": issued.expires_in,
+                "access_token": issued.access,
+            })
+        }
     };
-    if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {
-        obj.insert("refresh_token".into(), Value::String(r));
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(r) = issued.refresh {
+            obj.insert("refresh_token".into(), Value::String(r));
+        }
+        if let Some(t) = issued.id_token {
+            obj.insert("id_token".into(), Value::String(t));
+        }
     }
     axum::Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resource_is_the_scope_that_names_one() {
+        let (r, rest) =
+            split_scope("https://api.partner.microsoft.com/.default offline_access openid");
+        assert_eq!(r.as_deref(), Some("https://api.partner.microsoft.com"));
+        assert_eq!(rest, vec!["offline_access", "openid"]);
+        let (r, _) = split_scope("https://api.partner.microsoft.com/user_impersonation");
+        assert_eq!(r.as_deref(), Some("https://api.partner.microsoft.com"));
+        assert_eq!(split_scope("openid").0, None);
+    }
 }

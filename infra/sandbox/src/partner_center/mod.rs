@@ -103,6 +103,17 @@ pub fn new_etag() -> String {
 }
 
 impl App {
+    /// Partner Center's MFA enforcement: an App+User token must show the user did multifactor
+    /// authentication (`amr` has `mfa`). App-only tokens have no user and are not concerned.
+    pub fn require_mfa(&self, amr: &[String]) -> Result<(), errors::PcError> {
+        if !self.entra_settings().partner_center_mfa || amr.iter().any(|m| m == "mfa") {
+            return Ok(());
+        }
+        Err(errors::PcError::unauthenticated(
+            "The access token lacks the multifactor authentication (MFA) claim: Partner Center requires MFA for App+User access. Sign the user in interactively (authorization code or device code) instead of with a password.",
+        ))
+    }
+
     /// How long after creation a partner's deal may not yet be closed as Won.
     pub fn won_min_age(&self) -> std::time::Duration {
         self.partner_center()

@@ -54,9 +54,17 @@ fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, PcError> {
         Ok(Subject::App { .. }) => Err(PcError::access_denied(
             "The Referrals API requires an App+User token; app-only tokens are not supported.",
         )),
-        Ok(Subject::User { username, role, .. }) => Ok(Caller {
-            restricted_to: (role == ReferralRole::ReferralUser).then_some(username),
-        }),
+        Ok(Subject::User {
+            username,
+            role,
+            amr,
+            ..
+        }) => {
+            app.require_mfa(&amr)?;
+            Ok(Caller {
+                restricted_to: (role == ReferralRole::ReferralUser).then_some(username),
+            })
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::clock::pc_timestamp;
 use crate::config::PARTNER_CENTER_AUDIENCE;
 use crate::delivery::{AttemptOutcome, Event};
+use crate::entra::Subject;
 
 /// Event names a registration may subscribe to: the referral ones and a sample of the others
 /// Partner Center publishes.
@@ -35,9 +36,11 @@ pub const EVENT_NAMES: &[&str] = &[
 /// The Webhooks API accepts the Partner Center audience only, app-only or app+user. A token for
 /// the Referrals API is a different audience and is refused, as Entra-protected APIs do.
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), PcError> {
-    app.authenticate(headers, &[PARTNER_CENTER_AUDIENCE])
-        .map(|_| ())
-        .map_err(|why| PcError::unauthenticated(why.to_string()))
+    match app.authenticate(headers, &[PARTNER_CENTER_AUDIENCE]) {
+        Err(why) => Err(PcError::unauthenticated(why.to_string())),
+        Ok(Subject::User { amr, .. }) => app.require_mfa(&amr),
+        Ok(Subject::App { .. }) => Ok(()),
+    }
 }
 
 fn registration_json(r: &Registration) -> Value {

@@ -129,6 +129,45 @@ pub async fn wait_until(mut cond: impl FnMut() -> bool) {
 pub struct Env {
     pub sandbox: Sandbox,
     pub http: reqwest::Client,
+    /// Does not follow redirects, so the authorize endpoint's answer can be read.
+    pub browser: reqwest::Client,
+}
+
+/// A loopback redirect URI, as a desktop client listens on.
+pub const REDIRECT_URI: &str = "http://localhost:8400/callback";
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    (verifier, challenge)
+}
+
+/// The query parameters of a 302's `Location`.
+pub fn redirected_to(resp: &Response) -> std::collections::HashMap<String, String> {
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location header");
+    url::Url::parse(location)
+        .expect("Location is a URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The claims of a JWT, read without checking its signature.
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 /// Fast webhook retries so retry behaviour is observable in a test.
@@ -151,6 +190,10 @@ impl Env {
         Env {
             sandbox,
             http: reqwest::Client::new(),
+            browser: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
         }
     }
 
@@ -158,23 +201,112 @@ impl Env {
         self.sandbox.url(path)
     }
 
+    /// The authorize endpoint as a browser reaches it: the 302 is returned, not followed.
+    pub async fn authorize(&self, path: &str, params: &[(&str, &str)]) -> Response {
+        let mut url = url::Url::parse(&self.url(path)).expect("sandbox URL");
+        url.query_pairs_mut().extend_pairs(params);
+        self.browser
+            .get(url)
+            .send()
+            .await
+            .expect("authorize request sent")
+    }
+
+    /// A user's interactive sign-in with the authorization code flow and PKCE: the code from
+    /// the redirect, redeemed with the app's secret at `token_path`. `request` is
+    /// `("resource", …)` for v1 or `("scope", …)` for v2.
+    pub async fn sign_in(
+        &self,
+        authorize_path: &str,
+        token_path: &str,
+        user: &str,
+        request: (&str, &str),
+    ) -> Response {
+        let (verifier, challenge) = pkce();
+        let resp = self
+            .authorize(
+                authorize_path,
+                &[
+                    ("client_id", CLIENT_ID),
+                    ("response_type", "code"),
+                    ("redirect_uri", REDIRECT_URI),
+                    request,
+                    ("login_hint", user),
+                    ("state", "s1"),
+                    ("code_challenge", &challenge),
+                    ("code_challenge_method", "S256"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 302, "authorize for {user}");
+        let back = redirected_to(&resp);
+        let code = back.get("code").expect("a code in the redirect");
+        self.form(
+            token_path,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await
+    }
+
+    /// A v1 token for `resource` from the user's interactive sign-in (password and MFA).
     pub async fn token_v1(&self, user: &str, resource: &str) -> Value {
         let resp = self
-            .form(
+            .sign_in(
+                "/common/oauth2/authorize",
                 "/common/oauth2/token",
-                &[
-                    ("grant_type", "password"),
-                    ("client_id", CLIENT_ID),
-                    ("client_secret", CLIENT_SECRET),
-                    ("username", user),
-                    ("password", USER_PASSWORD),
-                    ("resource", resource),
-                    ("scope", "openid"),
-                ],
+                user,
+                ("resource", resource),
             )
             .await;
         assert_eq!(resp.status(), 200, "token for {user}");
         resp.json().await.expect("token json")
+    }
+
+    /// A v2 token for `scope` from the user's interactive sign-in.
+    pub async fn token_v2(&self, user: &str, scope: &str) -> Value {
+        let resp = self
+            .sign_in(
+                "/common/oauth2/v2.0/authorize",
+                "/common/oauth2/v2.0/token",
+                user,
+                ("scope", scope),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "token for {user}");
+        resp.json().await.expect("token json")
+    }
+
+    /// The resource owner password grant on v1, as it stands (it needs `sign_in_mfa` off).
+    pub async fn password_token_v1(&self, user: &str, resource: &str) -> Response {
+        self.form(
+            "/common/oauth2/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("username", user),
+                ("password", USER_PASSWORD),
+                ("resource", resource),
+                ("scope", "openid"),
+            ],
+        )
+        .await
+    }
+
+    /// Changes Entra settings at run time (`/_sandbox/entra/settings`).
+    pub async fn entra_settings(&self, change: Value) -> Value {
+        let resp = self
+            .control(Method::POST, "/_sandbox/entra/settings", Some(change))
+            .await;
+        assert_eq!(resp.status(), 200, "entra settings");
+        resp.json().await.expect("settings json")
     }
 
     pub async fn admin(&self) -> String {

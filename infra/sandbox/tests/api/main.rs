@@ -7,6 +7,7 @@ mod common;
 mod control;
 mod cosell;
 mod delivery;
+mod entra;
 mod referrals;
 mod tokens;
 mod webhooks;
