@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use cosell_sandbox::config::{
-    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, READER_USER, RelatedEventId, ResourceUriStyle,
-    USER_PASSWORD,
+    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, READER_USER, RefreshRotation, RelatedEventId,
+    ResourceUriStyle, TENANT_ID, USER_PASSWORD,
 };
 use cosell_sandbox::salesforce::INTEGRATION_USER;
 use cosell_sandbox::{Sandbox, SandboxConfig};
@@ -20,8 +20,15 @@ fn identities() -> String {
          Dataverse: client credentials of the app, scope=<sandbox URL>/.default.\n\
          Salesforce: consumer key {CLIENT_ID} / {CLIENT_SECRET}; JWT user {INTEGRATION_USER},\n  \
          key pair from GET /_sandbox/salesforce/connected-app.\n\
-         Token endpoints: POST /{{tenant}}/oauth2/token (v1) and /{{tenant}}/oauth2/v2.0/token (v2),\n  \
-         POST /services/oauth2/token (Salesforce).\n\
+         Entra ID (tenant {TENANT_ID}, any tenant segment accepted):\n  \
+         GET /{{tenant}}/oauth2/v2.0/authorize (and /oauth2/authorize, v1) signs the user of\n  \
+         login_hint in (password and MFA) and redirects to a loopback redirect_uri with a code;\n  \
+         POST /{{tenant}}/oauth2/v2.0/devicecode starts a device code sign-in, approved with\n  \
+         POST /_sandbox/entra/device/approve; POST /{{tenant}}/oauth2/token (v1) and\n  \
+         /{{tenant}}/oauth2/v2.0/token (v2) take a client secret or a certificate assertion.\n  \
+         The password grant for a user needs --no-sign-in-mfa (Conditional Access requires MFA),\n  \
+         and Partner Center refuses its token unless --no-partner-center-mfa.\n\
+         Salesforce token endpoint: POST /services/oauth2/token.\n\
          Control API: /_sandbox/... (see docs/sandbox.md)."
     )
 }
@@ -38,6 +45,21 @@ struct Cli {
     /// Access token lifetime in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     token_lifetime_secs: u64,
+    /// Days after which an unused refresh token lapses.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    refresh_token_lifetime_days: u64,
+    /// Whether a redeemed refresh token keeps working (Entra: reuse) or stops (single-use).
+    #[arg(long, value_enum, default_value_t = RefreshRotation::Reuse)]
+    refresh_rotation: RefreshRotation,
+    /// Let users sign in with the password grant: no Conditional Access MFA requirement.
+    #[arg(long)]
+    no_sign_in_mfa: bool,
+    /// Let Partner Center accept App+User tokens without the MFA claim.
+    #[arg(long)]
+    no_partner_center_mfa: bool,
+    /// Seconds a device code client is told to wait between polls.
+    #[arg(long, default_value_t = 5)]
+    device_code_interval: u64,
     /// Largest page of a referral list.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     page_size: u64,
@@ -92,6 +114,13 @@ async fn main() -> ExitCode {
     let config = SandboxConfig {
         port: cli.port,
         token_lifetime: Duration::from_secs(cli.token_lifetime_secs),
+        refresh_token_lifetime: Duration::from_secs(
+            cli.refresh_token_lifetime_days.saturating_mul(24 * 3600),
+        ),
+        refresh_rotation: cli.refresh_rotation,
+        sign_in_mfa: !cli.no_sign_in_mfa,
+        partner_center_mfa: !cli.no_partner_center_mfa,
+        device_code_interval: Duration::from_secs(cli.device_code_interval),
         page_size: cli.page_size as usize,
         referral_expiry: Duration::from_secs(cli.referral_expiry_days * 24 * 3600),
         create_status: cli.create_status,

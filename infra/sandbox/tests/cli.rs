@@ -65,6 +65,11 @@ fn help_prints_the_default_identities() {
         "sandbox-secret",
         "referral-admin@sandbox.test",
         "referral-user@sandbox.test",
+        "--refresh-rotation",
+        "--no-sign-in-mfa",
+        "--no-partner-center-mfa",
+        "--device-code-interval",
+        "/oauth2/v2.0/authorize",
     ] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
     }
