@@ -59,6 +59,9 @@ pub struct Config {
     pub sync: SyncOptions,
     pub poller: PollerOptions,
     pub aws: AwsConfig,
+    /// The Secrets Manager secret of the secret settings (`COSELL_SECRET_ARN`), where a rotated
+    /// refresh token is kept too.
+    pub secret_arn: Option<String>,
 }
 
 /// Reads settings by name; `std::env::var` in the functions, a map in tests.
@@ -240,6 +243,7 @@ impl Config {
             sync,
             poller,
             aws,
+            secret_arn: env.get(crate::secrets::SECRET_ARN_SETTING),
         })
     }
 }

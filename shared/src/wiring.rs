@@ -1,6 +1,7 @@
 //! Builds the adapters a configuration names. The function binaries (and the local runner) call
 //! this once at start; everything after works through the ports.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +16,9 @@ use crate::crm::salesforce::SalesforceCrm;
 use crate::ingress::SignatureCheck;
 use crate::partner_center::PartnerCenter;
 use crate::partner_center::http::PartnerCenterClient;
+use crate::partner_center::refresh_store::{
+    FileTokenStore, RefreshTokenStore, SecretsManagerTokenStore,
+};
 use crate::partner_center::signature::{SignatureError, SignatureVerifier};
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{Queue, QueueConsumer};
@@ -99,13 +103,45 @@ pub async fn load(
     Ok(Config::from_env(&Env(&|name| env.get(name).cloned()))?)
 }
 
-pub fn partner_center(config: &Config) -> Result<Arc<dyn PartnerCenter>, WiringError> {
-    let client = PartnerCenterClient::new(
+/// The Partner Center client, keeping rotated refresh tokens in `tokens` (see
+/// [`token_store`]).
+pub fn partner_center(
+    config: &Config,
+    tokens: Option<Arc<dyn RefreshTokenStore>>,
+) -> Result<Arc<dyn PartnerCenter>, WiringError> {
+    Ok(Arc::new(partner_center_client(config, tokens)?))
+}
+
+pub fn partner_center_client(
+    config: &Config,
+    tokens: Option<Arc<dyn RefreshTokenStore>>,
+) -> Result<PartnerCenterClient, WiringError> {
+    PartnerCenterClient::with_token_store(
         config.partner_center.clone(),
         config.partner_center_auth.clone(),
+        tokens,
     )
-    .map_err(|e| setting("COSELL_PC_*")(e.to_string()))?;
-    Ok(Arc::new(client))
+    .map_err(|e| setting("COSELL_PC_*")(e.to_string()))
+}
+
+/// Where the Referral admin's refresh token is kept between processes: the secret
+/// `COSELL_SECRET_ARN` names, else the data directory of `cosell local` when there is one.
+pub fn token_store(
+    secret_arn: Option<&str>,
+    sdk: &aws_config::SdkConfig,
+    data_dir: Option<&Path>,
+) -> Option<Arc<dyn RefreshTokenStore>> {
+    match (
+        secret_arn.map(str::trim).filter(|a| !a.is_empty()),
+        data_dir,
+    ) {
+        (Some(arn), _) => Some(Arc::new(SecretsManagerTokenStore::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            arn,
+        ))),
+        (None, Some(dir)) => Some(Arc::new(FileTokenStore::in_dir(dir))),
+        (None, None) => None,
+    }
 }
 
 pub fn crm(config: &Config) -> Result<Arc<dyn Crm>, WiringError> {

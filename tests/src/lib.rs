@@ -9,7 +9,35 @@ pub mod store_contract;
 
 use std::time::Duration;
 
+use cosell_shared::partner_center::signin::SignIn;
+use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use cosell_shared::retry::RetryPolicy;
+
+/// The sandbox's default app, signing in at the sandbox with `credential`.
+pub fn sandbox_auth(base_url: &str, credential: UserCredential) -> PartnerCenterAuth {
+    PartnerCenterAuth {
+        authority_url: base_url.to_string(),
+        ..PartnerCenterAuth::new(
+            cosell_sandbox::config::CLIENT_ID,
+            cosell_sandbox::config::CLIENT_SECRET,
+            credential,
+        )
+    }
+}
+
+/// `username` signed in at the sandbox as `cosell auth login` signs the Referral admin in (the
+/// authorization-code flow with PKCE, which passes MFA; the sandbox asks for no form): the
+/// refresh token the connector then runs on.
+pub async fn sandbox_refresh_token(base_url: &str, username: &str) -> Secret {
+    SignIn::new(
+        sandbox_auth(base_url, UserCredential::RefreshToken(Secret::new(""))),
+        reqwest::Client::new(),
+    )
+    .sign_in_without_form(Some(username))
+    .await
+    .unwrap_or_else(|e| panic!("cannot sign {username} in at the sandbox: {e}"))
+    .refresh_token
+}
 
 /// The retry policy every test gives the adapters: `retries` after the first attempt, with
 /// millisecond backoff so scenarios stay short, but a `Retry-After` of up to two seconds waited

@@ -25,15 +25,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use cosell_localaws::Moto;
-use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET, USER_PASSWORD};
+use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 pub use cosell_shared::crm::CrmKind;
 use cosell_shared::crm::dataverse::{DataverseConfig, DataverseCrm};
 use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
 use cosell_shared::ingress::{self, SignatureCheck};
 use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
+use cosell_shared::partner_center::refresh_store::{FileTokenStore, RefreshTokenStore};
 use cosell_shared::partner_center::signature::{SignatureVerifier, SignatureVerifierConfig};
-use cosell_shared::partner_center::token::{PartnerCenterAuth, UserCredential};
+use cosell_shared::partner_center::token::UserCredential;
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
@@ -602,6 +603,9 @@ pub struct TestStack {
     /// The poller's options; change them before the poll they should apply to.
     pub poller_options: PollerOptions,
     pc: Arc<PartnerCenterClient>,
+    /// Where the Referral admin's sign-in is kept, as in `cosell local`'s data directory.
+    pub tokens: Arc<FileTokenStore>,
+    _token_dir: tempfile::TempDir,
     crm: Arc<dyn cosell_shared::crm::Crm>,
     /// The admin's options; change them before the messages they should apply to are processed.
     pub options: SyncOptions,
@@ -643,7 +647,10 @@ impl TestStack {
         };
         let http = reqwest::Client::new();
 
-        let pc = Arc::new(partner_center(&sandbox));
+        let token_dir =
+            tempfile::tempdir().unwrap_or_else(|e| panic!("a directory for the sign-in: {e}"));
+        let tokens = Arc::new(FileTokenStore::in_dir(token_dir.path()));
+        let pc = Arc::new(partner_center(&sandbox, tokens.clone()).await);
         let crm: Arc<dyn cosell_shared::crm::Crm> = match kind {
             CrmKind::Dynamics => Arc::new(dataverse(&sandbox, setup.crm_page_size)),
             CrmKind::Salesforce => Arc::new(
@@ -701,6 +708,8 @@ impl TestStack {
                 ..PollerOptions::default()
             },
             pc,
+            tokens,
+            _token_dir: token_dir,
             crm,
             options: SyncOptions {
                 // Scenarios close deals within seconds; the Won hold has scenarios of its own.
@@ -763,6 +772,15 @@ impl TestStack {
             "webhook registration answered {}",
             response.status()
         );
+    }
+
+    /// The Referral admin signs in again, as `cosell auth login` does, into the stack's store.
+    pub async fn sign_in_again(&self) {
+        let refresh = crate::sandbox_refresh_token(self.sandbox.base_url(), ADMIN_USER).await;
+        self.tokens
+            .sign_in(&refresh)
+            .await
+            .unwrap_or_else(|e| panic!("keep the sign-in: {e}"));
     }
 
     /// The processor as the queue-processor function builds it, with the current options.
@@ -1650,25 +1668,23 @@ fn init_tracing() {
     });
 }
 
-fn partner_center(sandbox: &Sandbox) -> PartnerCenterClient {
-    let auth = PartnerCenterAuth {
-        authority_url: sandbox.base_url().to_string(),
-        ..PartnerCenterAuth::new(
-            CLIENT_ID,
-            CLIENT_SECRET,
-            UserCredential::Password {
-                username: ADMIN_USER.into(),
-                password: USER_PASSWORD.into(),
-            },
-        )
-    };
+/// The Partner Center client of the stack, signed in as `cosell auth login` would, keeping its
+/// rotated refresh tokens in `tokens` as `cosell local` does in its data directory.
+async fn partner_center(sandbox: &Sandbox, tokens: Arc<FileTokenStore>) -> PartnerCenterClient {
+    let refresh = crate::sandbox_refresh_token(sandbox.base_url(), ADMIN_USER).await;
+    tokens
+        .sign_in(&refresh)
+        .await
+        .unwrap_or_else(|e| panic!("keep the sign-in: {e}"));
+    let auth = crate::sandbox_auth(sandbox.base_url(), UserCredential::RefreshToken(refresh));
     let config = PartnerCenterConfig {
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
         timeout: Duration::from_secs(10),
         retry: crate::fast_retries(ADAPTER_RETRIES),
     };
-    PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("Partner Center client: {e}"))
+    PartnerCenterClient::with_token_store(config, auth, Some(tokens))
+        .unwrap_or_else(|e| panic!("Partner Center client: {e}"))
 }
 
 fn dataverse(sandbox: &Sandbox, page_size: Option<usize>) -> DataverseCrm {
@@ -1676,7 +1692,7 @@ fn dataverse(sandbox: &Sandbox, page_size: Option<usize>) -> DataverseCrm {
         sandbox.base_url(),
         "contoso-tenant",
         CLIENT_ID,
-        CLIENT_SECRET.into(),
+        CLIENT_SECRET,
     );
     config.authority_url = sandbox.base_url().to_string();
     config.retry = crate::fast_retries(ADAPTER_RETRIES);

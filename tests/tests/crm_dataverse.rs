@@ -790,7 +790,7 @@ async fn one_token_serves_many_calls_and_a_revoked_one_is_replaced() {
 async fn wrong_credentials_are_an_auth_error_that_hides_the_secret() {
     let env = Env::start().await;
     let mut config = env.config();
-    config.client_secret = Secret::new("not-the-secret-123");
+    config.client_credential = Secret::new("not-the-secret-123").into();
     let crm = DataverseCrm::new(config).expect("valid");
     let err = crm
         .get_opportunity("6592a1b0-ad2b-4c5b-a68a-47ab4b6c7d3e")

@@ -19,7 +19,7 @@ use cosell_shared::domain::outbound::{
 use cosell_shared::domain::projection::Projection;
 use cosell_shared::domain::stage::{StatusAction, sends_edits, status_action};
 use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
-use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
+use cosell_shared::partner_center::token::UserCredential;
 use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::{
     AssistanceRequestCode, Direction, Referral, ReferralType, Status, Substatus,
@@ -34,18 +34,17 @@ async fn sandbox() -> Sandbox {
         .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
 }
 
-fn client(sandbox: &Sandbox) -> PartnerCenterClient {
-    let auth = PartnerCenterAuth {
-        authority_url: sandbox.base_url().to_string(),
-        ..PartnerCenterAuth::new(
-            "sandbox-client",
-            "sandbox-secret",
-            UserCredential::Password {
-                username: "referral-admin@sandbox.test".into(),
-                password: Secret::new("sandbox"),
-            },
-        )
-    };
+async fn client(sandbox: &Sandbox) -> PartnerCenterClient {
+    let auth = cosell_e2e::sandbox_auth(
+        sandbox.base_url(),
+        UserCredential::RefreshToken(
+            cosell_e2e::sandbox_refresh_token(
+                sandbox.base_url(),
+                cosell_sandbox::config::ADMIN_USER,
+            )
+            .await,
+        ),
+    );
     let config = PartnerCenterConfig {
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
@@ -177,7 +176,7 @@ fn two_way(p: &Projection) -> Projection {
 #[tokio::test]
 async fn each_deal_type_is_created_and_reads_back_as_intended() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     let cases = [
         (
             Some("ProofOfConceptOrDemo"),
@@ -262,7 +261,7 @@ async fn each_deal_type_is_created_and_reads_back_as_intended() {
 #[tokio::test]
 async fn a_co_sell_deal_left_private_in_the_crm_is_shared_and_the_crm_told() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     let o = opportunity(Some("QuotesOrLicensing"), Visibility::Private);
     let r = read(&client, &share(&client, &o, "crm-co-sell-private").await).await;
     assert_eq!(
@@ -286,7 +285,7 @@ async fn a_co_sell_deal_left_private_in_the_crm_is_shared_and_the_crm_told() {
 #[tokio::test]
 async fn a_merged_change_is_sent_under_if_match_and_echoes_nothing() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     let o = OpportunityFields {
         description: None,
         ..opportunity(None, Visibility::Visible)
@@ -413,7 +412,7 @@ fn status_of(r: &Referral) -> (Status, Substatus) {
 #[tokio::test]
 async fn moving_an_incoming_referral_to_active_accepts_it_with_the_edits() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     let r = incoming(&sandbox).await;
     let (status, substatus) = status_of(&r);
     assert_eq!((&status, &substatus), (&Status::New, &Substatus::Pending));
@@ -458,7 +457,7 @@ async fn moving_an_incoming_referral_to_active_accepts_it_with_the_edits() {
 #[tokio::test]
 async fn closing_a_pending_referral_declines_it_with_a_reason() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     let r = incoming(&sandbox).await;
     let (status, substatus) = status_of(&r);
     let action = status_action(OpportunityState::Lost, &status, &substatus, true);
@@ -481,7 +480,7 @@ async fn closing_a_pending_referral_declines_it_with_a_reason() {
 #[tokio::test]
 async fn won_and_lost_close_an_accepted_deal_and_then_nothing_is_sent() {
     let sandbox = sandbox().await;
-    let client = client(&sandbox);
+    let client = client(&sandbox).await;
     for (state, want, substatus) in [
         (OpportunityState::Won, StatusAction::Won, Substatus::Won),
         (OpportunityState::Lost, StatusAction::Lost, Substatus::Lost),

@@ -1,19 +1,20 @@
 //! The Partner Center HTTP adapter against the sandbox over real HTTP: the Partner Center
 //! contract (every Referrals API call the sync makes, as the in-memory Partner Center makes them
-//! too), and what only the adapter can get wrong: tokens (password and refresh-token grants,
-//! caching, renewal after a 401), paging, the errors and retries a user would notice, PUT and the
+//! too), and what only the adapter can get wrong: tokens (refresh-token and password grants,
+//! MFA, caching, renewal after a 401, rotation), paging, the errors and retries a user would notice, PUT and the
 //! webhook registration.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cosell_e2e::{fast_retries, partner_center_contract};
+use cosell_e2e::{fast_retries, partner_center_contract, sandbox_refresh_token};
+use cosell_sandbox::config::RefreshRotation;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, PartnerCenterConfig, RegistrationChange, WebhookRegistration,
 };
 use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
-use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
+use cosell_shared::partner_center::{AuthFailure, PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::Referral;
 use serde_json::{Value, json};
 
@@ -26,9 +27,24 @@ const LIST: &str = "GET /v1.0/engagements/referrals";
 const CREATE: &str = "POST /v1.0/engagements/referrals";
 
 async fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxConfig::default())
+    sandbox_with(SandboxConfig::default()).await
+}
+
+async fn sandbox_with(config: SandboxConfig) -> Sandbox {
+    Sandbox::start(config)
         .await
         .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
+}
+
+/// A tenant without Conditional Access or Partner Center's MFA enforcement, where the password
+/// grant still works.
+async fn sandbox_without_mfa() -> Sandbox {
+    sandbox_with(SandboxConfig {
+        sign_in_mfa: false,
+        partner_center_mfa: false,
+        ..SandboxConfig::default()
+    })
+    .await
 }
 
 fn password(username: &str, password: &str) -> UserCredential {
@@ -55,8 +71,13 @@ fn client_with(sandbox: &Sandbox, auth: PartnerCenterAuth) -> PartnerCenterClien
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("client: {e}"))
 }
 
-fn admin_client(sandbox: &Sandbox) -> PartnerCenterClient {
-    client_with(sandbox, auth(sandbox, password(ADMIN, PASSWORD)))
+/// The Referral admin signed in as `cosell auth login` does.
+async fn signed_in(sandbox: &Sandbox, username: &str) -> UserCredential {
+    UserCredential::RefreshToken(sandbox_refresh_token(sandbox.base_url(), username).await)
+}
+
+async fn admin_client(sandbox: &Sandbox) -> PartnerCenterClient {
+    client_with(sandbox, auth(sandbox, signed_in(sandbox, ADMIN).await))
 }
 
 async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -138,14 +159,14 @@ fn id(r: &Referral) -> &str {
 #[tokio::test]
 async fn the_client_keeps_the_partner_center_contract_on_the_sandbox() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     partner_center_contract::run_all(&client, &sandbox).await;
 }
 
 #[tokio::test]
-async fn a_password_grant_token_serves_many_calls() {
+async fn one_token_serves_many_calls() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     let created = create(&client, "Contoso ERP", "crm-1").await;
     for _ in 0..3 {
         let read = client.get_referral(id(&created)).await.expect("get");
@@ -161,7 +182,7 @@ async fn a_password_grant_token_serves_many_calls() {
 #[tokio::test]
 async fn concurrent_first_calls_share_one_token_request() {
     let sandbox = sandbox().await;
-    let client = std::sync::Arc::new(admin_client(&sandbox));
+    let client = std::sync::Arc::new(admin_client(&sandbox).await);
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..8 {
         let client = client.clone();
@@ -174,33 +195,16 @@ async fn concurrent_first_calls_share_one_token_request() {
 }
 
 #[tokio::test]
-async fn a_refresh_token_credential_works_and_its_rotation_is_followed() {
-    let sandbox = sandbox().await;
-    let form = [
-        ("grant_type", "password"),
-        ("client_id", "sandbox-client"),
-        ("client_secret", "sandbox-secret"),
-        ("username", ADMIN),
-        ("password", PASSWORD),
-        ("resource", "https://api.partner.microsoft.com"),
-    ];
-    let tokens: Value = reqwest::Client::new()
-        .post(sandbox.url("/common/oauth2/token"))
-        .form(&form)
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token body");
-    let refresh = tokens["refresh_token"].as_str().expect("a refresh token");
-    let client = client_with(
-        &sandbox,
-        auth(&sandbox, UserCredential::RefreshToken(Secret::new(refresh))),
-    );
+async fn a_rotated_refresh_token_is_followed_when_the_old_one_stops_working() {
+    let sandbox = sandbox_with(SandboxConfig {
+        refresh_rotation: RefreshRotation::SingleUse,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let client = admin_client(&sandbox).await;
     let created = create(&client, "Refreshed deal", "crm-rt").await;
 
-    // The sandbox, like Entra, retires a refresh token once redeemed: the next token can only
+    // In single-use mode a redeemed refresh token is retired: the next access token can only
     // come from the rotated one the client kept.
     control(
         &sandbox,
@@ -211,14 +215,73 @@ async fn a_refresh_token_credential_works_and_its_rotation_is_followed() {
     .await;
     let read = client.get_referral(id(&created)).await.expect("get");
     assert_eq!(read.map(|r| r.id), Some(created.id.clone()));
-    // One redemption by the test, two by the client.
-    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 3);
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 2);
+}
+
+#[tokio::test]
+async fn the_password_grant_cannot_pass_mfa_and_says_to_sign_in_interactively() {
+    let sandbox = sandbox().await;
+    let client = client_with(&sandbox, auth(&sandbox, password(ADMIN, PASSWORD)));
+    let err = client.get_referral("x").await.expect_err("MFA is required");
+    let PartnerCenterError::Auth { kind, message } = &err else {
+        panic!("expected Auth, got {err:?}");
+    };
+    assert_eq!(*kind, AuthFailure::PasswordGrantMfa, "{message}");
+    assert!(message.contains("AADSTS50076"), "{message}");
+    assert!(message.contains("cosell auth login"), "{message}");
+}
+
+#[tokio::test]
+async fn a_token_without_the_mfa_claim_is_refused_by_partner_center_and_said_so() {
+    // Entra lets the password through (no Conditional Access), Partner Center enforces MFA.
+    let sandbox = sandbox_with(SandboxConfig {
+        sign_in_mfa: false,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let client = client_with(&sandbox, auth(&sandbox, password(ADMIN, PASSWORD)));
+    let err = client.get_referral("x").await.expect_err("no MFA claim");
+    let PartnerCenterError::Auth { kind, message } = &err else {
+        panic!("expected Auth, got {err:?}");
+    };
+    assert_eq!(*kind, AuthFailure::MfaClaimMissing, "{message}");
+    assert!(message.contains("MFA claim"), "{message}");
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_asks_the_admin_to_sign_in_again() {
+    let sandbox = sandbox().await;
+    let client = admin_client(&sandbox).await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/entra/revoke",
+        json!({"username": ADMIN}),
+    )
+    .await;
+    let err = client.get_referral("x").await.expect_err("revoked");
+    let PartnerCenterError::Auth { kind, message } = &err else {
+        panic!("expected Auth, got {err:?}");
+    };
+    assert_eq!(*kind, AuthFailure::SignInAgain, "{message}");
+    assert!(message.contains("AADSTS50173"), "{message}");
+    assert!(message.contains("`cosell auth login`"), "{message}");
+}
+
+#[tokio::test]
+async fn a_password_grant_token_serves_many_calls_where_no_mfa_is_asked() {
+    let sandbox = sandbox_without_mfa().await;
+    let client = client_with(&sandbox, auth(&sandbox, password(ADMIN, PASSWORD)));
+    let created = create(&client, "Contoso ERP", "crm-1").await;
+    let read = client.get_referral(id(&created)).await.expect("get");
+    assert_eq!(read.and_then(|r| r.name).as_deref(), Some("Contoso ERP"));
+    assert_eq!(count(&stats(&sandbox).await, TOKEN_ROUTE), 1);
 }
 
 #[tokio::test]
 async fn an_expired_token_is_renewed_once_and_the_call_succeeds() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     let created = create(&client, "Contoso", "crm-exp").await;
     control(
         &sandbox,
@@ -237,13 +300,13 @@ async fn an_expired_token_is_renewed_once_and_the_call_succeeds() {
 
 #[tokio::test]
 async fn a_wrong_password_is_an_auth_error_that_does_not_show_it() {
-    let sandbox = sandbox().await;
+    let sandbox = sandbox_without_mfa().await;
     let client = client_with(&sandbox, auth(&sandbox, password(ADMIN, "Winter2025!")));
     let err = client
         .get_referral("anything")
         .await
         .expect_err("must fail");
-    let PartnerCenterError::Auth { message } = &err else {
+    let PartnerCenterError::Auth { message, .. } = &err else {
         panic!("expected Auth, got {err:?}");
     };
     assert!(message.contains("AADSTS50126"), "{message}");
@@ -259,11 +322,11 @@ async fn a_wrong_password_is_an_auth_error_that_does_not_show_it() {
 #[tokio::test]
 async fn a_wrong_client_secret_is_an_auth_error_that_does_not_show_it() {
     let sandbox = sandbox().await;
-    let mut auth = auth(&sandbox, password(ADMIN, PASSWORD));
-    auth.client_secret = Secret::new("not-the-secret-xyz");
+    let mut auth = auth(&sandbox, signed_in(&sandbox, ADMIN).await);
+    auth.client_credential = Secret::new("not-the-secret-xyz").into();
     let client = client_with(&sandbox, auth);
     let err = client.get_referral("x").await.expect_err("must fail");
-    let PartnerCenterError::Auth { message } = &err else {
+    let PartnerCenterError::Auth { message, .. } = &err else {
         panic!("expected Auth, got {err:?}");
     };
     assert!(message.contains("AADSTS7000215"), "{message}");
@@ -273,9 +336,9 @@ async fn a_wrong_client_secret_is_an_auth_error_that_does_not_show_it() {
 #[tokio::test]
 async fn a_referral_user_may_not_write() {
     let sandbox = sandbox().await;
-    let admin = admin_client(&sandbox);
+    let admin = admin_client(&sandbox).await;
     let created = create(&admin, "Contoso", "crm-ro").await;
-    let reader = client_with(&sandbox, auth(&sandbox, password(READER, PASSWORD)));
+    let reader = client_with(&sandbox, auth(&sandbox, signed_in(&sandbox, READER).await));
     let err = reader
         .patch_referral(
             id(&created),
@@ -290,7 +353,7 @@ async fn a_referral_user_may_not_write() {
 #[tokio::test]
 async fn list_changed_since_follows_every_page_in_update_order() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     for _ in 0..3 {
         incoming(&sandbox, "lead", json!({"name": "Before the watermark"})).await;
     }
@@ -338,7 +401,7 @@ async fn list_changed_since_follows_every_page_in_update_order() {
 #[tokio::test]
 async fn put_replaces_the_referral_under_its_etag() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     let created = create(&client, "Contoso", "crm-put").await;
     let mut edited = created.clone();
     edited.name = Some("Contoso, renamed".into());
@@ -358,7 +421,7 @@ async fn put_replaces_the_referral_under_its_etag() {
 async fn throttling_is_waited_out_and_the_read_succeeds() {
     let sandbox = sandbox().await;
     let shared = incoming(&sandbox, "lead", json!({})).await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     add_fault(
         &sandbox,
         json!({"method": "GET", "route": "/v1.0/engagements/referrals/{id}",
@@ -373,7 +436,7 @@ async fn throttling_is_waited_out_and_the_read_succeeds() {
 #[tokio::test]
 async fn a_lasting_outage_ends_transient_after_the_policy_s_retries() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     add_fault(
         &sandbox,
         json!({"method": "GET", "route": "/v1.0/engagements/referrals/{id}",
@@ -398,7 +461,7 @@ async fn a_lasting_outage_ends_transient_after_the_policy_s_retries() {
 #[tokio::test]
 async fn a_create_whose_answer_is_lost_is_transient_and_not_sent_again() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     add_fault(
         &sandbox,
         json!({"method": "POST", "route": "/v1.0/engagements/referrals",
@@ -430,7 +493,7 @@ fn registration(url: &str, events: &[&str]) -> WebhookRegistration {
 #[tokio::test]
 async fn the_webhook_registration_is_created_kept_and_taken_back() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     let ours = registration(
         "https://connector.example/webhooks/partner-center",
         &["referral-created", "referral-updated"],
@@ -473,7 +536,7 @@ async fn the_webhook_registration_is_created_kept_and_taken_back() {
 #[tokio::test]
 async fn a_refused_registration_names_the_problem() {
     let sandbox = sandbox().await;
-    let client = admin_client(&sandbox);
+    let client = admin_client(&sandbox).await;
     let err = client
         .ensure_webhook(&registration("https://c.example/hook", &["no-such-event"]))
         .await

@@ -15,7 +15,7 @@ use cosell_shared::partner_center::PartnerCenterError;
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, PartnerCenterConfig, WebhookRegistration,
 };
-use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
+use cosell_shared::partner_center::token::UserCredential;
 use cosell_shared::registrar::{
     Action, EVENTS, MetricSink, Mode, Registrar, RegistrarError, RegistrarOptions, Report,
 };
@@ -78,17 +78,16 @@ impl Setup {
                 timeout: Duration::from_secs(10),
                 retry: fast_retries(2),
             },
-            PartnerCenterAuth {
-                authority_url: sandbox.base_url().to_string(),
-                ..PartnerCenterAuth::new(
-                    "sandbox-client",
-                    "sandbox-secret",
-                    UserCredential::Password {
-                        username: "referral-admin@sandbox.test".into(),
-                        password: Secret::new("sandbox"),
-                    },
-                )
-            },
+            cosell_e2e::sandbox_auth(
+                sandbox.base_url(),
+                UserCredential::RefreshToken(
+                    cosell_e2e::sandbox_refresh_token(
+                        sandbox.base_url(),
+                        cosell_sandbox::config::ADMIN_USER,
+                    )
+                    .await,
+                ),
+            ),
         )
         .unwrap_or_else(|e| panic!("client: {e}"));
         let received = Arc::new(AtomicUsize::new(0));

@@ -52,8 +52,12 @@ async fn the_secret_settings_come_from_secrets_manager() {
         .await
         .expect("a complete configuration");
     assert_eq!(
-        config.partner_center_auth.client_secret.expose(),
-        "pc-s3cret"
+        config
+            .partner_center_auth
+            .client_credential
+            .secret()
+            .map(|s| s.expose()),
+        Some("pc-s3cret")
     );
     assert!(
         !format!("{config:?}").contains("s3cret"),
@@ -95,7 +99,11 @@ async fn without_a_secret_the_environment_is_used_as_before() {
     env.insert("COSELL_SALESFORCE_CLIENT_SECRET".into(), "sf".into());
     let config = wiring::load(env, &moto.sdk_config()).await.expect("valid");
     assert_eq!(
-        config.partner_center_auth.client_secret.expose(),
-        "pc-secret"
+        config
+            .partner_center_auth
+            .client_credential
+            .secret()
+            .map(|s| s.expose()),
+        Some("pc-secret")
     );
 }

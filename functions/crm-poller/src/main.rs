@@ -22,9 +22,11 @@ fn respond(report: PollReport, errors: Vec<String>) -> Result<Value, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
+    cosell_shared::metrics::set_service("crm-poller");
     let (config, sdk) = wiring::load_from_process_env().await?;
     let crm = wiring::crm(&config)?;
-    let pc = wiring::partner_center(&config)?;
+    let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
+    let pc = wiring::partner_center(&config, tokens)?;
     let store = wiring::store(&config, &sdk)?;
     let queue = wiring::queue(&config, &sdk)?;
     let options = Arc::new(config.poller.clone());

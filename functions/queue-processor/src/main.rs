@@ -72,9 +72,11 @@ where
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
+    cosell_shared::metrics::set_service("queue-processor");
     let (config, sdk) = wiring::load_from_process_env().await?;
+    let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
     let processor = Arc::new(Processor {
-        pc: wiring::partner_center(&config)?,
+        pc: wiring::partner_center(&config, tokens)?,
         crm: wiring::crm(&config)?,
         store: wiring::store(&config, &sdk)?,
         options: SyncOptions::clone(&config.sync),

@@ -26,6 +26,7 @@ async fn respond(
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
+    cosell_shared::metrics::set_service("webhook-ingress");
     let (config, sdk) = wiring::load_from_process_env().await?;
     let verifier = wiring::verifier(&config)?;
     let queue = wiring::queue(&config, &sdk)?;

@@ -143,11 +143,9 @@ impl Handler {
             let config = wiring::load(self.settings.clone(), &sdk)
                 .await
                 .map_err(|e| RunError::Setting(e.to_string()))?;
-            let client = PartnerCenterClient::new(
-                config.partner_center.clone(),
-                config.partner_center_auth.clone(),
-            )
-            .map_err(|e| RunError::Setting(format!("COSELL_PC_*: {e}")))?;
+            let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
+            let client = wiring::partner_center_client(&config, tokens)
+                .map_err(|e| RunError::Setting(e.to_string()))?;
             let registrar = Registrar {
                 registry: &client,
                 metrics: self.metrics.as_ref(),
@@ -198,6 +196,7 @@ fn budget(deadline_ms: u64, now: SystemTime) -> Option<Duration> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_shared::telemetry::init_for_lambda();
+    cosell_shared::metrics::set_service("webhook-registrar");
     let handler = Arc::new(Handler {
         settings: std::env::vars().collect(),
         http: cosell_shared::http::client_builder()
@@ -226,7 +225,7 @@ mod tests {
 
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
-    use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET, USER_PASSWORD};
+    use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET};
     use cosell_sandbox::{Sandbox, SandboxConfig};
     use cosell_shared::registrar::{Action, NoMetrics};
     use serde_json::json;
@@ -290,14 +289,27 @@ mod tests {
         .expect("sandbox")
     }
 
-    /// The settings a deployment has, pointed at the sandbox's default identities.
-    fn sandbox_settings(base: &str) -> BTreeMap<String, String> {
+    /// The settings a deployment has, pointed at the sandbox's default identities, with the
+    /// Referral admin signed in as `cosell auth login` does.
+    async fn sandbox_settings(base: &str) -> BTreeMap<String, String> {
+        let auth = cosell_shared::partner_center::token::PartnerCenterAuth {
+            authority_url: base.to_string(),
+            ..cosell_shared::partner_center::token::PartnerCenterAuth::new(
+                CLIENT_ID,
+                CLIENT_SECRET,
+                cosell_shared::partner_center::token::UserCredential::RefreshToken("".into()),
+            )
+        };
+        let signed_in =
+            cosell_shared::partner_center::signin::SignIn::new(auth, reqwest::Client::new())
+                .sign_in_without_form(Some(ADMIN_USER))
+                .await
+                .expect("the sandbox's admin signs in");
         let mut s: BTreeMap<String, String> = [
             ("COSELL_CRM", "dynamics"),
             ("COSELL_PC_CLIENT_ID", CLIENT_ID),
             ("COSELL_PC_CLIENT_SECRET", CLIENT_SECRET),
-            ("COSELL_PC_USERNAME", ADMIN_USER),
-            ("COSELL_PC_PASSWORD", USER_PASSWORD),
+            ("COSELL_PC_REFRESH_TOKEN", signed_in.refresh_token.expose()),
             ("COSELL_DATAVERSE_TENANT", "sandbox"),
             ("COSELL_DATAVERSE_CLIENT_ID", CLIENT_ID),
             ("COSELL_DATAVERSE_CLIENT_SECRET", CLIENT_SECRET),
@@ -351,7 +363,7 @@ mod tests {
 
     async fn registration(sandbox: &Sandbox) -> Value {
         // The control API has no registration view; the Webhooks API needs a token.
-        let settings = sandbox_settings(sandbox.base_url());
+        let settings = sandbox_settings(sandbox.base_url()).await;
         let config = wiring::load(settings.clone(), &wiring::sdk_config_from(&settings).await)
             .await
             .expect("config");
@@ -371,7 +383,7 @@ mod tests {
         let received = Received::default();
         let local = receiver(received.clone()).await;
         let hook = format!("{local}/hook");
-        let h = handler(sandbox_settings(sandbox.base_url()));
+        let h = handler(sandbox_settings(sandbox.base_url()).await);
 
         let out = h
             .handle(
@@ -472,7 +484,7 @@ mod tests {
         let received = Received::default();
         let local = receiver(received.clone()).await;
         let hook = format!("{local}/hook");
-        let h = handler(sandbox_settings(sandbox.base_url()));
+        let h = handler(sandbox_settings(sandbox.base_url()).await);
         h.handle(
             event(
                 "Create",
@@ -511,7 +523,7 @@ mod tests {
         let sandbox = sandbox().await;
         let received = Received::default();
         let local = receiver(received.clone()).await;
-        let h = handler(sandbox_settings(sandbox.base_url()));
+        let h = handler(sandbox_settings(sandbox.base_url()).await);
         let limits = Limits {
             budget: Some(Duration::ZERO),
             log_stream: None,
@@ -573,14 +585,14 @@ mod tests {
             "resources": [], "detail": {}
         });
 
-        let missing = handler(sandbox_settings(sandbox.base_url()));
+        let missing = handler(sandbox_settings(sandbox.base_url()).await);
         let err = missing
             .handle(scheduled.clone(), &Limits::default())
             .await
             .expect_err("no URL");
         assert!(err.to_string().contains(WEBHOOK_URL), "{err}");
 
-        let mut settings = sandbox_settings(sandbox.base_url());
+        let mut settings = sandbox_settings(sandbox.base_url()).await;
         settings.insert(WEBHOOK_URL.into(), hook.clone());
         settings.insert(RESTORE.into(), "maybe".into());
         let err = handler(settings.clone())

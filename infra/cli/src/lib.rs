@@ -1,5 +1,6 @@
 //! The `cosell` command: the connector on one machine.
 
+pub mod auth;
 pub mod demo;
 pub mod local;
 pub mod register;

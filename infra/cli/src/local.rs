@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET, USER_PASSWORD};
+use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::config::Config;
 use cosell_shared::crm::{Crm, CrmKind};
@@ -25,6 +25,9 @@ use cosell_shared::ingress::{self, SignatureCheck};
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, RegistrationChange, WebhookRegistration,
 };
+use cosell_shared::partner_center::refresh_store::{FileTokenStore, RefreshTokenStore};
+use cosell_shared::partner_center::signin::SignIn;
+use cosell_shared::partner_center::token::{Secret, UserCredential};
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
@@ -142,6 +145,27 @@ pub async fn run(
     let target = target(&options, &settings).await?;
     if let Some(base) = target.sandbox_url() {
         sandbox_settings(&mut settings, base).await?;
+        // The sign-in just made is the newest: rotations go on from it.
+        if settings.get(SECRET_ARN_SETTING).is_none()
+            && let Some(token) = settings.get("COSELL_PC_REFRESH_TOKEN")
+        {
+            FileTokenStore::in_dir(&options.data_dir)
+                .sign_in(&Secret::new(token))
+                .await
+                .map_err(|e| LocalError::Setting(e.to_string()))?;
+        }
+    } else if settings.get(SECRET_ARN_SETTING).is_none()
+        && settings.get("COSELL_PC_REFRESH_TOKEN").is_none()
+        && settings.get("COSELL_PC_PASSWORD").is_none()
+    {
+        // `cosell auth login` keeps the Referral admin's sign-in in the data directory.
+        if let Some(stored) = FileTokenStore::in_dir(&options.data_dir)
+            .load()
+            .await
+            .map_err(|e| LocalError::Setting(e.to_string()))?
+        {
+            settings.set("COSELL_PC_REFRESH_TOKEN", stored.token.expose());
+        }
     }
     if options.demo && target.sandbox_url().is_none() {
         return Err(setting(
@@ -162,12 +186,11 @@ pub async fn run(
     };
     let backend = backend(&options, &settings, &config).await?;
 
+    let sdk = wiring::sdk_config_from(settings.values()).await;
+    let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, Some(&options.data_dir));
     let pc = Arc::new(
-        PartnerCenterClient::new(
-            config.partner_center.clone(),
-            config.partner_center_auth.clone(),
-        )
-        .map_err(|e| setting("COSELL_PC_*", e))?,
+        wiring::partner_center_client(&config, tokens)
+            .map_err(|e| LocalError::Setting(e.to_string()))?,
     );
     let crm = wiring::crm(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
     let verifier = wiring::verifier(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
@@ -361,10 +384,7 @@ fn failure(
 /// The sandbox unless real services are configured: a real Partner Center app is the sign.
 async fn target(options: &LocalOptions, settings: &Settings) -> Result<Target, LocalError> {
     if let Some(url) = &options.sandbox_url {
-        let parsed = url::Url::parse(url).map_err(|e| setting("--sandbox-url", e))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(setting("--sandbox-url", "is not an http(s) URL"));
-        }
+        check_sandbox_url(url)?;
         return Ok(Target::Sandbox {
             base_url: url.trim_end_matches('/').to_string(),
             owned: None,
@@ -382,17 +402,46 @@ async fn target(options: &LocalOptions, settings: &Settings) -> Result<Target, L
     })
 }
 
-/// Points every connection setting at the sandbox, with its default identities. The admin's
-/// sync options (marker, co-sell only…) stay as configured.
+/// `--sandbox-url` must be an http(s) URL.
+pub(crate) fn check_sandbox_url(url: &str) -> Result<(), LocalError> {
+    let parsed = url::Url::parse(url).map_err(|e| setting("--sandbox-url", e))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(setting("--sandbox-url", "is not an http(s) URL"));
+    }
+    Ok(())
+}
+
+/// Points every connection setting at the sandbox, with its default identities, and signs its
+/// Referral admin in (the sandbox, like Partner Center, asks for MFA, which only an interactive
+/// sign-in passes; the sandbox's needs no form). The admin's sync options (marker, co-sell
+/// only…) stay as configured.
 pub(crate) async fn sandbox_settings(
     settings: &mut Settings,
     base: &str,
 ) -> Result<(), LocalError> {
+    sandbox_app_settings(settings, base);
+    let values = settings.values().clone();
+    let env = cosell_shared::config::Env(&|name| values.get(name).cloned());
+    let auth = cosell_shared::config::partner_center_app(
+        &env,
+        UserCredential::RefreshToken(Secret::new("")),
+    )
+    .map_err(|e| LocalError::Setting(e.to_string()))?;
+    let signed_in = SignIn::new(auth, reqwest::Client::new())
+        .sign_in_without_form(Some(ADMIN_USER))
+        .await
+        .map_err(|e| {
+            LocalError::Sandbox(format!("cannot sign in to the sandbox at {base}: {e}"))
+        })?;
+    settings.set("COSELL_PC_REFRESH_TOKEN", signed_in.refresh_token.expose());
+    sandbox_crm_settings(settings, base).await
+}
+
+/// The sandbox's app registrations and URLs, without signing anyone in.
+pub(crate) fn sandbox_app_settings(settings: &mut Settings, base: &str) {
     let pairs = [
         ("COSELL_PC_CLIENT_ID", CLIENT_ID),
         ("COSELL_PC_CLIENT_SECRET", CLIENT_SECRET),
-        ("COSELL_PC_USERNAME", ADMIN_USER),
-        ("COSELL_PC_PASSWORD", USER_PASSWORD),
         ("COSELL_DATAVERSE_TENANT", "sandbox"),
         ("COSELL_DATAVERSE_CLIENT_ID", CLIENT_ID),
         ("COSELL_DATAVERSE_CLIENT_SECRET", CLIENT_SECRET),
@@ -410,6 +459,10 @@ pub(crate) async fn sandbox_settings(
         settings.set(name, base);
     }
     settings.set("COSELL_WEBHOOK_CERT_PREFIXES", format!("{base}/cert/"));
+}
+
+/// The sandbox's Salesforce connected app, when the CRM is Salesforce.
+async fn sandbox_crm_settings(settings: &mut Settings, base: &str) -> Result<(), LocalError> {
     if settings
         .get("COSELL_CRM")
         .is_some_and(|c| c.eq_ignore_ascii_case("salesforce"))

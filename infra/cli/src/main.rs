@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cosell::auth;
 use cosell::local::{self, LocalOptions};
 use cosell::register::{self, RegisterOptions};
 use cosell::settings::Settings;
@@ -27,6 +28,59 @@ enum Command {
     /// Point the Partner Center webhook registration at a URL, as the deployment's registrar
     /// does, then send a validation event and report its delivery. Exits non-zero on failure.
     Register(RegisterArgs),
+    /// Sign the Partner Center Referral admin in (once, interactively, with MFA) and keep the
+    /// refresh token where the connector reads it; or report on the stored sign-in.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuthCommand {
+    /// Sign in with the authorization-code flow (a browser and a loopback redirect), or the
+    /// device code flow, and store the refresh token: in the secret COSELL_SECRET_ARN names, or
+    /// in the data directory for `cosell local`. The token is never printed.
+    Login(LoginArgs),
+    /// Who is signed in, the MFA claim, when the refresh token was last used and when it lapses,
+    /// and whether a Partner Center call with it succeeds. Exits non-zero when it does not.
+    Status(AuthArgs),
+}
+
+/// The settings `cosell auth` uses: those of `cosell local`.
+#[derive(clap::Args, Debug)]
+struct AuthArgs {
+    /// Sign in to the sandbox running at this URL, with its default app.
+    #[arg(long)]
+    sandbox_url: Option<String>,
+    /// The data directory of `cosell local`, where the refresh token is kept when no
+    /// COSELL_SECRET_ARN is set.
+    #[arg(long, env = "COSELL_DATA_DIR", default_value = ".cosell")]
+    data_dir: PathBuf,
+    /// A TOML file of settings, as for `cosell local`; the environment wins over it.
+    #[arg(long, env = "COSELL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoginArgs {
+    #[command(flatten)]
+    common: AuthArgs,
+    /// Use the device code flow, for a machine without a browser (the app registration must
+    /// allow public client flows).
+    #[arg(long)]
+    device_code: bool,
+    /// Only print the sign-in URL; do not open a browser.
+    #[arg(long)]
+    no_browser: bool,
+    /// The loopback port of the redirect URI http://localhost:PORT/ (register
+    /// http://localhost as a redirect URI of the app; Entra accepts any port on it).
+    #[arg(long, default_value_t = cosell::auth::DEFAULT_PORT)]
+    port: u16,
+    /// The Referral admin's user name, filled in on the sign-in page.
+    #[arg(long)]
+    user: Option<String>,
+    /// Seconds to wait for the sign-in to be completed.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -121,6 +175,54 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Auth(command) => {
+            let common = match &command {
+                AuthCommand::Login(a) => &a.common,
+                AuthCommand::Status(a) => a,
+            };
+            let settings = match Settings::load(common.config.as_deref(), std::env::vars()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cosell auth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut out = std::io::stdout();
+            let result = match command {
+                AuthCommand::Login(a) => auth::login(
+                    auth::LoginOptions {
+                        sandbox_url: a.common.sandbox_url,
+                        data_dir: a.common.data_dir,
+                        device_code: a.device_code,
+                        no_browser: a.no_browser,
+                        port: a.port,
+                        login_hint: a.user,
+                        timeout: std::time::Duration::from_secs(a.timeout),
+                    },
+                    settings,
+                    &mut out,
+                )
+                .await
+                .map(|_| ()),
+                AuthCommand::Status(a) => auth::status(
+                    auth::StatusOptions {
+                        sandbox_url: a.sandbox_url,
+                        data_dir: a.data_dir,
+                    },
+                    settings,
+                    &mut out,
+                )
+                .await
+                .map(|_| ()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cosell auth: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Register(args) => {
             let settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
                 Ok(s) => s,

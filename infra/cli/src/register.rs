@@ -7,7 +7,6 @@
 
 use std::io::Write;
 
-use cosell_shared::partner_center::http::PartnerCenterClient;
 use cosell_shared::registrar::{
     Action, Mode, NoMetrics, Registered, Registrar, RegistrarError, RegistrarOptions, Report,
     Validation,
@@ -57,13 +56,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<Report, RegisterError> {
     if let Some(base) = &options.sandbox_url {
-        let parsed = url::Url::parse(base)
-            .map_err(|e| RegisterError::Setting(format!("--sandbox-url: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(RegisterError::Setting(
-                "--sandbox-url: is not an http(s) URL".into(),
-            ));
-        }
+        local::check_sandbox_url(base).map_err(|e| RegisterError::Setting(e.to_string()))?;
         // The configuration names a CRM even though registering never calls it; the sandbox
         // serves both.
         if settings.get("COSELL_CRM").is_none() {
@@ -85,11 +78,10 @@ pub async fn run(
              --sandbox-url for a running sandbox)"
         ))
     })?;
-    let client = PartnerCenterClient::new(
-        config.partner_center.clone(),
-        config.partner_center_auth.clone(),
-    )
-    .map_err(|e| RegisterError::Setting(format!("COSELL_PC_*: {e}")))?;
+    let sdk = wiring::sdk_config_from(settings.values()).await;
+    let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
+    let client = wiring::partner_center_client(&config, tokens)
+        .map_err(|e| RegisterError::Setting(e.to_string()))?;
     let mode = if options.restore {
         Mode::Deploy
     } else {

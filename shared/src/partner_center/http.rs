@@ -306,6 +306,18 @@ impl PartnerCenterClient {
         })
     }
 
+    /// What the Referrals API token says of the user it acts for (`None` when the token is not
+    /// a JWT): signing in if need be, so this is also a check that the sign-in works.
+    pub async fn signed_in_user(&self) -> PcResult<Option<crate::entra::TokenClaims>> {
+        let token = self.tokens.access_token().await.inspect_err(|e| {
+            if let PartnerCenterError::Auth { kind, message } = e {
+                tracing::error!(kind = kind.name(), error = %message, "cannot act as the Referral admin in Partner Center");
+                crate::metrics::count_here(crate::metrics::Metric::PartnerCenterAuthFailed, 1.0);
+            }
+        })?;
+        Ok(token.claims())
+    }
+
     /// Replaces the whole referral under `If-Match` = its eTag (the documented PUT), returning
     /// the stored result with its new eTag. A stale eTag gives
     /// [`PartnerCenterError::PreconditionFailed`].

@@ -228,6 +228,38 @@ impl SignIn {
         }
     }
 
+    /// Signs `login_hint` in where the authority asks nothing of the user and redirects at
+    /// once (the sandbox's Entra does): the redirect is read, not followed, so nothing need
+    /// listen on the loopback address.
+    pub async fn sign_in_without_form(
+        &self,
+        login_hint: Option<&str>,
+    ) -> Result<SignedIn, SignInError> {
+        let request = self.authorization_request("http://localhost/", login_hint)?;
+        let client = crate::http::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SignInError::Http(e.to_string()))?;
+        let response = client
+            .get(request.url.clone())
+            .send()
+            .await
+            .map_err(|e| SignInError::Http(e.to_string()))?;
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url::Url::parse(l).ok())
+            .ok_or_else(|| {
+                SignInError::Refused(format!(
+                    "the authorize endpoint answered {} without a redirect: it asks for a form this sign-in cannot fill; use `cosell auth login`",
+                    response.status()
+                ))
+            })?;
+        let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        self.complete(&request, &query).await
+    }
+
     /// Starts a device code sign-in. The flow is a public client's: the app registration must
     /// allow public client flows.
     pub async fn start_device_code(&self) -> Result<DeviceCode, SignInError> {
