@@ -1,7 +1,7 @@
 //! Metrics as CloudWatch Embedded Metric Format (EMF): one JSON line on stdout per data point,
 //! which CloudWatch Logs turns into a metric in the `CoSellConnector` namespace, with no API call
-//! and no extra permission. Outside Lambda the line is just a log line. Alarms in
-//! `template.yaml` watch these metrics.
+//! and no extra permission. Outside Lambda (`cosell local`, tests) the line goes to the log
+//! instead, since stdout is for people there. Alarms in `template.yaml` watch these metrics.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -98,9 +98,14 @@ pub fn count(metric: Metric, value: f64, service: &str) {
         TOTALS[metric.index()].fetch_add(value as u64, Ordering::Relaxed);
     }
     let line = emf_line(metric, value, service);
-    let mut out = std::io::stdout().lock();
-    // A metric that cannot be written must not fail the work it describes.
-    let _ = writeln!(out, "{line}");
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        let mut out = std::io::stdout().lock();
+        // A metric that cannot be written must not fail the work it describes.
+        let _ = writeln!(out, "{line}");
+    } else {
+        // Outside Lambda stdout is for people (`cosell local`'s tables): the line goes to the log.
+        tracing::info!(metric = metric.name(), value, emf = %line, "metric");
+    }
 }
 
 #[cfg(test)]

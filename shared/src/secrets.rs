@@ -16,9 +16,14 @@ pub const SECRET_ARN_SETTING: &str = "COSELL_SECRET_ARN";
 /// key outside this list is a mistake the admin should hear about).
 pub const SECRET_SETTINGS: &[&str] = &[
     "COSELL_PC_CLIENT_SECRET",
+    "COSELL_PC_CLIENT_PRIVATE_KEY",
+    // Not secret, but kept beside its private key so a certificate is rotated in one place.
+    "COSELL_PC_CLIENT_CERTIFICATE",
     "COSELL_PC_PASSWORD",
     "COSELL_PC_REFRESH_TOKEN",
     "COSELL_DATAVERSE_CLIENT_SECRET",
+    "COSELL_DATAVERSE_CLIENT_PRIVATE_KEY",
+    "COSELL_DATAVERSE_CLIENT_CERTIFICATE",
     "COSELL_SALESFORCE_CLIENT_SECRET",
     "COSELL_SALESFORCE_PRIVATE_KEY",
 ];

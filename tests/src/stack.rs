@@ -231,7 +231,7 @@ impl QueueRun {
         self.succeeded + self.failed
     }
 
-    fn add(&mut self, other: QueueRun) {
+    pub fn add(&mut self, other: QueueRun) {
         self.succeeded += other.succeeded;
         self.failed += other.failed;
         self.errors.extend(other.errors);

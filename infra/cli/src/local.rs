@@ -22,6 +22,7 @@ use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::config::Config;
 use cosell_shared::crm::{Crm, CrmKind};
 use cosell_shared::ingress::{self, SignatureCheck};
+use cosell_shared::partner_center::PartnerCenterError;
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, RegistrationChange, WebhookRegistration,
 };
@@ -192,6 +193,14 @@ pub async fn run(
         wiring::partner_center_client(&config, tokens)
             .map_err(|e| LocalError::Setting(e.to_string()))?,
     );
+    // A sign-in that cannot work stops start-up here, rather than failing every message later.
+    match pc.signed_in_user().await {
+        Err(e @ PartnerCenterError::Auth { .. }) => {
+            return Err(LocalError::Setting(format!("Partner Center sign-in: {e}")));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot check the Partner Center sign-in yet"),
+        Ok(_) => {}
+    }
     let crm = wiring::crm(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
     let verifier = wiring::verifier(&config).map_err(|e| LocalError::Setting(e.to_string()))?;
 

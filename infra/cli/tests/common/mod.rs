@@ -1,0 +1,146 @@
+//! What the tests of the `cosell` binary share: the binary run in its own process, its output
+//! collected as it comes.
+
+// Each test crate uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Guards against a hang; never a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// A running `cosell`, its output collected as it comes.
+pub struct Cosell {
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Cosell {
+    /// `cosell <args>` with only `env` for environment (nothing leaks in from the test's).
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Cosell {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cosell"));
+        command
+            .args(args)
+            .env_clear()
+            .env("COSELL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start cosell: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut err = child.stderr.take().expect("piped stderr");
+        let text = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Cosell {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The lines of stdout so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout.lock().unwrap().join("\n"),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Waits for a line of stdout containing `needle`.
+    pub async fn wait_for(&mut self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "cosell exited ({status}) before printing {needle:?}\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cosell did not print {needle:?}\n{}",
+                self.output()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Ctrl-C.
+    pub fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid this test started and has not reaped yet.
+        let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(sent, 0, "SIGINT to cosell");
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+    }
+
+    pub async fn exit(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader threads take the last lines.
+                tokio::time::sleep(POLL).await;
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cosell did not exit\n{}",
+                self.output()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for Cosell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
