@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cosell_shared::partner_center::http::PartnerCenterClient;
 use cosell_shared::registrar::{
     EmfMetrics, MetricSink, Mode, Registrar, RegistrarError, RegistrarOptions, Report,
 };
@@ -227,6 +226,7 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, CLIENT_SECRET};
     use cosell_sandbox::{Sandbox, SandboxConfig};
+    use cosell_shared::partner_center::http::PartnerCenterClient;
     use cosell_shared::registrar::{Action, NoMetrics};
     use serde_json::json;
     use tokio::net::TcpListener;

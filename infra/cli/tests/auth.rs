@@ -270,7 +270,7 @@ async fn the_device_code_flow_signs_in_once_the_code_is_approved() {
 
 /// The sandbox as a real tenant would be configured: every connection setting given, the
 /// Referral admin by user name and password.
-fn password_grant_settings<'a>(base: &'a str) -> Vec<(&'a str, &'a str)> {
+fn password_grant_settings(base: &str) -> Vec<(&str, &str)> {
     vec![
         ("COSELL_PC_CLIENT_ID", "sandbox-client"),
         ("COSELL_PC_CLIENT_SECRET", "sandbox-secret"),
