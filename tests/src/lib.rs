@@ -13,6 +13,35 @@ use cosell_shared::partner_center::signin::SignIn;
 use cosell_shared::partner_center::token::{PartnerCenterAuth, Secret, UserCredential};
 use cosell_shared::retry::RetryPolicy;
 
+/// A call of the sandbox's control API that must succeed; answers its JSON (or `null`).
+pub async fn sandbox_control(
+    sandbox: &cosell_sandbox::Sandbox,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .request(method, sandbox.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{path} answered {status}: {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// The sandbox's Referral admin, signed in as `cosell auth login` does, for the sandbox's app.
+pub async fn sandbox_admin_auth(base_url: &str) -> PartnerCenterAuth {
+    sandbox_auth(
+        base_url,
+        UserCredential::RefreshToken(
+            sandbox_refresh_token(base_url, cosell_sandbox::config::ADMIN_USER).await,
+        ),
+    )
+}
+
 /// The sandbox's default app, signing in at the sandbox with `credential`.
 pub fn sandbox_auth(base_url: &str, credential: UserCredential) -> PartnerCenterAuth {
     PartnerCenterAuth {

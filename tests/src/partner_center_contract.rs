@@ -17,6 +17,7 @@
 //! Patch `add` and `replace` as RFC 6902 has them; a new eTag on every write; the state machine
 //! with `Closed` final; visibility only upwards; the create-time validation naming the field.
 
+use crate::sandbox_control as control;
 use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
@@ -80,19 +81,6 @@ async fn sandbox_incoming(sandbox: &Sandbox, kind: &str, partial: Value) -> Refe
     let path = format!("/_sandbox/partner-center/incoming?kind={kind}");
     let doc = control(sandbox, reqwest::Method::POST, &path, partial).await;
     serde_json::from_value(doc).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, sandbox.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// The in-memory Partner Center plays Microsoft through its control methods.

@@ -3,6 +3,7 @@
 //! accepted as JSON Patch under `If-Match` and leave the intended referral, and a move after a
 //! terminal state is refused before any call.
 
+use cosell_e2e::sandbox_control as control;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -19,7 +20,6 @@ use cosell_shared::domain::outbound::{
 use cosell_shared::domain::projection::Projection;
 use cosell_shared::domain::stage::{StatusAction, sends_edits, status_action};
 use cosell_shared::partner_center::http::{PartnerCenterClient, PartnerCenterConfig};
-use cosell_shared::partner_center::token::UserCredential;
 use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError, PatchOp};
 use cosell_shared::referral::{
     AssistanceRequestCode, Direction, Referral, ReferralType, Status, Substatus,
@@ -35,16 +35,7 @@ async fn sandbox() -> Sandbox {
 }
 
 async fn client(sandbox: &Sandbox) -> PartnerCenterClient {
-    let auth = cosell_e2e::sandbox_auth(
-        sandbox.base_url(),
-        UserCredential::RefreshToken(
-            cosell_e2e::sandbox_refresh_token(
-                sandbox.base_url(),
-                cosell_sandbox::config::ADMIN_USER,
-            )
-            .await,
-        ),
-    );
+    let auth = cosell_e2e::sandbox_admin_auth(sandbox.base_url()).await;
     let config = PartnerCenterConfig {
         api_base_url: sandbox.base_url().to_string(),
         webhooks_base_url: sandbox.base_url().to_string(),
@@ -52,19 +43,6 @@ async fn client(sandbox: &Sandbox) -> PartnerCenterClient {
         retry: fast_retries(2),
     };
     PartnerCenterClient::new(config, auth).unwrap_or_else(|e| panic!("client: {e}"))
-}
-
-async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, sandbox.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 async fn patch_calls(sandbox: &Sandbox) -> u64 {

@@ -4,6 +4,7 @@
 //! MFA, caching, renewal after a 401, rotation), paging, the errors and retries a user would notice, PUT and the
 //! webhook registration.
 
+use cosell_e2e::sandbox_control as control;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -78,19 +79,6 @@ async fn signed_in(sandbox: &Sandbox, username: &str) -> UserCredential {
 
 async fn admin_client(sandbox: &Sandbox) -> PartnerCenterClient {
     client_with(sandbox, auth(sandbox, signed_in(sandbox, ADMIN).await))
-}
-
-async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, sandbox.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 async fn stats(sandbox: &Sandbox) -> Value {

@@ -15,7 +15,6 @@ use cosell_shared::partner_center::PartnerCenterError;
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, PartnerCenterConfig, WebhookRegistration,
 };
-use cosell_shared::partner_center::token::UserCredential;
 use cosell_shared::registrar::{
     Action, EVENTS, MetricSink, Mode, Registrar, RegistrarError, RegistrarOptions, Report,
 };
@@ -78,16 +77,7 @@ impl Setup {
                 timeout: Duration::from_secs(10),
                 retry: fast_retries(2),
             },
-            cosell_e2e::sandbox_auth(
-                sandbox.base_url(),
-                UserCredential::RefreshToken(
-                    cosell_e2e::sandbox_refresh_token(
-                        sandbox.base_url(),
-                        cosell_sandbox::config::ADMIN_USER,
-                    )
-                    .await,
-                ),
-            ),
+            cosell_e2e::sandbox_admin_auth(sandbox.base_url()).await,
         )
         .unwrap_or_else(|e| panic!("client: {e}"));
         let received = Arc::new(AtomicUsize::new(0));
@@ -148,16 +138,7 @@ impl Setup {
     }
 
     async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let response = reqwest::Client::new()
-            .request(method, self.sandbox.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{path} answered {status}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        cosell_e2e::sandbox_control(&self.sandbox, method, path, body).await
     }
 
     async fn calls(&self, key: &str) -> u64 {

@@ -4,6 +4,7 @@
 //! is never overwritten by a process still on the older chain. The sandbox retires a refresh
 //! token once redeemed (single-use mode), so a process holding a stale one finds out at once.
 
+use cosell_e2e::sandbox_control as control;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,19 +26,6 @@ async fn single_use_sandbox() -> Sandbox {
     })
     .await
     .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
-}
-
-async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, sandbox.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// Every access token expires, so each process's next call redeems its refresh token.
@@ -166,6 +154,23 @@ impl Deployment {
     }
 }
 
+/// A client of the sandbox's Partner Center, without a store.
+fn client(
+    sandbox: &Sandbox,
+    auth: cosell_shared::partner_center::token::PartnerCenterAuth,
+) -> PartnerCenterClient {
+    PartnerCenterClient::new(
+        PartnerCenterConfig {
+            api_base_url: sandbox.base_url().to_string(),
+            webhooks_base_url: sandbox.base_url().to_string(),
+            timeout: Duration::from_secs(10),
+            retry: cosell_e2e::fast_retries(2),
+        },
+        auth,
+    )
+    .unwrap_or_else(|e| panic!("a client: {e}"))
+}
+
 /// A Referrals API read, which needs a valid App+User token.
 async fn read(client: &PartnerCenterClient) {
     client
@@ -287,17 +292,8 @@ async fn a_certificate_signs_the_app_in_instead_of_a_secret() {
             .await
             .expect("a sign-in with the certificate");
     auth.credential = UserCredential::RefreshToken(signed_in.refresh_token);
-    let client = PartnerCenterClient::new(
-        PartnerCenterConfig {
-            api_base_url: sandbox.base_url().to_string(),
-            webhooks_base_url: sandbox.base_url().to_string(),
-            timeout: Duration::from_secs(10),
-            retry: cosell_e2e::fast_retries(2),
-        },
-        auth.clone(),
-    )
-    .expect("a client");
-    read(&client).await;
+    let signed = client(&sandbox, auth.clone());
+    read(&signed).await;
 
     // The wrong key for the uploaded certificate is refused.
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
@@ -308,16 +304,7 @@ async fn a_certificate_signs_the_app_in_instead_of_a_secret() {
         )
         .expect("a certificate credential"),
     );
-    let forged = PartnerCenterClient::new(
-        PartnerCenterConfig {
-            api_base_url: sandbox.base_url().to_string(),
-            webhooks_base_url: sandbox.base_url().to_string(),
-            timeout: Duration::from_secs(10),
-            retry: cosell_e2e::fast_retries(2),
-        },
-        auth,
-    )
-    .expect("a client");
+    let forged = client(&sandbox, auth);
     let err = forged.get_referral("x").await.expect_err("a bad signature");
     assert!(err.to_string().contains("AADSTS700027"), "{err}");
 }

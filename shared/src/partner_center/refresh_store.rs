@@ -76,20 +76,6 @@ impl SecretsManagerTokenStore {
         }
     }
 
-    fn read_error(&self, reason: impl fmt::Display) -> TokenStoreError {
-        TokenStoreError::Read {
-            place: self.place(),
-            reason: reason.to_string(),
-        }
-    }
-
-    fn write_error(&self, reason: impl fmt::Display) -> TokenStoreError {
-        TokenStoreError::Write {
-            place: self.place(),
-            reason: reason.to_string(),
-        }
-    }
-
     /// The secret's settings object and when its current version was created.
     async fn current(
         &self,
@@ -106,14 +92,16 @@ impl SecretsManagerTokenStore {
             .secret_id(&self.arn)
             .send()
             .await
-            .map_err(|e| self.read_error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
+            .map_err(|e| {
+                read_error(self, aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
+            })?;
         let text = out
             .secret_string()
-            .ok_or_else(|| self.read_error("the secret holds no SecretString"))?;
+            .ok_or_else(|| read_error(self, "the secret holds no SecretString"))?;
         let object = match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(o)) => o,
-            Ok(_) => return Err(self.read_error("the secret is not a JSON object")),
-            Err(e) => return Err(self.read_error(format!("the secret is not JSON: {e}"))),
+            Ok(_) => return Err(read_error(self, "the secret is not a JSON object")),
+            Err(e) => return Err(read_error(self, format!("the secret is not JSON: {e}"))),
         };
         let created = out
             .created_date()
@@ -138,9 +126,23 @@ impl SecretsManagerTokenStore {
             .send()
             .await
             .map_err(|e| {
-                self.write_error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
+                write_error(self, aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
             })?;
         Ok(())
+    }
+}
+
+fn read_error(store: &dyn RefreshTokenStore, reason: impl fmt::Display) -> TokenStoreError {
+    TokenStoreError::Read {
+        place: store.place(),
+        reason: reason.to_string(),
+    }
+}
+
+fn write_error(store: &dyn RefreshTokenStore, reason: impl fmt::Display) -> TokenStoreError {
+    TokenStoreError::Write {
+        place: store.place(),
+        reason: reason.to_string(),
     }
 }
 
@@ -211,35 +213,21 @@ impl FileTokenStore {
         &self.path
     }
 
-    fn read_error(&self, reason: impl fmt::Display) -> TokenStoreError {
-        TokenStoreError::Read {
-            place: self.place(),
-            reason: reason.to_string(),
-        }
-    }
-
-    fn write_error(&self, reason: impl fmt::Display) -> TokenStoreError {
-        TokenStoreError::Write {
-            place: self.place(),
-            reason: reason.to_string(),
-        }
-    }
-
     /// Runs `f` holding an exclusive lock on the file's lock file.
     fn locked<T>(
         &self,
         f: impl FnOnce() -> Result<T, TokenStoreError>,
     ) -> Result<T, TokenStoreError> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.write_error(e))?;
+            std::fs::create_dir_all(dir).map_err(|e| write_error(self, e))?;
         }
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.path.with_extension("lock"))
-            .map_err(|e| self.write_error(e))?;
-        lock.lock().map_err(|e| self.write_error(e))?;
+            .map_err(|e| write_error(self, e))?;
+        lock.lock().map_err(|e| write_error(self, e))?;
         let result = f();
         // Closing the file releases the lock too; unlocking first says so plainly.
         let _ = lock.unlock();
@@ -250,15 +238,15 @@ impl FileTokenStore {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| self.read_error(format!("not a token file: {e}"))),
+                .map_err(|e| read_error(self, format!("not a token file: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.read_error(e)),
+            Err(e) => Err(read_error(self, e)),
         }
     }
 
     fn write(&self, file: &TokenFile) -> Result<(), TokenStoreError> {
         let tmp = self.path.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(file).map_err(|e| self.write_error(e))?;
+        let body = serde_json::to_vec_pretty(file).map_err(|e| write_error(self, e))?;
         let mut options = std::fs::OpenOptions::new();
         options.create(true).truncate(true).write(true);
         #[cfg(unix)]
@@ -266,18 +254,18 @@ impl FileTokenStore {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut out = options.open(&tmp).map_err(|e| self.write_error(e))?;
+        let mut out = options.open(&tmp).map_err(|e| write_error(self, e))?;
         #[cfg(unix)]
         {
             // `mode` applies only to a file being created; one left by a crash keeps its own.
             use std::os::unix::fs::PermissionsExt;
             out.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| self.write_error(e))?;
+                .map_err(|e| write_error(self, e))?;
         }
         out.write_all(&body)
             .and_then(|()| out.sync_all())
-            .map_err(|e| self.write_error(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.write_error(e))
+            .map_err(|e| write_error(self, e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| write_error(self, e))
     }
 }
 

@@ -263,23 +263,11 @@ impl SignIn {
     /// Starts a device code sign-in. The flow is a public client's: the app registration must
     /// allow public client flows.
     pub async fn start_device_code(&self) -> Result<DeviceCode, SignInError> {
-        let url = self.endpoint("devicecode")?;
-        let response = self
-            .http
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[
-                ("client_id", self.auth.client_id.as_str()),
-                ("scope", &self.scope()),
-            ])
-            .send()
-            .await
-            .map_err(|e| SignInError::Http(e.to_string()))?;
-        let ok = response.status().is_success();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SignInError::Http(e.to_string()))?;
+        let form = vec![
+            ("client_id", self.auth.client_id.clone()),
+            ("scope", self.scope()),
+        ];
+        let (ok, body) = self.post(self.endpoint("devicecode")?, &form).await?;
         if !ok {
             let error: EntraError = serde_json::from_slice(&body).unwrap_or_default();
             return Err(SignInError::Refused(self.describe(&error)));
@@ -341,11 +329,27 @@ impl SignIn {
                 .map_err(|e| SignInError::Config(e.into()))?;
             form.extend(fields);
         }
+        let (ok, body) = self.post(url, &form).await?;
+        if ok {
+            serde_json::from_slice(&body).map(Ok).map_err(|e| {
+                SignInError::Refused(format!("Entra ID's token answer is not readable: {e}"))
+            })
+        } else {
+            Ok(Err(serde_json::from_slice(&body).unwrap_or_default()))
+        }
+    }
+
+    /// Posts `form` to `url`: whether it succeeded, and the body.
+    async fn post(
+        &self,
+        url: url::Url,
+        form: &[(&'static str, String)],
+    ) -> Result<(bool, Vec<u8>), SignInError> {
         let response = self
             .http
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
+            .form(form)
             .send()
             .await
             .map_err(|e| SignInError::Http(e.to_string()))?;
@@ -354,13 +358,7 @@ impl SignIn {
             .bytes()
             .await
             .map_err(|e| SignInError::Http(e.to_string()))?;
-        if ok {
-            serde_json::from_slice(&body).map(Ok).map_err(|e| {
-                SignInError::Refused(format!("Entra ID's token answer is not readable: {e}"))
-            })
-        } else {
-            Ok(Err(serde_json::from_slice(&body).unwrap_or_default()))
-        }
+        Ok((ok, body.to_vec()))
     }
 
     fn signed_in(&self, tokens: Tokens, public_client: bool) -> Result<SignedIn, SignInError> {
