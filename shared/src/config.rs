@@ -511,6 +511,57 @@ mod tests {
         assert!(!format!("{c:?}").contains("dv-secret"));
     }
 
+    /// Salesforce by client credentials, and the Partner Center app without its credential.
+    const SALESFORCE_APP: &[(&str, &str)] = &[
+        ("COSELL_CRM", "salesforce"),
+        ("COSELL_SALESFORCE_CLIENT_SECRET", "x"),
+        ("COSELL_SALESFORCE_CLIENT_ID", "y"),
+        ("COSELL_PC_CLIENT_ID", "app"),
+        ("COSELL_PC_REFRESH_TOKEN", "rt"),
+    ];
+
+    #[test]
+    fn a_certificate_replaces_the_client_secret_and_half_of_one_is_named() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
+        let cert = rcgen::CertificateParams::new(vec!["connector".into()])
+            .and_then(|p| p.self_signed(&key))
+            .expect("a certificate");
+        let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+        let mut both: Vec<(&str, &str)> = SALESFORCE_APP.to_vec();
+        both.extend([
+            ("COSELL_PC_CLIENT_CERTIFICATE", cert_pem.as_str()),
+            ("COSELL_PC_CLIENT_PRIVATE_KEY", key_pem.as_str()),
+        ]);
+        let c = load(&both).expect("a certificate instead of a secret");
+        assert!(matches!(
+            c.partner_center_auth.client_credential,
+            ClientCredential::Certificate(_)
+        ));
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"), "never printed");
+
+        let mut cert_only: Vec<(&str, &str)> = SALESFORCE_APP.to_vec();
+        cert_only.push(("COSELL_PC_CLIENT_CERTIFICATE", cert_pem.as_str()));
+        assert!(matches!(
+            load(&cert_only),
+            Err(ConfigError::Missing { name, .. }) if name == "COSELL_PC_CLIENT_PRIVATE_KEY"
+        ));
+        let mut bad_key: Vec<(&str, &str)> = SALESFORCE_APP.to_vec();
+        bad_key.extend([
+            ("COSELL_PC_CLIENT_CERTIFICATE", cert_pem.as_str()),
+            ("COSELL_PC_CLIENT_PRIVATE_KEY", "not a key"),
+        ]);
+        assert!(matches!(
+            load(&bad_key),
+            Err(ConfigError::Invalid { name, .. }) if name == "COSELL_PC_CLIENT_PRIVATE_KEY"
+        ));
+        let neither = load(SALESFORCE_APP).expect_err("no credential for the app");
+        assert!(
+            neither.to_string().contains("COSELL_PC_CLIENT_SECRET")
+                && neither.to_string().contains("COSELL_PC_CLIENT_CERTIFICATE"),
+            "{neither}"
+        );
+    }
+
     #[test]
     fn bad_values_stop_start_up_naming_the_setting() {
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![

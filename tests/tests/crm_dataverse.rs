@@ -801,6 +801,38 @@ async fn wrong_credentials_are_an_auth_error_that_hides_the_secret() {
     assert!(!shown.contains("not-the-secret-123"), "{shown}");
 }
 
+#[tokio::test]
+async fn the_application_user_signs_in_with_a_certificate_instead_of_a_secret() {
+    let env = Env::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
+    let cert = rcgen::CertificateParams::new(vec!["cosell-dataverse".into()])
+        .and_then(|p| p.self_signed(&key))
+        .expect("a certificate");
+    let (status, body) = env
+        .control(
+            Method::POST,
+            "/_sandbox/identities/certificate",
+            Some(json!({"client_id": "sandbox-client", "certificate_pem": cert.pem()})),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let mut config = env.config();
+    config.client_credential = cosell_shared::entra::ClientCredential::Certificate(
+        cosell_shared::entra::ClientCertificate::from_pem(
+            &cert.pem(),
+            &Secret::new(key.serialize_pem()),
+        )
+        .expect("a certificate credential"),
+    );
+    let crm = DataverseCrm::new(config).expect("valid");
+    assert_eq!(
+        crm.get_opportunity("6592a1b0-ad2b-4c5b-a68a-47ab4b6c7d3e")
+            .await
+            .expect("signed in with the certificate"),
+        None
+    );
+}
+
 // ---------------------------------------------------------------- the change feed
 
 const LIST_OPPORTUNITIES: &str = "GET /api/data/v9.2/opportunities";

@@ -341,7 +341,7 @@ pub async fn status(
         let _ = writeln!(out, "Last used/rotated: {} ({age} days ago)", fmt_time(at));
         let _ = writeln!(
             out,
-            "Lapses if unused:  {} (in {left} days); this check used it, so from now on 90",
+            "Lapses if unused:  {} (in {left} days); this check has just used it, which starts another {REFRESH_TOKEN_LIFETIME_DAYS}",
             fmt_time(at + chrono::Duration::days(REFRESH_TOKEN_LIFETIME_DAYS))
         );
     }
