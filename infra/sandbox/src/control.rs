@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::config::UserIdentity;
 use crate::faults::{FaultRule, WebhookFault};
 
 /// A control call the sandbox cannot carry out, answered 400 with the reason.
-pub(crate) struct BadRequest(String);
+pub(crate) struct BadRequest(pub(crate) String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -31,6 +32,12 @@ pub(crate) fn bad_request(message: impl Into<String>) -> Response {
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
     serde_json::from_slice(body).map_err(|e| BadRequest(format!("Invalid body: {e}")))
+}
+
+/// The sandbox user a control call names.
+pub(crate) fn known_user<'a>(app: &'a App, username: &str) -> Result<&'a UserIdentity, BadRequest> {
+    app.user(username)
+        .ok_or_else(|| BadRequest(format!("No sandbox user named {username}")))
 }
 
 pub async fn reset(State(app): State<App>) -> Response {
@@ -149,13 +156,8 @@ pub async fn set_password(State(app): State<App>, body: Bytes) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    if !app
-        .config
-        .users
-        .iter()
-        .any(|u| u.username.eq_ignore_ascii_case(&p.username))
-    {
-        return bad_request(format!("No sandbox user named {}", p.username));
+    if let Err(e) = known_user(&app, &p.username) {
+        return e.into_response();
     }
     app.tokens()
         .set_password(&p.username, &p.password, app.clock.now());

@@ -41,10 +41,10 @@ async fn server_date(
 
 pub fn router(app: App) -> Router {
     let api = Router::new()
-        .route("/{tenant}/oauth2/token", post(entra::token_v1))
-        .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
-        .route("/{tenant}/oauth2/authorize", get(entra::authorize_v1))
-        .route("/{tenant}/oauth2/v2.0/authorize", get(entra::authorize_v2))
+        .route("/{tenant}/oauth2/token", post(entra::token))
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/{tenant}/oauth2/authorize", get(entra::authorize))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(entra::authorize))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(entra::devicecode))
         .route(
             "/v1.0/engagements/referrals",

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use url::{Host, Url};
 
 use super::{
-    AadError, Endpoint, Form, SignIn, Version, aad_error, field, random_token, split_scope,
-    user_tokens,
+    AadError, SignIn, TokenRequest, Version, invalid_grant, missing_parameter, random_token,
+    refusal, split_scope,
 };
 use crate::app::App;
 use crate::config::{ADMIN_USER, TENANT_ID};
@@ -56,7 +56,7 @@ fn loopback(uri: &str) -> bool {
         }
 }
 
-fn redirect(to: &str, params: &[(&str, &str)]) -> Response {
+fn redirect(to: &str, params: &[(&str, String)]) -> Response {
     let Ok(mut url) = Url::parse(to) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -74,66 +74,39 @@ fn redirect(to: &str, params: &[(&str, &str)]) -> Response {
     resp
 }
 
-/// An error the authorize endpoint reports to the client: through the redirect URI once that
-/// is known to be the client's, as the protocol says.
-struct Redirected<'a> {
-    redirect_uri: &'a str,
-    state: Option<&'a str>,
-}
+/// The authorize request's query parameters; an empty one counts as absent.
+struct Query(HashMap<String, String>);
 
-impl Redirected<'_> {
-    fn error(&self, error: &str, code: u32, description: &str) -> Response {
-        let description = format!("AADSTS{code}: {description}");
-        let error_uri = format!("https://login.microsoftonline.com/error?code={code}");
-        let mut params = vec![
-            ("error", error),
-            ("error_description", description.as_str()),
-            ("error_uri", error_uri.as_str()),
-        ];
-        if let Some(s) = self.state {
-            params.push(("state", s));
-        }
-        redirect(self.redirect_uri, &params)
+impl Query {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
-pub async fn authorize_v1(
+/// The authorize endpoint, v1 (`/{tenant}/oauth2/authorize`) and v2
+/// (`/{tenant}/oauth2/v2.0/authorize`). Errors go back through the redirect URI once that is
+/// known to be the client's, as the protocol says; before, they are answered to the browser.
+pub async fn authorize(
     State(app): State<App>,
     Path(_tenant): Path<String>,
+    uri: Uri,
     RawQuery(query): RawQuery,
 ) -> Response {
-    authorize(&app, Version::V1, query.as_deref().unwrap_or(""))
-}
-
-pub async fn authorize_v2(
-    State(app): State<App>,
-    Path(_tenant): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    authorize(&app, Version::V2, query.as_deref().unwrap_or(""))
-}
-
-fn authorize(app: &App, version: Version, query: &str) -> Response {
-    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let client_id = get("client_id").unwrap_or("");
-    if !app.config.clients.iter().any(|c| c.client_id == client_id) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700016,
-            &format!(
-                "Application with identifier '{client_id}' was not found in the directory '{TENANT_ID}'."
-            ),
-        )
-        .into_response();
+    let q = Query(
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect(),
+    );
+    let client_id = q.get("client_id").unwrap_or("");
+    if let Err(e) = app.registered_client(client_id) {
+        return e.into_response();
     }
-    let redirect_uri = get("redirect_uri").unwrap_or("");
+    let redirect_uri = q.get("redirect_uri").unwrap_or("");
     if !loopback(redirect_uri) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
+        return refusal(
             "invalid_request",
             50011,
             &format!(
@@ -142,98 +115,86 @@ fn authorize(app: &App, version: Version, query: &str) -> Response {
         )
         .into_response();
     }
-    let back = Redirected {
-        redirect_uri,
-        state: get("state"),
+    let mut params = match new_code(&app, Version::of(&uri), &q, client_id, redirect_uri) {
+        Ok(code) => vec![("code", code)],
+        Err(e) => vec![
+            ("error", e.error.to_string()),
+            ("error_description", e.full_description()),
+            ("error_uri", e.error_uri()),
+        ],
     };
-    match get("response_type") {
+    if let Some(s) = q.get("state") {
+        params.push(("state", s.to_string()));
+    }
+    redirect(redirect_uri, &params)
+}
+
+/// Checks an authorize request from a known client and redirect URI, and stores the code it
+/// is answered with.
+fn new_code(
+    app: &App,
+    version: Version,
+    q: &Query,
+    client_id: &str,
+    redirect_uri: &str,
+) -> Result<String, AadError> {
+    match q.get("response_type") {
         Some("code") => {}
         other => {
-            return back.error(
+            return Err(refusal(
                 "unsupported_response_type",
                 700054,
                 &format!(
                     "response_type '{}' is not supported by the sandbox; use 'code'.",
                     other.unwrap_or("")
                 ),
-            );
+            ));
         }
     }
     let (resource, scopes) = match version {
-        Version::V1 => (
-            get("resource").map(str::to_string),
-            split_scope(get("scope").unwrap_or("")).1,
-        ),
-        Version::V2 => {
-            let Some(scope) = get("scope") else {
-                return back.error(
-                    "invalid_request",
-                    900144,
-                    "The request body must contain the following parameter: 'scope'.",
-                );
-            };
-            let (resource, scopes) = split_scope(scope);
-            if resource.is_none() {
-                return back.error(
-                    "invalid_scope",
-                    70011,
-                    &format!(
-                        "The provided value for the input parameter 'scope' is not valid: '{scope}' names no resource; ask for '<resource>/.default'."
-                    ),
-                );
+        Version::V1 => {
+            let resource = q.get("resource");
+            if let Some(r) = resource {
+                app.check_resource(r)?;
             }
-            (resource, scopes)
+            (
+                resource.map(str::to_string),
+                split_scope(q.get("scope").unwrap_or("")).1,
+            )
+        }
+        Version::V2 => {
+            let scope = q.get("scope").ok_or_else(|| missing_parameter("scope"))?;
+            let (resource, scopes) = app.scope_resource(scope)?;
+            (Some(resource), scopes)
         }
     };
-    if let Some(r) = &resource
-        && !app.known_audience(r)
-    {
-        return back.error(
-            "invalid_resource",
-            500011,
-            &format!(
-                "The resource principal named {r} was not found in the tenant named {TENANT_ID}."
-            ),
-        );
-    }
-    let challenge = match (get("code_challenge"), get("code_challenge_method")) {
+    let challenge = match (q.get("code_challenge"), q.get("code_challenge_method")) {
         (None, None) => None,
-        (None, Some(_)) => {
-            return back.error(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'code_challenge'.",
-            );
-        }
+        (None, Some(_)) => return Err(missing_parameter("code_challenge")),
         (Some(c), method) => {
             let method = match method {
                 None | Some("plain") => ChallengeMethod::Plain,
                 Some("S256") => ChallengeMethod::S256,
                 Some(other) => {
-                    return back.error(
+                    return Err(refusal(
                         "invalid_request",
                         90023,
                         &format!(
                             "The code_challenge_method '{other}' is not supported; use 'S256' or 'plain'."
                         ),
-                    );
+                    ));
                 }
             };
             Some((c.to_string(), method))
         }
     };
-    let login_hint = get("login_hint").unwrap_or(ADMIN_USER);
-    let Some(user) = app
-        .config
-        .users
-        .iter()
-        .find(|u| u.username.eq_ignore_ascii_case(login_hint))
-    else {
-        return back.error(
+    let login_hint = q.get("login_hint").unwrap_or(ADMIN_USER);
+    let Some(user) = app.user(login_hint) else {
+        return Err(refusal(
             "access_denied",
             50034,
             &format!("The user account {login_hint} does not exist in the {TENANT_ID} directory."),
-        );
+        ));
     };
     let code = random_token();
     let lifetime = chrono::Duration::from_std(app.config.authorization_code_lifetime)
@@ -247,27 +208,12 @@ fn authorize(app: &App, version: Version, query: &str) -> Response {
             resource,
             scopes,
             username: user.username.clone(),
-            nonce: get("nonce").map(str::to_string),
+            nonce: q.get("nonce").map(str::to_string),
             expires_at: app.clock.now() + lifetime,
             redeemed: false,
         },
     );
-    let mut params = vec![("code", code.as_str())];
-    if let Some(s) = back.state {
-        params.push(("state", s));
-    }
-    redirect(redirect_uri, &params)
-}
-
-fn invalid_grant(codes: &[u32], description: &str) -> AadError {
-    let mut e = aad_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-        codes[0],
-        description,
-    );
-    e.codes = codes.to_vec();
-    e
+    Ok(code)
 }
 
 fn verifier_matches(challenge: &str, method: ChallengeMethod, verifier: &str) -> bool {
@@ -282,23 +228,11 @@ fn verifier_matches(challenge: &str, method: ChallengeMethod, verifier: &str) ->
 
 /// `grant_type=authorization_code`: the client, its redirect URI and its PKCE verifier must be
 /// the ones the code was issued for.
-pub fn redeem(
-    app: &App,
-    version: Version,
-    endpoint: &Endpoint,
-    form: &Form,
-) -> Result<Response, AadError> {
-    let client = app.identify_client(form, endpoint)?;
+pub fn redeem(req: &TokenRequest<'_>) -> Result<Response, AadError> {
+    let app = req.app;
+    let client = req.client()?;
     client.require_credential()?;
-    let presented = field(form, "code");
-    if presented.is_empty() {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'code'.",
-        ));
-    }
+    let presented = req.required("code")?;
     let now = app.clock.now();
     let (code, role, audience) = {
         let mut tokens = app.tokens();
@@ -307,67 +241,59 @@ pub fn redeem(
             Some(c) if c.client_id == client.id => c,
             _ => {
                 return Err(invalid_grant(
-                    &[70000],
+                    70000,
                     "The provided authorization code is invalid or malformed, or was issued to another client.",
                 ));
             }
         };
         if code.redeemed {
             return Err(invalid_grant(
-                &[54005],
+                54005,
                 "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
             ));
         }
         if code.expires_at <= now {
             return Err(invalid_grant(
-                &[70008],
+                70008,
                 "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
             ));
         }
-        let redirect_uri = field(form, "redirect_uri");
+        let redirect_uri = req.field("redirect_uri");
         if redirect_uri != code.redirect_uri {
-            return Err(invalid_grant(
-                &[70002, 50011],
-                &format!(
-                    "Error validating credentials. AADSTS50011: The reply address '{redirect_uri}' does not match the reply address '{}' provided when requesting Authorization code.",
-                    code.redirect_uri
-                ),
-            ));
+            return Err(AadError {
+                codes: vec![70002, 50011],
+                ..invalid_grant(
+                    70002,
+                    &format!(
+                        "Error validating credentials. AADSTS50011: The reply address '{redirect_uri}' does not match the reply address '{}' provided when requesting Authorization code.",
+                        code.redirect_uri
+                    ),
+                )
+            });
         }
         if let Some((challenge, method)) = &code.challenge
-            && !verifier_matches(challenge, *method, field(form, "code_verifier"))
+            && !verifier_matches(challenge, *method, req.field("code_verifier"))
         {
             return Err(invalid_grant(
-                &[501481],
+                501481,
                 "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
             ));
         }
-        let Some(role) = app.user_role(&code.username) else {
-            return Err(invalid_grant(
-                &[50034],
-                "The user account does not exist in the directory.",
-            ));
-        };
-        let audience = app.resolve_audience(version, form, code.resource.as_deref())?;
+        let role = app.user_role(&code.username)?;
+        let audience = req.audience(code.resource.as_deref())?;
         code.redeemed = true;
         (code.clone(), role, audience)
     };
-    let offline = version == Version::V1 || code.scopes.iter().any(|s| s == "offline_access");
-    let openid = version == Version::V1 || code.scopes.iter().any(|s| s == "openid");
-    Ok(user_tokens(
-        app,
-        version,
+    Ok(req.user_tokens(
         &audience,
         SignIn {
-            client_id: &client.id,
+            client: &client,
             username: &code.username,
             role,
             amr: vec!["pwd".into(), "mfa".into()],
-            proof: client.proof,
             scopes: code.scopes.clone(),
             nonce: code.nonce.as_deref(),
-            refresh: offline,
-            id_token: openid,
+            renewal: false,
         },
     ))
 }

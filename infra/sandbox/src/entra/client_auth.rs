@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::jwt::ClientProof;
-use super::{AadError, Endpoint, Form, aad_error, field};
+use super::{AadError, Endpoint, Form, aad_error, field, refusal, required, unknown_client};
 use crate::app::App;
-use crate::config::TENANT_ID;
+use crate::config::{ClientIdentity, TENANT_ID};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -34,6 +34,15 @@ impl Client {
     pub fn require_credential(&self) -> Result<(), AadError> {
         if self.proof == ClientProof::None {
             return Err(missing_credential(StatusCode::UNAUTHORIZED));
+        }
+        Ok(())
+    }
+
+    /// The grant is also a public client's sign-in, but only where the app registration allows
+    /// public client flows; otherwise a request with no credential is refused with `status`.
+    pub fn require_credential_or_public_flows(&self, status: StatusCode) -> Result<(), AadError> {
+        if self.proof == ClientProof::None && !self.public_client_flows {
+            return Err(missing_credential(status));
         }
         Ok(())
     }
@@ -160,33 +169,20 @@ impl App {
         all
     }
 
-    /// Identifies the client of a token request and checks the credential it presented, if
-    /// any. Whether a credential is needed depends on the grant, so that is left to the caller.
-    pub fn identify_client(&self, form: &Form, endpoint: &Endpoint) -> Result<Client, AadError> {
-        let client_id = field(form, "client_id");
-        if client_id.is_empty() {
-            return Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'client_id'.",
-            ));
-        }
-        let Some(known) = self
-            .config
+    /// The app registration of a client id.
+    pub fn registered_client(&self, client_id: &str) -> Result<&ClientIdentity, AadError> {
+        self.config
             .clients
             .iter()
             .find(|c| c.client_id == client_id)
-        else {
-            return Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                700016,
-                &format!(
-                    "Application with identifier '{client_id}' was not found in the directory '{TENANT_ID}'."
-                ),
-            ));
-        };
+            .ok_or_else(|| unknown_client(client_id))
+    }
+
+    /// Identifies the client of a token request and checks the credential it presented, if
+    /// any. Whether a credential is needed depends on the grant, so that is left to the caller.
+    pub fn identify_client(&self, form: &Form, endpoint: &Endpoint) -> Result<Client, AadError> {
+        let client_id = required(form, "client_id")?;
+        let known = self.registered_client(client_id)?;
         let client = |proof| Client {
             id: client_id.to_string(),
             proof,
@@ -197,16 +193,14 @@ impl App {
         // An assertion wins over a secret sent beside it: it is the stronger credential.
         if !assertion_type.is_empty() || !assertion.is_empty() {
             if assertion_type != ASSERTION_TYPE {
-                return Err(aad_error(
-                    StatusCode::BAD_REQUEST,
+                return Err(refusal(
                     "invalid_request",
                     90014,
                     &format!("The client_assertion_type must be '{ASSERTION_TYPE}'."),
                 ));
             }
             if assertion.is_empty() {
-                return Err(aad_error(
-                    StatusCode::BAD_REQUEST,
+                return Err(refusal(
                     "invalid_request",
                     90014,
                     "The request body must contain the following parameter: 'client_assertion'.",

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::device::DeviceState;
 use crate::app::App;
 use crate::config::{ADMIN_USER, RefreshRotation};
-use crate::control::{bad_request, parse};
+use crate::control::{BadRequest, bad_request, known_user, parse};
 
 fn not_found(message: String) -> Response {
     (
@@ -41,11 +41,8 @@ struct SettingsChange {
 }
 
 /// `POST /_sandbox/entra/settings` with any subset of the settings; answers all of them.
-pub async fn set_settings(State(app): State<App>, body: Bytes) -> Response {
-    let change: SettingsChange = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+pub async fn set_settings(State(app): State<App>, body: Bytes) -> Result<Response, BadRequest> {
+    let change: SettingsChange = parse(&body)?;
     {
         let mut tokens = app.tokens();
         let s = &mut tokens.settings;
@@ -62,7 +59,7 @@ pub async fn set_settings(State(app): State<App>, body: Bytes) -> Response {
             s.device_code_interval = v;
         }
     }
-    settings_response(&app)
+    Ok(settings_response(&app))
 }
 
 #[derive(Deserialize)]
@@ -74,27 +71,13 @@ struct Approve {
 
 /// `POST /_sandbox/entra/device/approve`: the user enters the code and signs in (with the
 /// second factor).
-pub async fn approve_device(State(app): State<App>, body: Bytes) -> Response {
-    let a: Approve = match parse(&body) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
+pub async fn approve_device(State(app): State<App>, body: Bytes) -> Result<Response, BadRequest> {
+    let a: Approve = parse(&body)?;
+    let user = known_user(&app, a.username.as_deref().unwrap_or(ADMIN_USER))?;
+    let approved = DeviceState::Approved {
+        username: user.username.clone(),
     };
-    let wanted = a.username.as_deref().unwrap_or(ADMIN_USER);
-    let Some(user) = app
-        .config
-        .users
-        .iter()
-        .find(|u| u.username.eq_ignore_ascii_case(wanted))
-    else {
-        return bad_request(format!("No sandbox user named {wanted}"));
-    };
-    answer_device(
-        &app,
-        &a.user_code,
-        DeviceState::Approved {
-            username: user.username.clone(),
-        },
-    )
+    Ok(answer_device(&app, &a.user_code, approved))
 }
 
 #[derive(Deserialize)]
@@ -104,12 +87,9 @@ struct Decline {
 }
 
 /// `POST /_sandbox/entra/device/decline`: the user refuses the sign-in.
-pub async fn decline_device(State(app): State<App>, body: Bytes) -> Response {
-    let d: Decline = match parse(&body) {
-        Ok(d) => d,
-        Err(r) => return r.into_response(),
-    };
-    answer_device(&app, &d.user_code, DeviceState::Declined)
+pub async fn decline_device(State(app): State<App>, body: Bytes) -> Result<Response, BadRequest> {
+    let d: Decline = parse(&body)?;
+    Ok(answer_device(&app, &d.user_code, DeviceState::Declined))
 }
 
 fn answer_device(app: &App, user_code: &str, answer: DeviceState) -> Response {
@@ -143,22 +123,12 @@ struct Revoke {
 
 /// `POST /_sandbox/entra/revoke`: an admin revokes the user's sessions; every refresh token of
 /// the user stops working (access tokens live out their hour, as in Entra).
-pub async fn revoke(State(app): State<App>, body: Bytes) -> Response {
-    let r: Revoke = match parse(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp.into_response(),
-    };
-    if !app
-        .config
-        .users
-        .iter()
-        .any(|u| u.username.eq_ignore_ascii_case(&r.username))
-    {
-        return bad_request(format!("No sandbox user named {}", r.username));
-    }
+pub async fn revoke(State(app): State<App>, body: Bytes) -> Result<Response, BadRequest> {
+    let r: Revoke = parse(&body)?;
+    known_user(&app, &r.username)?;
     let now = app.clock.now();
     let revoked = app.tokens().refresh.revoke_user(&r.username, false, now);
-    axum::Json(json!({"revoked": revoked})).into_response()
+    Ok(axum::Json(json!({"revoked": revoked})).into_response())
 }
 
 /// `GET /_sandbox/entra/refresh-tokens`: every refresh token issued, as fingerprints.
@@ -176,33 +146,25 @@ struct Certificate {
 
 /// `POST /_sandbox/identities/certificate`: uploads a certificate to the app registration, so
 /// the client may authenticate with assertions signed by its key.
-pub async fn add_certificate(State(app): State<App>, body: Bytes) -> Response {
-    let c: Certificate = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if !app
-        .config
-        .clients
-        .iter()
-        .any(|k| k.client_id == c.client_id)
-    {
-        return bad_request(format!("No sandbox client with id {}", c.client_id));
+pub async fn add_certificate(State(app): State<App>, body: Bytes) -> Result<Response, BadRequest> {
+    let c: Certificate = parse(&body)?;
+    if app.registered_client(&c.client_id).is_err() {
+        return Err(BadRequest(format!(
+            "No sandbox client with id {}",
+            c.client_id
+        )));
     }
-    let der = match super::client_auth::parse_certificate(&c.certificate_pem) {
-        Ok(d) => d,
-        Err(e) => return bad_request(e),
-    };
+    let der = super::client_auth::parse_certificate(&c.certificate_pem).map_err(BadRequest)?;
     let (x5t, x5t_s256) = super::client_auth::thumbprints(&der);
     let mut tokens = app.tokens();
     let registered = tokens.certificates.entry(c.client_id.clone()).or_default();
     if !registered.contains(&der) {
         registered.push(der);
     }
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "client_id": c.client_id,
         "x5t": x5t,
         "x5t#S256": x5t_s256,
     }))
-    .into_response()
+    .into_response())
 }

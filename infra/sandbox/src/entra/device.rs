@@ -12,13 +12,8 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::json;
 
-use super::jwt::ClientProof;
-use super::{
-    AadError, Endpoint, Form, SignIn, Version, aad_error, client_auth, field, random_token,
-    split_scope, user_tokens,
-};
+use super::{AadError, Form, SignIn, TokenRequest, field, invalid_grant, random_token, refusal};
 use crate::app::App;
-use crate::config::TENANT_ID;
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -79,38 +74,8 @@ pub async fn devicecode(
 
 fn start(app: &App, form: &Form) -> Result<Response, AadError> {
     let client_id = field(form, "client_id");
-    if !app.config.clients.iter().any(|c| c.client_id == client_id) {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700016,
-            &format!(
-                "Application with identifier '{client_id}' was not found in the directory '{TENANT_ID}'."
-            ),
-        ));
-    }
-    let scope = field(form, "scope");
-    let (resource, scopes) = split_scope(scope);
-    let Some(resource) = resource else {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            70011,
-            &format!(
-                "The provided value for the input parameter 'scope' is not valid: '{scope}' names no resource; ask for '<resource>/.default'."
-            ),
-        ));
-    };
-    if !app.known_audience(&resource) {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!(
-                "The resource principal named {resource} was not found in the tenant named {TENANT_ID}."
-            ),
-        ));
-    }
+    app.registered_client(client_id)?;
+    let (resource, scopes) = app.scope_resource(field(form, "scope"))?;
     let lifetime = chrono::Duration::from_std(app.config.device_code_lifetime)
         .unwrap_or(chrono::Duration::minutes(15));
     let device_code = random_token();
@@ -146,39 +111,21 @@ fn start(app: &App, form: &Form) -> Result<Response, AadError> {
     .into_response())
 }
 
-fn device_error(error: &'static str, code: u32, description: &str) -> AadError {
-    aad_error(StatusCode::BAD_REQUEST, error, code, description)
-}
-
 /// Polling the token endpoint with `grant_type=urn:ietf:params:oauth:grant-type:device_code`.
 /// Without a client credential this is a public client flow: the app must allow it, and the
 /// refresh token it yields is a public client's.
-pub fn redeem(
-    app: &App,
-    version: Version,
-    endpoint: &Endpoint,
-    form: &Form,
-) -> Result<Response, AadError> {
-    let client = app.identify_client(form, endpoint)?;
-    if client.proof == ClientProof::None && !client.public_client_flows {
-        return Err(client_auth::missing_credential(StatusCode::BAD_REQUEST));
-    }
-    let presented = field(form, "device_code");
-    if presented.is_empty() {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'device_code'.",
-        ));
-    }
+pub fn redeem(req: &TokenRequest<'_>) -> Result<Response, AadError> {
+    let app = req.app;
+    let client = req.client()?;
+    client.require_credential_or_public_flows(StatusCode::BAD_REQUEST)?;
+    let presented = req.required("device_code")?;
     let now = app.clock.now();
-    let (device, username, role, audience) = {
+    let (scopes, username, role, audience) = {
         let mut tokens = app.tokens();
         let device = match tokens.devices.0.get_mut(presented) {
             Some(d) if d.client_id == client.id => d,
             _ => {
-                return Err(device_error(
+                return Err(refusal(
                     "bad_verification_code",
                     70000,
                     "The provided value for the input parameter 'device_code' is not valid.",
@@ -187,28 +134,27 @@ pub fn redeem(
         };
         let username = match &device.state {
             DeviceState::Redeemed => {
-                return Err(device_error(
-                    "invalid_grant",
+                return Err(invalid_grant(
                     70000,
                     "The provided grant is invalid or malformed: the device code has already been redeemed.",
                 ));
             }
             DeviceState::Declined => {
-                return Err(device_error(
+                return Err(refusal(
                     "authorization_declined",
                     70000,
                     "The end user declined the authorization request.",
                 ));
             }
             _ if device.expires_at <= now => {
-                return Err(device_error(
+                return Err(refusal(
                     "expired_token",
                     70020,
                     "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
                 ));
             }
             DeviceState::Pending => {
-                return Err(device_error(
+                return Err(refusal(
                     "authorization_pending",
                     70016,
                     "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
@@ -216,33 +162,21 @@ pub fn redeem(
             }
             DeviceState::Approved { username } => username.clone(),
         };
-        let Some(role) = app.user_role(&username) else {
-            return Err(device_error(
-                "invalid_grant",
-                50034,
-                "The user account does not exist in the directory.",
-            ));
-        };
-        let audience = app.resolve_audience(version, form, Some(&device.resource))?;
+        let role = app.user_role(&username)?;
+        let audience = req.audience(Some(&device.resource))?;
         device.state = DeviceState::Redeemed;
-        (device.clone(), username, role, audience)
+        (device.scopes.clone(), username, role, audience)
     };
-    let offline = version == Version::V1 || device.scopes.iter().any(|s| s == "offline_access");
-    let openid = version == Version::V1 || device.scopes.iter().any(|s| s == "openid");
-    Ok(user_tokens(
-        app,
-        version,
+    Ok(req.user_tokens(
         &audience,
         SignIn {
-            client_id: &client.id,
+            client: &client,
             username: &username,
             role,
             amr: vec!["pwd".into(), "mfa".into()],
-            proof: client.proof,
-            scopes: device.scopes.clone(),
+            scopes,
             nonce: None,
-            refresh: offline,
-            id_token: openid,
+            renewal: false,
         },
     ))
 }

@@ -20,11 +20,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use authorize::{authorize_v1, authorize_v2};
+pub use authorize::authorize;
 pub use device::devicecode;
 
 use crate::app::App;
-use crate::config::{ReferralRole, RefreshRotation, SandboxConfig};
+use crate::config::{ReferralRole, RefreshRotation, SandboxConfig, TENANT_ID, UserIdentity};
+use client_auth::Client;
 use jwt::ClientProof;
 
 /// A token request's form fields.
@@ -32,6 +33,15 @@ pub type Form = HashMap<String, String>;
 
 fn field<'a>(form: &'a Form, name: &str) -> &'a str {
     form.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// A form field the request must carry.
+fn required<'a>(form: &'a Form, name: &str) -> Result<&'a str, AadError> {
+    let value = field(form, name);
+    if value.is_empty() {
+        return Err(missing_parameter(name));
+    }
+    Ok(value)
 }
 
 /// Who a token was issued to.
@@ -164,18 +174,16 @@ impl std::fmt::Display for AuthFailure {
 
 /// The sign-in a user token is issued for.
 pub(crate) struct SignIn<'a> {
-    client_id: &'a str,
+    client: &'a Client,
     username: &'a str,
     role: ReferralRole,
     amr: Vec<String>,
-    proof: ClientProof,
     /// The OpenID scopes asked for (`openid`, `offline_access`, `profile`).
     scopes: Vec<String>,
     nonce: Option<&'a str>,
-    /// Whether a refresh token comes with the answer.
-    refresh: bool,
-    /// Whether an id token comes with the answer.
-    id_token: bool,
+    /// A refresh token's redemption, which hands out the next refresh token whatever the
+    /// scopes ask for.
+    renewal: bool,
 }
 
 impl App {
@@ -242,7 +250,7 @@ impl App {
         Ok((token, lifetime.num_seconds()))
     }
 
-    fn issue_refresh(&self, new: refresh::NewRefresh) -> String {
+    fn issue_refresh(&self, new: refresh::Session) -> String {
         let token = random_token();
         let lifetime = chrono::Duration::from_std(self.config.refresh_token_lifetime)
             .unwrap_or(chrono::Duration::days(90));
@@ -251,12 +259,16 @@ impl App {
         token
     }
 
-    fn check_user(&self, username: &str, password: &str) -> Option<(String, ReferralRole)> {
-        let user = self
-            .config
+    /// The directory's user of that name; user names are case-insensitive.
+    pub(crate) fn user(&self, username: &str) -> Option<&UserIdentity> {
+        self.config
             .users
             .iter()
-            .find(|u| u.username.eq_ignore_ascii_case(username))?;
+            .find(|u| u.username.eq_ignore_ascii_case(username))
+    }
+
+    fn check_user(&self, username: &str, password: &str) -> Option<(String, ReferralRole)> {
+        let user = self.user(username)?;
         let tokens = self.tokens();
         let current = tokens
             .passwords
@@ -266,12 +278,11 @@ impl App {
         (current == password).then(|| (user.username.clone(), user.role))
     }
 
-    fn user_role(&self, username: &str) -> Option<ReferralRole> {
-        self.config
-            .users
-            .iter()
-            .find(|u| u.username.eq_ignore_ascii_case(username))
-            .map(|u| u.role)
+    /// The role of the user a code, device code or refresh token was issued for.
+    fn user_role(&self, username: &str) -> Result<ReferralRole, AadError> {
+        self.user(username).map(|u| u.role).ok_or_else(|| {
+            invalid_grant(50034, "The user account does not exist in the directory.")
+        })
     }
 
     /// Audiences a token may be issued for: Partner Center's two, plus any other API the
@@ -280,48 +291,35 @@ impl App {
         self.audiences().iter().any(|a| audience_eq(a, audience))
     }
 
-    /// The resource a token request asks for (`resource=` on v1, the resource scope on v2), or
-    /// `fallback` (the one the code or refresh token was issued for) when it names none.
-    fn resolve_audience(
-        &self,
-        version: Version,
-        form: &Form,
-        fallback: Option<&str>,
-    ) -> Result<String, AadError> {
-        let asked = match version {
-            Version::V1 => Some(field(form, "resource"))
-                .filter(|r| !r.is_empty())
-                .map(str::to_string),
-            Version::V2 => split_scope(field(form, "scope")).0,
-        };
-        let Some(audience) = asked.or_else(|| fallback.map(str::to_string)) else {
-            return Err(match version {
-                Version::V1 => aad_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    50001,
-                    "The request body must contain the following parameter: 'resource'.",
-                ),
-                Version::V2 => aad_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    70011,
-                    &format!(
-                        "The provided value for the input parameter 'scope' is not valid: '{}'.",
-                        field(form, "scope")
-                    ),
-                ),
-            });
-        };
-        if !self.known_audience(&audience) {
-            return Err(aad_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_resource",
-                500011,
-                &format!("The resource principal named {audience} was not found in the tenant."),
-            ));
+    /// A resource a sign-in asks for, checked to be one of the tenant's.
+    fn check_resource(&self, resource: &str) -> Result<(), AadError> {
+        if self.known_audience(resource) {
+            return Ok(());
         }
-        Ok(audience)
+        Err(refusal(
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {resource} was not found in the tenant named {TENANT_ID}."
+            ),
+        ))
+    }
+
+    /// The resource a sign-in's v2 scope names, checked to be one of the tenant's, and the
+    /// OpenID scopes beside it.
+    fn scope_resource(&self, scope: &str) -> Result<(String, Vec<String>), AadError> {
+        let (resource, scopes) = split_scope(scope);
+        let Some(resource) = resource else {
+            return Err(refusal(
+                "invalid_scope",
+                70011,
+                &format!(
+                    "The provided value for the input parameter 'scope' is not valid: '{scope}' names no resource; ask for '<resource>/.default'."
+                ),
+            ));
+        };
+        self.check_resource(&resource)?;
+        Ok((resource, scopes))
     }
 }
 
@@ -382,6 +380,33 @@ fn aad_error(status: StatusCode, error: &'static str, code: u32, description: &s
     }
 }
 
+/// A 400, as Entra refuses most requests.
+fn refusal(error: &'static str, code: u32, description: &str) -> AadError {
+    aad_error(StatusCode::BAD_REQUEST, error, code, description)
+}
+
+fn invalid_grant(code: u32, description: &str) -> AadError {
+    refusal("invalid_grant", code, description)
+}
+
+fn missing_parameter(name: &str) -> AadError {
+    refusal(
+        "invalid_request",
+        900144,
+        &format!("The request body must contain the following parameter: '{name}'."),
+    )
+}
+
+fn unknown_client(client_id: &str) -> AadError {
+    refusal(
+        "unauthorized_client",
+        700016,
+        &format!(
+            "Application with identifier '{client_id}' was not found in the directory '{TENANT_ID}'."
+        ),
+    )
+}
+
 fn server_error() -> AadError {
     aad_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -391,17 +416,34 @@ fn server_error() -> AadError {
     )
 }
 
+impl AadError {
+    fn first_code(&self) -> u32 {
+        self.codes.first().copied().unwrap_or(0)
+    }
+
+    /// `error_description`: the description led by its AADSTS code.
+    fn full_description(&self) -> String {
+        format!("AADSTS{}: {}", self.first_code(), self.description)
+    }
+
+    fn error_uri(&self) -> String {
+        format!(
+            "https://login.microsoftonline.com/error?code={}",
+            self.first_code()
+        )
+    }
+}
+
 impl IntoResponse for AadError {
     fn into_response(self) -> Response {
-        let first = self.codes.first().copied().unwrap_or(0);
         let mut body = json!({
             "error": self.error,
-            "error_description": format!("AADSTS{first}: {}", self.description),
+            "error_description": self.full_description(),
             "error_codes": self.codes,
             "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
             "trace_id": uuid::Uuid::new_v4(),
             "correlation_id": uuid::Uuid::new_v4(),
-            "error_uri": format!("https://login.microsoftonline.com/error?code={first}"),
+            "error_uri": self.error_uri(),
         });
         if let (Some(sub), Some(obj)) = (self.suberror, body.as_object_mut()) {
             obj.insert("suberror".into(), json!(sub));
@@ -416,6 +458,18 @@ pub enum Version {
     V2,
 }
 
+impl Version {
+    /// The version of the endpoint a request came to, told apart as Entra's are: v2's live
+    /// under `/oauth2/v2.0/`, v1's straight under `/oauth2/`.
+    fn of(uri: &Uri) -> Version {
+        if uri.path().contains("/oauth2/v2.0/") {
+            Version::V2
+        } else {
+            Version::V1
+        }
+    }
+}
+
 /// The token endpoint a request came to: a client assertion's `aud` must name it.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -423,7 +477,8 @@ pub struct Endpoint {
     path: String,
 }
 
-pub async fn token_v1(
+/// The token endpoint, v1 (`/{tenant}/oauth2/token`) and v2 (`/{tenant}/oauth2/v2.0/token`).
+pub async fn token(
     State(app): State<App>,
     Path(tenant): Path<String>,
     uri: Uri,
@@ -433,47 +488,92 @@ pub async fn token_v1(
         tenant,
         path: uri.path().to_string(),
     };
-    token(&app, Version::V1, &endpoint, &form).unwrap_or_else(IntoResponse::into_response)
-}
-
-pub async fn token_v2(
-    State(app): State<App>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    axum::Form(form): axum::Form<Form>,
-) -> Response {
-    let endpoint = Endpoint {
-        tenant,
-        path: uri.path().to_string(),
+    let req = TokenRequest {
+        app: &app,
+        version: Version::of(&uri),
+        endpoint,
+        form,
     };
-    token(&app, Version::V2, &endpoint, &form).unwrap_or_else(IntoResponse::into_response)
+    grant(&req).unwrap_or_else(IntoResponse::into_response)
 }
 
-fn token(
-    app: &App,
+/// A token request, as every grant reads it.
+pub(crate) struct TokenRequest<'a> {
+    app: &'a App,
     version: Version,
-    endpoint: &Endpoint,
-    form: &Form,
-) -> Result<Response, AadError> {
-    match field(form, "grant_type") {
-        "password" => password(app, version, endpoint, form),
-        "refresh_token" => refresh::redeem(app, version, endpoint, form),
-        "authorization_code" => authorize::redeem(app, version, endpoint, form),
-        device::DEVICE_CODE_GRANT => device::redeem(app, version, endpoint, form),
-        "client_credentials" if version == Version::V2 => {
-            let audience = app.resolve_audience(version, form, None)?;
-            let client = app.identify_client(form, endpoint)?;
+    endpoint: Endpoint,
+    form: Form,
+}
+
+impl TokenRequest<'_> {
+    fn field(&self, name: &str) -> &str {
+        field(&self.form, name)
+    }
+
+    fn required(&self, name: &str) -> Result<&str, AadError> {
+        required(&self.form, name)
+    }
+
+    /// The client that sent the request, and how it proved it.
+    fn client(&self) -> Result<Client, AadError> {
+        self.app.identify_client(&self.form, &self.endpoint)
+    }
+
+    /// The resource a token request asks for (`resource=` on v1, the resource scope on v2), or
+    /// `fallback` (the one the code or refresh token was issued for) when it names none.
+    fn audience(&self, fallback: Option<&str>) -> Result<String, AadError> {
+        let asked = match self.version {
+            Version::V1 => Some(self.field("resource"))
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
+            Version::V2 => split_scope(self.field("scope")).0,
+        };
+        let Some(audience) = asked.or_else(|| fallback.map(str::to_string)) else {
+            return Err(match self.version {
+                Version::V1 => refusal(
+                    "invalid_request",
+                    50001,
+                    "The request body must contain the following parameter: 'resource'.",
+                ),
+                Version::V2 => refusal(
+                    "invalid_scope",
+                    70011,
+                    &format!(
+                        "The provided value for the input parameter 'scope' is not valid: '{}'.",
+                        self.field("scope")
+                    ),
+                ),
+            });
+        };
+        if !self.app.known_audience(&audience) {
+            return Err(refusal(
+                "invalid_resource",
+                500011,
+                &format!("The resource principal named {audience} was not found in the tenant."),
+            ));
+        }
+        Ok(audience)
+    }
+}
+
+fn grant(req: &TokenRequest<'_>) -> Result<Response, AadError> {
+    match req.field("grant_type") {
+        "password" => password(req),
+        "refresh_token" => refresh::redeem(req),
+        "authorization_code" => authorize::redeem(req),
+        device::DEVICE_CODE_GRANT => device::redeem(req),
+        "client_credentials" if req.version == Version::V2 => {
+            let audience = req.audience(None)?;
+            let client = req.client()?;
             client.require_credential()?;
-            let (access, expires_in) = app.issue(
+            let (access, expires_in) = req.app.issue(
                 Subject::App {
                     client_id: client.id,
                 },
                 &audience,
                 client.proof,
             )?;
-            Ok(token_response(
-                app,
-                version,
+            Ok(req.token_response(
                 &audience,
                 &[],
                 Issued {
@@ -484,8 +584,7 @@ fn token(
                 },
             ))
         }
-        other => Err(aad_error(
-            StatusCode::BAD_REQUEST,
+        other => Err(refusal(
             "unsupported_grant_type",
             70003,
             &format!("The app requested an unsupported grant type '{other}'."),
@@ -495,31 +594,20 @@ fn token(
 
 /// The resource owner password grant. Entra checks the password first and Conditional Access
 /// after, so a wrong password is reported as such even where MFA is required.
-fn password(
-    app: &App,
-    version: Version,
-    endpoint: &Endpoint,
-    form: &Form,
-) -> Result<Response, AadError> {
-    let audience = app.resolve_audience(version, form, None)?;
-    let client = app.identify_client(form, endpoint)?;
-    // Without a credential this is a public client's sign-in, which the app must allow.
-    if client.proof == ClientProof::None && !client.public_client_flows {
-        return Err(client_auth::missing_credential(StatusCode::UNAUTHORIZED));
-    }
-    let Some((username, role)) = app.check_user(field(form, "username"), field(form, "password"))
+fn password(req: &TokenRequest<'_>) -> Result<Response, AadError> {
+    let app = req.app;
+    let audience = req.audience(None)?;
+    let client = req.client()?;
+    client.require_credential_or_public_flows(StatusCode::UNAUTHORIZED)?;
+    let Some((username, role)) = app.check_user(req.field("username"), req.field("password"))
     else {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
+        return Err(invalid_grant(
             50126,
             "Error validating credentials due to invalid username or password.",
         ));
     };
     if app.entra_settings().sign_in_mfa {
-        let mut e = aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
+        let mut e = invalid_grant(
             50076,
             &format!(
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '{audience}'."
@@ -528,23 +616,16 @@ fn password(
         e.suberror = Some("basic_action");
         return Err(e);
     }
-    let (_, scopes) = split_scope(field(form, "scope"));
-    let offline = version == Version::V1 || scopes.iter().any(|s| s == "offline_access");
-    let openid = version == Version::V1 || scopes.iter().any(|s| s == "openid");
-    Ok(user_tokens(
-        app,
-        version,
+    Ok(req.user_tokens(
         &audience,
         SignIn {
-            client_id: &client.id,
+            client: &client,
             username: &username,
             role,
             amr: vec!["pwd".into()],
-            proof: client.proof,
-            scopes,
+            scopes: split_scope(req.field("scope")).1,
             nonce: None,
-            refresh: offline,
-            id_token: openid,
+            renewal: false,
         },
     ))
 }
@@ -557,115 +638,111 @@ struct Issued {
     id_token: Option<String>,
 }
 
-/// An App+User access token, with a new refresh token and an id token when the sign-in asked
-/// for them.
-fn user_tokens(app: &App, version: Version, audience: &str, s: SignIn<'_>) -> Response {
-    let subject = Subject::User {
-        client_id: s.client_id.to_string(),
-        username: s.username.to_string(),
-        role: s.role,
-        amr: s.amr.clone(),
-    };
-    let (access, expires_in) = match app.issue(subject, audience, s.proof) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
-    let refresh = s.refresh.then(|| {
-        app.issue_refresh(refresh::NewRefresh {
-            client_id: s.client_id.to_string(),
+impl TokenRequest<'_> {
+    /// An App+User access token, with a new refresh token and an id token when the sign-in asked
+    /// for them: v1 answers both whatever the scopes, v2 those `offline_access` and `openid` ask for.
+    fn user_tokens(&self, audience: &str, s: SignIn<'_>) -> Response {
+        let (app, version) = (self.app, self.version);
+        let asked = |scope: &str| version == Version::V1 || s.scopes.iter().any(|x| x == scope);
+        let subject = Subject::User {
+            client_id: s.client.id.clone(),
             username: s.username.to_string(),
+            role: s.role,
             amr: s.amr.clone(),
-            public_client: s.proof == ClientProof::None,
-            scopes: s.scopes.clone(),
-            resource: audience.to_string(),
-        })
-    });
-    let id_token = if s.id_token {
-        let now = app.clock.now();
-        let claims = jwt::id_claims(&jwt::IdToken {
-            v1: version == Version::V1,
-            client_id: s.client_id,
-            username: s.username,
-            amr: &s.amr,
-            nonce: s.nonce,
-            issued: now,
-            expires: now + app.token_lifetime(),
+        };
+        let (access, expires_in) = match app.issue(subject, audience, s.client.proof) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        };
+        let refresh = (s.renewal || asked("offline_access")).then(|| {
+            app.issue_refresh(refresh::Session {
+                client_id: s.client.id.clone(),
+                username: s.username.to_string(),
+                amr: s.amr.clone(),
+                public_client: s.client.proof == ClientProof::None,
+                scopes: s.scopes.clone(),
+                resource: audience.to_string(),
+            })
         });
-        match jwt::sign(&claims) {
-            Some(t) => Some(t),
-            None => return server_error().into_response(),
-        }
-    } else {
-        None
-    };
-    token_response(
-        app,
-        version,
-        audience,
-        &s.scopes,
-        Issued {
-            access,
-            expires_in,
-            refresh,
-            id_token,
-        },
-    )
-}
-
-fn token_response(
-    app: &App,
-    version: Version,
-    audience: &str,
-    scopes: &[String],
-    issued: Issued,
-) -> Response {
-    let mut body = match version {
-        // v1 answers with numbers as strings and echoes the resource.
-        Version::V1 => {
-            let now = app.clock.now().timestamp();
-            json!({
-                "token_type": "Bearer",
-                "scope": "user_impersonation",
-                "expires_in": issued.expires_in.to_string(),
-                "ext_expires_in": issued.expires_in.to_string(),
-                "expires_on": (now + issued.expires_in).to_string(),
-                "not_before": now.to_string(),
-                "resource": audience,
-                "access_token": issued.access,
-            })
-        }
-        Version::V2 => {
-            // The granted scopes: the resource's, then the OpenID ones that were asked for.
-            let mut granted = vec![format!("{}/.default", audience.trim_end_matches('/'))];
-            granted.extend(
-                scopes
-                    .iter()
-                    .filter(|s| {
-                        matches!(
-                            s.as_str(),
-                            "openid" | "profile" | "email" | "offline_access"
-                        )
-                    })
-                    .cloned(),
-            );
-            json!({
-                "token_type": "Bearer",
-                "scope": granted.join(" "),
-                "expires_in": issued.expires_in,
-                "ext_expires_in": issued.expires_in,
-                "access_token": issued.access,
-            })
-        }
-    };
-    if let Some(obj) = body.as_object_mut() {
-        if let Some(r) = issued.refresh {
-            obj.insert("refresh_token".into(), Value::String(r));
-        }
-        if let Some(t) = issued.id_token {
-            obj.insert("id_token".into(), Value::String(t));
-        }
+        let id_token = if asked("openid") {
+            let now = app.clock.now();
+            let claims = jwt::id_claims(&jwt::IdToken {
+                v1: version == Version::V1,
+                client_id: &s.client.id,
+                username: s.username,
+                amr: &s.amr,
+                nonce: s.nonce,
+                issued: now,
+                expires: now + app.token_lifetime(),
+            });
+            match jwt::sign(&claims) {
+                Some(t) => Some(t),
+                None => return server_error().into_response(),
+            }
+        } else {
+            None
+        };
+        self.token_response(
+            audience,
+            &s.scopes,
+            Issued {
+                access,
+                expires_in,
+                refresh,
+                id_token,
+            },
+        )
     }
-    axum::Json(body).into_response()
+
+    fn token_response(&self, audience: &str, scopes: &[String], issued: Issued) -> Response {
+        let mut body = match self.version {
+            // v1 answers with numbers as strings and echoes the resource.
+            Version::V1 => {
+                let now = self.app.clock.now().timestamp();
+                json!({
+                    "token_type": "Bearer",
+                    "scope": "user_impersonation",
+                    "expires_in": issued.expires_in.to_string(),
+                    "ext_expires_in": issued.expires_in.to_string(),
+                    "expires_on": (now + issued.expires_in).to_string(),
+                    "not_before": now.to_string(),
+                    "resource": audience,
+                    "access_token": issued.access,
+                })
+            }
+            Version::V2 => {
+                // The granted scopes: the resource's, then the OpenID ones that were asked for.
+                let mut granted = vec![format!("{}/.default", audience.trim_end_matches('/'))];
+                granted.extend(
+                    scopes
+                        .iter()
+                        .filter(|s| {
+                            matches!(
+                                s.as_str(),
+                                "openid" | "profile" | "email" | "offline_access"
+                            )
+                        })
+                        .cloned(),
+                );
+                json!({
+                    "token_type": "Bearer",
+                    "scope": granted.join(" "),
+                    "expires_in": issued.expires_in,
+                    "ext_expires_in": issued.expires_in,
+                    "access_token": issued.access,
+                })
+            }
+        };
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(r) = issued.refresh {
+                obj.insert("refresh_token".into(), Value::String(r));
+            }
+            if let Some(t) = issued.id_token {
+                obj.insert("id_token".into(), Value::String(t));
+            }
+        }
+        axum::Json(body).into_response()
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::jwt::ClientProof;
-use super::{AadError, Endpoint, Form, SignIn, Version, aad_error, field, user_tokens};
-use crate::app::App;
+use super::{AadError, SignIn, TokenRequest, aad_error, invalid_grant};
 use crate::clock::{pc_timestamp, rfc3339};
 use crate::config::RefreshRotation;
 
@@ -23,11 +22,9 @@ pub enum RefreshState {
     Revoked,
 }
 
+/// What a refresh token carries on from the sign-in it came from.
 #[derive(Debug, Clone)]
-pub struct RefreshGrant {
-    /// Issue order, for the inspection list.
-    seq: u64,
-    fingerprint: String,
+pub struct Session {
     pub client_id: String,
     pub username: String,
     pub amr: Vec<String>,
@@ -38,6 +35,14 @@ pub struct RefreshGrant {
     pub scopes: Vec<String>,
     /// The resource last asked for, used when a redemption names none.
     pub resource: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    /// Issue order, for the inspection list.
+    seq: u64,
+    fingerprint: String,
+    pub session: Session,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub last_redeemed_at: Option<DateTime<Utc>>,
@@ -74,15 +79,6 @@ fn dotnet_span(d: chrono::Duration) -> String {
     )
 }
 
-pub struct NewRefresh {
-    pub client_id: String,
-    pub username: String,
-    pub amr: Vec<String>,
-    pub public_client: bool,
-    pub scopes: Vec<String>,
-    pub resource: String,
-}
-
 impl RefreshTokens {
     pub fn clear(&mut self) {
         self.by_token.clear();
@@ -91,7 +87,7 @@ impl RefreshTokens {
     pub fn insert(
         &mut self,
         token: &str,
-        new: NewRefresh,
+        session: Session,
         now: DateTime<Utc>,
         lifetime: chrono::Duration,
     ) {
@@ -101,12 +97,7 @@ impl RefreshTokens {
             RefreshGrant {
                 seq: self.next_seq,
                 fingerprint: fingerprint(token),
-                client_id: new.client_id,
-                username: new.username,
-                amr: new.amr,
-                public_client: new.public_client,
-                scopes: new.scopes,
-                resource: new.resource,
+                session,
                 issued_at: now,
                 expires_at: now + lifetime,
                 last_redeemed_at: None,
@@ -121,8 +112,8 @@ impl RefreshTokens {
     pub fn revoke_user(&mut self, username: &str, public_only: bool, now: DateTime<Utc>) -> usize {
         let mut revoked = 0;
         for g in self.by_token.values_mut() {
-            if g.username.eq_ignore_ascii_case(username)
-                && (g.public_client || !public_only)
+            if g.session.username.eq_ignore_ascii_case(username)
+                && (g.session.public_client || !public_only)
                 && g.state != RefreshState::Revoked
             {
                 if g.state == RefreshState::Active && g.expires_at > now {
@@ -149,9 +140,9 @@ impl RefreshTokens {
                 };
                 json!({
                     "fingerprint": g.fingerprint,
-                    "username": g.username,
-                    "client_id": g.client_id,
-                    "public_client": g.public_client,
+                    "username": g.session.username,
+                    "client_id": g.session.client_id,
+                    "public_client": g.session.public_client,
                     "issued_at": rfc3339(g.issued_at),
                     "expires_at": rfc3339(g.expires_at),
                     "last_redeemed_at": g.last_redeemed_at.map(rfc3339),
@@ -162,30 +153,14 @@ impl RefreshTokens {
     }
 }
 
-fn invalid_grant(code: u32, description: &str) -> AadError {
-    aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, description)
-}
-
 /// `grant_type=refresh_token`, on either endpoint.
-pub fn redeem(
-    app: &App,
-    version: Version,
-    endpoint: &Endpoint,
-    form: &Form,
-) -> Result<Response, AadError> {
-    let client = app.identify_client(form, endpoint)?;
-    let presented = field(form, "refresh_token");
-    if presented.is_empty() {
-        return Err(aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'refresh_token'.",
-        ));
-    }
+pub fn redeem(req: &TokenRequest<'_>) -> Result<Response, AadError> {
+    let app = req.app;
+    let client = req.client()?;
+    let presented = req.required("refresh_token")?;
     let now = app.clock.now();
     let rotation = app.entra_settings().refresh_rotation;
-    let grant = {
+    let (session, role, audience) = {
         let mut tokens = app.tokens();
         let Some(grant) = tokens.refresh.by_token.get_mut(presented) else {
             return Err(invalid_grant(
@@ -193,13 +168,13 @@ pub fn redeem(
                 "The provided grant is invalid or malformed: the refresh token is not one the directory issued.",
             ));
         };
-        if grant.client_id != client.id {
+        if grant.session.client_id != client.id {
             return Err(invalid_grant(
                 70000,
                 "The provided grant is invalid or malformed: the refresh token was issued to a different client.",
             ));
         }
-        match (grant.public_client, client.proof) {
+        match (grant.session.public_client, client.proof) {
             (true, ClientProof::Secret | ClientProof::Certificate) => {
                 return Err(aad_error(
                     StatusCode::UNAUTHORIZED,
@@ -244,37 +219,26 @@ pub fn redeem(
             }
             RefreshState::Active => {}
         }
-        let Some(role) = app.user_role(&grant.username) else {
-            return Err(invalid_grant(
-                50034,
-                "The user account does not exist in the directory.",
-            ));
-        };
+        let role = app.user_role(&grant.session.username)?;
         // Refresh tokens are multi-resource: the redemption may name any resource of the
         // tenant. Checked before the token is marked redeemed, so a bad request spends nothing.
-        let audience = app.resolve_audience(version, form, Some(&grant.resource))?;
+        let audience = req.audience(Some(&grant.session.resource))?;
         grant.last_redeemed_at = Some(now);
         if rotation == RefreshRotation::SingleUse {
             grant.state = RefreshState::Superseded;
         }
-        (grant.clone(), role, audience)
+        (grant.session.clone(), role, audience)
     };
-    let (grant, role, audience) = grant;
-    let wants_id_token = version == Version::V1 || grant.scopes.iter().any(|s| s == "openid");
-    Ok(user_tokens(
-        app,
-        version,
+    Ok(req.user_tokens(
         &audience,
         SignIn {
-            client_id: &grant.client_id,
-            username: &grant.username,
+            client: &client,
+            username: &session.username,
             role,
-            amr: grant.amr.clone(),
-            proof: client.proof,
-            scopes: grant.scopes.clone(),
+            amr: session.amr,
+            scopes: session.scopes,
             nonce: None,
-            refresh: true,
-            id_token: wants_id_token,
+            renewal: true,
         },
     ))
 }

@@ -170,6 +170,36 @@ pub fn jwt_claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
+pub async fn json_of(resp: Response) -> Value {
+    resp.json().await.expect("JSON body")
+}
+
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Asserts an Entra error: status, `error`, and the AADSTS code leading the description.
+pub async fn assert_aad(resp: Response, status: u16, error: &str, code: u32) -> Value {
+    assert_eq!(resp.status(), status, "status");
+    let body = json_of(resp).await;
+    assert_eq!(body["error"], error, "{body}");
+    let description = str_of(&body, "error_description");
+    assert!(
+        description.starts_with(&format!("AADSTS{code}:")),
+        "{description}"
+    );
+    assert_eq!(body["error_codes"][0], code, "{body}");
+    body
+}
+
+/// Asserts a Partner Center API's refusal of a bearer token, whose message says `why`.
+pub async fn assert_unauthenticated(resp: Response, why: &str) {
+    assert_eq!(resp.status(), 401, "status");
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+    assert!(str_of(&body["error"], "message").contains(why), "{body}");
+}
+
 /// Fast webhook retries so retry behaviour is observable in a test.
 pub fn fast_config() -> SandboxConfig {
     SandboxConfig {
@@ -212,24 +242,50 @@ impl Env {
             .expect("authorize request sent")
     }
 
-    /// A user's interactive sign-in with the authorization code flow and PKCE: the code from
-    /// the redirect, redeemed with the app's secret at `token_path`. `request` is
-    /// `("resource", …)` for v1 or `("scope", …)` for v2.
-    pub async fn sign_in(
+    /// The authorize endpoint asked for a code for the app, back to [`REDIRECT_URI`], with
+    /// `params` besides.
+    pub async fn authorize_code(&self, path: &str, params: &[(&str, &str)]) -> Response {
+        let mut all = vec![
+            ("client_id", CLIENT_ID),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT_URI),
+        ];
+        all.extend_from_slice(params);
+        self.authorize(path, &all).await
+    }
+
+    /// An authorization code redeemed with the app's secret at `token_path`.
+    pub async fn redeem_code(
         &self,
-        authorize_path: &str,
         token_path: &str,
-        user: &str,
-        request: (&str, &str),
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
     ) -> Response {
+        self.form(
+            token_path,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+    }
+
+    /// A user's interactive sign-in with the authorization code flow and PKCE, on the
+    /// endpoints under `oauth2` (`/common/oauth2` for v1, `/common/oauth2/v2.0` for v2): the
+    /// code from the redirect, redeemed with the app's secret. `request` is `("resource", …)`
+    /// for v1 or `("scope", …)` for v2.
+    async fn sign_in(&self, oauth2: &str, user: &str, request: (&str, &str)) -> Value {
         let (verifier, challenge) = pkce();
         let resp = self
-            .authorize(
-                authorize_path,
+            .authorize_code(
+                &format!("{oauth2}/authorize"),
                 &[
-                    ("client_id", CLIENT_ID),
-                    ("response_type", "code"),
-                    ("redirect_uri", REDIRECT_URI),
                     request,
                     ("login_hint", user),
                     ("state", "s1"),
@@ -241,50 +297,31 @@ impl Env {
         assert_eq!(resp.status(), 302, "authorize for {user}");
         let back = redirected_to(&resp);
         let code = back.get("code").expect("a code in the redirect");
-        self.form(
-            token_path,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("code", code),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await
+        let resp = self
+            .redeem_code(&format!("{oauth2}/token"), code, &verifier, REDIRECT_URI)
+            .await;
+        assert_eq!(resp.status(), 200, "token for {user}");
+        resp.json().await.expect("token json")
     }
 
     /// A v1 token for `resource` from the user's interactive sign-in (password and MFA).
     pub async fn token_v1(&self, user: &str, resource: &str) -> Value {
-        let resp = self
-            .sign_in(
-                "/common/oauth2/authorize",
-                "/common/oauth2/token",
-                user,
-                ("resource", resource),
-            )
-            .await;
-        assert_eq!(resp.status(), 200, "token for {user}");
-        resp.json().await.expect("token json")
+        self.sign_in("/common/oauth2", user, ("resource", resource))
+            .await
     }
 
     /// A v2 token for `scope` from the user's interactive sign-in.
     pub async fn token_v2(&self, user: &str, scope: &str) -> Value {
-        let resp = self
-            .sign_in(
-                "/common/oauth2/v2.0/authorize",
-                "/common/oauth2/v2.0/token",
-                user,
-                ("scope", scope),
-            )
-            .await;
-        assert_eq!(resp.status(), 200, "token for {user}");
-        resp.json().await.expect("token json")
+        self.sign_in("/common/oauth2/v2.0", user, ("scope", scope))
+            .await
     }
 
     /// The resource owner password grant on v1, as it stands (it needs `sign_in_mfa` off).
     pub async fn password_token_v1(&self, user: &str, resource: &str) -> Response {
+        self.password_grant(user, USER_PASSWORD, resource).await
+    }
+
+    pub async fn password_grant(&self, user: &str, password: &str, resource: &str) -> Response {
         self.form(
             "/common/oauth2/token",
             &[
@@ -292,12 +329,60 @@ impl Env {
                 ("client_id", CLIENT_ID),
                 ("client_secret", CLIENT_SECRET),
                 ("username", user),
-                ("password", USER_PASSWORD),
+                ("password", password),
                 ("resource", resource),
                 ("scope", "openid"),
             ],
         )
         .await
+    }
+
+    /// The refresh token grant on v1 for the Referrals API, with the app's secret or, as a
+    /// public client does, without.
+    pub async fn refresh(&self, token: &str, with_secret: bool) -> Response {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("refresh_token", token),
+            ("resource", REFERRALS_AUDIENCE),
+        ];
+        if with_secret {
+            form.push(("client_secret", CLIENT_SECRET));
+        }
+        self.form("/common/oauth2/token", &form).await
+    }
+
+    /// The refresh token grant on v2 for `scope`, with the app's secret.
+    pub async fn refresh_v2(&self, token: &str, scope: &str) -> Response {
+        self.form(
+            "/common/oauth2/v2.0/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("refresh_token", token),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    /// Moves the sandbox clock on, by `{"seconds": …}`, `{"minutes": …}` or `{"days": …}`.
+    pub async fn advance(&self, by: Value) -> Response {
+        self.control(Method::POST, "/_sandbox/clock/advance", Some(by))
+            .await
+    }
+
+    /// Changes a user's password, as an admin's reset or an expiry does.
+    pub async fn set_password(&self, user: &str, password: &str) {
+        let resp = self
+            .control(
+                Method::POST,
+                "/_sandbox/identities/password",
+                Some(json!({"username": user, "password": password})),
+            )
+            .await;
+        assert_eq!(resp.status(), 204, "password change");
     }
 
     /// Changes Entra settings at run time (`/_sandbox/entra/settings`).

@@ -11,7 +11,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::common::{Env, REDIRECT_URI, fast_config, jwt_claims, pkce, redirected_to};
+use crate::common::{
+    Env, REDIRECT_URI, assert_aad, assert_unauthenticated, fast_config, json_of, jwt_claims, pkce,
+    redirected_to, str_of,
+};
 
 const LIST: &str = "/v1.0/engagements/referrals";
 const REG: &str = "/webhooks/v1/registration";
@@ -21,41 +24,6 @@ const V1_TOKEN: &str = "/common/oauth2/token";
 
 fn pc_scope() -> String {
     format!("{REFERRALS_AUDIENCE}/.default offline_access openid profile")
-}
-
-async fn json_of(resp: Response) -> Value {
-    resp.json().await.expect("JSON body")
-}
-
-/// Asserts an Entra error: status, `error`, and the AADSTS code leading the description.
-async fn assert_aad(resp: Response, status: u16, error: &str, code: u32) -> Value {
-    assert_eq!(resp.status(), status, "status");
-    let body = json_of(resp).await;
-    assert_eq!(body["error"], error, "{body}");
-    let description = body["error_description"].as_str().expect("description");
-    assert!(
-        description.starts_with(&format!("AADSTS{code}:")),
-        "{description}"
-    );
-    assert_eq!(body["error_codes"][0], code, "{body}");
-    body
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
-}
-
-async fn refresh(env: &Env, token: &str, with_secret: bool) -> Response {
-    let mut form = vec![
-        ("grant_type", "refresh_token"),
-        ("client_id", CLIENT_ID),
-        ("refresh_token", token),
-        ("resource", REFERRALS_AUDIENCE),
-    ];
-    if with_secret {
-        form.push(("client_secret", CLIENT_SECRET));
-    }
-    env.form(V1_TOKEN, &form).await
 }
 
 async fn refresh_tokens(env: &Env) -> Vec<Value> {
@@ -74,12 +42,9 @@ async fn the_authorization_code_flow_signs_the_admin_in_with_mfa() {
     let env = Env::start().await;
     let (verifier, challenge) = pkce();
     let resp = env
-        .authorize(
+        .authorize_code(
             V2_AUTHORIZE,
             &[
-                ("client_id", CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
                 ("scope", &pc_scope()),
                 ("state", "opaque/state=1&x"),
                 ("nonce", "n-0S6"),
@@ -100,17 +65,7 @@ async fn the_authorization_code_flow_signs_the_admin_in_with_mfa() {
     let back = redirected_to(&resp);
     assert_eq!(back["state"], "opaque/state=1&x");
     let tokens = env
-        .form(
-            V2_TOKEN,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("code", &back["code"]),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", &verifier),
-            ],
-        )
+        .redeem_code(V2_TOKEN, &back["code"], &verifier, REDIRECT_URI)
         .await;
     assert_eq!(tokens.status(), 200);
     let tokens = json_of(tokens).await;
@@ -177,12 +132,9 @@ async fn offline_access_and_openid_decide_the_refresh_and_id_tokens_on_v2() {
 async fn code(env: &Env) -> (String, String) {
     let (verifier, challenge) = pkce();
     let resp = env
-        .authorize(
+        .authorize_code(
             V2_AUTHORIZE,
             &[
-                ("client_id", CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
                 ("scope", &pc_scope()),
                 ("code_challenge", &challenge),
                 ("code_challenge_method", "S256"),
@@ -194,18 +146,8 @@ async fn code(env: &Env) -> (String, String) {
 }
 
 async fn redeem(env: &Env, code: &str, verifier: &str, redirect_uri: &str) -> Response {
-    env.form(
-        V2_TOKEN,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
+    env.redeem_code(V2_TOKEN, code, verifier, redirect_uri)
+        .await
 }
 
 #[tokio::test]
@@ -264,12 +206,7 @@ async fn a_code_needs_its_verifier_and_redirect_uri_and_works_once() {
 
     // A code lives ten minutes of sandbox time.
     let (late, verifier) = self::code(&env).await;
-    env.control(
-        Method::POST,
-        "/_sandbox/clock/advance",
-        Some(json!({"minutes": 11})),
-    )
-    .await;
+    env.advance(json!({"minutes": 11})).await;
     assert_aad(
         redeem(&env, &late, &verifier, REDIRECT_URI).await,
         400,
@@ -339,12 +276,9 @@ async fn the_authorize_endpoint_redirects_only_to_loopback_addresses() {
     assert_eq!(back["error"], "unsupported_response_type");
     assert_eq!(back["state"], "st");
     let stranger = env
-        .authorize(
+        .authorize_code(
             V2_AUTHORIZE,
             &[
-                ("client_id", CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
                 ("scope", &pc_scope()),
                 ("login_hint", "nobody@sandbox.test"),
             ],
@@ -356,38 +290,17 @@ async fn the_authorize_endpoint_redirects_only_to_loopback_addresses() {
 #[tokio::test]
 async fn the_v1_authorize_endpoint_takes_a_resource_and_plain_pkce() {
     let env = Env::start().await;
+    let plain = "plain-verifier-of-enough-length-0123456789abc";
     let resp = env
-        .authorize(
+        .authorize_code(
             "/my-tenant/oauth2/authorize",
-            &[
-                ("client_id", CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
-                ("resource", REFERRALS_AUDIENCE),
-                (
-                    "code_challenge",
-                    "plain-verifier-of-enough-length-0123456789abc",
-                ),
-            ],
+            &[("resource", REFERRALS_AUDIENCE), ("code_challenge", plain)],
         )
         .await;
     assert_eq!(resp.status(), 302);
     let code = redirected_to(&resp)["code"].clone();
     let tokens = env
-        .form(
-            "/my-tenant/oauth2/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("code", &code),
-                ("redirect_uri", REDIRECT_URI),
-                (
-                    "code_verifier",
-                    "plain-verifier-of-enough-length-0123456789abc",
-                ),
-            ],
-        )
+        .redeem_code("/my-tenant/oauth2/token", &code, plain, REDIRECT_URI)
         .await;
     assert_eq!(tokens.status(), 200);
     let tokens = json_of(tokens).await;
@@ -404,6 +317,16 @@ async fn start_device(env: &Env, scope: &str) -> Value {
         .await;
     assert_eq!(resp.status(), 200);
     json_of(resp).await
+}
+
+/// The user who entered the code answers: `approve` or `decline`.
+async fn answer_device(env: &Env, answer: &str, body: Value) -> Response {
+    env.control(
+        Method::POST,
+        &format!("/_sandbox/entra/device/{answer}"),
+        Some(body),
+    )
+    .await
 }
 
 async fn poll(env: &Env, device_code: &str, secret: Option<&str>) -> Response {
@@ -447,21 +370,9 @@ async fn the_device_code_flow_waits_for_the_user_then_signs_in_with_mfa() {
         70016,
     )
     .await;
-    let unknown = env
-        .control(
-            Method::POST,
-            "/_sandbox/entra/device/approve",
-            Some(json!({"user_code": "NOSUCHONE"})),
-        )
-        .await;
+    let unknown = answer_device(&env, "approve", json!({"user_code": "NOSUCHONE"})).await;
     assert_eq!(unknown.status(), 404);
-    let approve = env
-        .control(
-            Method::POST,
-            "/_sandbox/entra/device/approve",
-            Some(json!({"user_code": user_code})),
-        )
-        .await;
+    let approve = answer_device(&env, "approve", json!({"user_code": user_code})).await;
     assert_eq!(approve.status(), 204);
 
     let tokens = poll(&env, device_code, None).await;
@@ -487,8 +398,8 @@ async fn the_device_code_flow_waits_for_the_user_then_signs_in_with_mfa() {
 
     // A public client's refresh token is redeemed without a credential, never with one.
     let rt = str_of(&tokens, "refresh_token");
-    assert_aad(refresh(&env, rt, true).await, 401, "invalid_client", 700025).await;
-    let renewed = refresh(&env, rt, false).await;
+    assert_aad(env.refresh(rt, true).await, 401, "invalid_client", 700025).await;
+    let renewed = env.refresh(rt, false).await;
     assert_eq!(renewed.status(), 200);
     let renewed = json_of(renewed).await;
     assert_eq!(
@@ -507,13 +418,7 @@ async fn the_device_code_flow_waits_for_the_user_then_signs_in_with_mfa() {
 async fn a_device_code_can_be_declined_or_left_to_expire() {
     let env = Env::start().await;
     let declined = start_device(&env, &pc_scope()).await;
-    let resp = env
-        .control(
-            Method::POST,
-            "/_sandbox/entra/device/decline",
-            Some(json!({"user_code": declined["user_code"]})),
-        )
-        .await;
+    let resp = answer_device(&env, "decline", json!({"user_code": declined["user_code"]})).await;
     assert_eq!(resp.status(), 204);
     assert_aad(
         poll(&env, str_of(&declined, "device_code"), None).await,
@@ -526,12 +431,7 @@ async fn a_device_code_can_be_declined_or_left_to_expire() {
     env.entra_settings(json!({"device_code_interval": 1})).await;
     let left = start_device(&env, &pc_scope()).await;
     assert_eq!(left["interval"], 1);
-    env.control(
-        Method::POST,
-        "/_sandbox/clock/advance",
-        Some(json!({"minutes": 16})),
-    )
-    .await;
+    env.advance(json!({"minutes": 16})).await;
     assert_aad(
         poll(&env, str_of(&left, "device_code"), None).await,
         400,
@@ -558,10 +458,10 @@ async fn without_public_client_flows_the_device_flow_needs_the_secret() {
     })
     .await;
     let device = start_device(&env, &pc_scope()).await;
-    env.control(
-        Method::POST,
-        "/_sandbox/entra/device/approve",
-        Some(json!({"user_code": device["user_code"], "username": READER_USER})),
+    answer_device(
+        &env,
+        "approve",
+        json!({"user_code": device["user_code"], "username": READER_USER}),
     )
     .await;
     let device_code = str_of(&device, "device_code");
@@ -581,14 +481,8 @@ async fn without_public_client_flows_the_device_flow_needs_the_secret() {
     );
     // With the secret it is a confidential client's refresh token.
     let rt = str_of(&tokens, "refresh_token");
-    assert_aad(
-        refresh(&env, rt, false).await,
-        401,
-        "invalid_client",
-        7000218,
-    )
-    .await;
-    assert_eq!(refresh(&env, rt, true).await.status(), 200);
+    assert_aad(env.refresh(rt, false).await, 401, "invalid_client", 7000218).await;
+    assert_eq!(env.refresh(rt, true).await.status(), 200);
 }
 
 #[tokio::test]
@@ -596,32 +490,23 @@ async fn refresh_tokens_rotate_and_the_old_one_keeps_working_by_default() {
     let env = Env::start().await;
     let first = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     let first_rt = str_of(&first, "refresh_token").to_string();
-    let second = json_of(refresh(&env, &first_rt, true).await).await;
+    let second = json_of(env.refresh(&first_rt, true).await).await;
     let second_rt = str_of(&second, "refresh_token").to_string();
     assert_ne!(
         first_rt, second_rt,
         "every redemption hands out a new token"
     );
     // Reuse: the redeemed token still works, and again yields a new one.
-    let third = refresh(&env, &first_rt, true).await;
+    let third = env.refresh(&first_rt, true).await;
     assert_eq!(third.status(), 200);
     let third = json_of(third).await;
     assert_ne!(str_of(&third, "refresh_token"), first_rt);
 
     // Another resource, on v2: refresh tokens are multi-resource.
     let v2 = env
-        .form(
-            V2_TOKEN,
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("refresh_token", &second_rt),
-                (
-                    "scope",
-                    &format!("{PARTNER_CENTER_AUDIENCE}/.default offline_access"),
-                ),
-            ],
+        .refresh_v2(
+            &second_rt,
+            &format!("{PARTNER_CENTER_AUDIENCE}/.default offline_access"),
         )
         .await;
     assert_eq!(v2.status(), 200);
@@ -634,7 +519,7 @@ async fn refresh_tokens_rotate_and_the_old_one_keeps_working_by_default() {
 
     // A confidential client's token needs the client's credential.
     assert_aad(
-        refresh(&env, &first_rt, false).await,
+        env.refresh(&first_rt, false).await,
         401,
         "invalid_client",
         7000218,
@@ -666,16 +551,16 @@ async fn single_use_rotation_refuses_a_redeemed_refresh_token() {
     assert_eq!(settings["sign_in_mfa"], true);
     let first = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     let first_rt = str_of(&first, "refresh_token");
-    let second = json_of(refresh(&env, first_rt, true).await).await;
+    let second = json_of(env.refresh(first_rt, true).await).await;
     assert_aad(
-        refresh(&env, first_rt, true).await,
+        env.refresh(first_rt, true).await,
         400,
         "invalid_grant",
         70000,
     )
     .await;
     assert_eq!(
-        refresh(&env, str_of(&second, "refresh_token"), true)
+        env.refresh(str_of(&second, "refresh_token"), true)
             .await
             .status(),
         200
@@ -696,23 +581,12 @@ async fn a_refresh_token_lapses_ninety_days_after_it_was_issued() {
     let env = Env::start().await;
     let first = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     let first_rt = str_of(&first, "refresh_token");
-    let advance = |days: i64| {
-        let env = &env;
-        async move {
-            env.control(
-                Method::POST,
-                "/_sandbox/clock/advance",
-                Some(json!({"days": days})),
-            )
-            .await
-        }
-    };
-    advance(89).await;
-    let kept = json_of(refresh(&env, first_rt, true).await).await;
+    env.advance(json!({"days": 89})).await;
+    let kept = json_of(env.refresh(first_rt, true).await).await;
     let kept_rt = str_of(&kept, "refresh_token");
-    advance(2).await;
+    env.advance(json!({"days": 2})).await;
     let body = assert_aad(
-        refresh(&env, first_rt, true).await,
+        env.refresh(first_rt, true).await,
         400,
         "invalid_grant",
         700082,
@@ -723,7 +597,7 @@ async fn a_refresh_token_lapses_ninety_days_after_it_was_issued() {
         "{body}"
     );
     // The token from day 89 is two days old: used regularly, a sign-in never lapses.
-    assert_eq!(refresh(&env, kept_rt, true).await.status(), 200);
+    assert_eq!(env.refresh(kept_rt, true).await.status(), 200);
     let states: Vec<Value> = refresh_tokens(&env)
         .await
         .iter()
@@ -748,7 +622,7 @@ async fn revoking_a_users_sessions_ends_every_refresh_token() {
     assert_eq!(resp.status(), 200);
     assert_eq!(json_of(resp).await["revoked"], 1);
     let body = assert_aad(
-        refresh(&env, str_of(&admin, "refresh_token"), true).await,
+        env.refresh(str_of(&admin, "refresh_token"), true).await,
         400,
         "invalid_grant",
         50173,
@@ -756,7 +630,7 @@ async fn revoking_a_users_sessions_ends_every_refresh_token() {
     .await;
     assert!(str_of(&body, "error_description").contains("revoked"));
     assert_eq!(
-        refresh(&env, str_of(&reader, "refresh_token"), true)
+        env.refresh(str_of(&reader, "refresh_token"), true)
             .await
             .status(),
         200
@@ -784,29 +658,17 @@ async fn a_password_change_revokes_public_client_tokens_but_not_confidential_one
     let env = Env::start().await;
     let confidential = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     let device = start_device(&env, &pc_scope()).await;
-    env.control(
-        Method::POST,
-        "/_sandbox/entra/device/approve",
-        Some(json!({"user_code": device["user_code"]})),
-    )
-    .await;
+    answer_device(&env, "approve", json!({"user_code": device["user_code"]})).await;
     let public = json_of(poll(&env, str_of(&device, "device_code"), None).await).await;
-    let resp = env
-        .control(
-            Method::POST,
-            "/_sandbox/identities/password",
-            Some(json!({"username": ADMIN_USER, "password": "new-one"})),
-        )
-        .await;
-    assert_eq!(resp.status(), 204);
+    env.set_password(ADMIN_USER, "new-one").await;
     assert_eq!(
-        refresh(&env, str_of(&confidential, "refresh_token"), true)
+        env.refresh(str_of(&confidential, "refresh_token"), true)
             .await
             .status(),
         200
     );
     assert_aad(
-        refresh(&env, str_of(&public, "refresh_token"), false).await,
+        env.refresh(str_of(&public, "refresh_token"), false).await,
         400,
         "invalid_grant",
         50173,
@@ -837,13 +699,7 @@ async fn the_password_grant_meets_conditional_access_mfa_by_default() {
 
     // Partner Center's own enforcement refuses a token without MFA, on both APIs.
     let resp = env.call(Method::GET, LIST, token, None).await;
-    assert_eq!(resp.status(), 401);
-    let err = json_of(resp).await;
-    assert_eq!(err["error"]["code"], "unauthenticated");
-    assert!(
-        str_of(&err["error"], "message").contains("multifactor authentication"),
-        "{err}"
-    );
+    assert_unauthenticated(resp, "multifactor authentication").await;
     let webhooks = env
         .password_token_v1(ADMIN_USER, PARTNER_CENTER_AUDIENCE)
         .await;
@@ -866,11 +722,19 @@ async fn the_password_grant_meets_conditional_access_mfa_by_default() {
     );
 
     // The refresh token of a password sign-in carries its amr too.
-    let renewed = json_of(refresh(&env, str_of(&ok, "refresh_token"), true).await).await;
+    let renewed = json_of(env.refresh(str_of(&ok, "refresh_token"), true).await).await;
     assert_eq!(
         jwt_claims(str_of(&renewed, "access_token"))["amr"],
         json!(["pwd"])
     );
+}
+
+async fn settings(env: &Env) -> Value {
+    json_of(
+        env.control(Method::GET, "/_sandbox/entra/settings", None)
+            .await,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -881,11 +745,7 @@ async fn settings_survive_a_reset_and_start_from_the_configuration() {
         ..fast_config()
     })
     .await;
-    let now = json_of(
-        env.control(Method::GET, "/_sandbox/entra/settings", None)
-            .await,
-    )
-    .await;
+    let now = settings(&env).await;
     assert_eq!(
         now,
         json!({
@@ -899,18 +759,14 @@ async fn settings_survive_a_reset_and_start_from_the_configuration() {
         .await;
     let token = env.token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     env.control(Method::POST, "/_sandbox/reset", None).await;
-    let after = json_of(
-        env.control(Method::GET, "/_sandbox/entra/settings", None)
-            .await,
-    )
-    .await;
+    let after = settings(&env).await;
     assert_eq!(after["partner_center_mfa"], false);
     assert!(
         refresh_tokens(&env).await.is_empty(),
         "a reset forgets tokens"
     );
     assert_aad(
-        refresh(&env, str_of(&token, "refresh_token"), true).await,
+        env.refresh(str_of(&token, "refresh_token"), true).await,
         400,
         "invalid_grant",
         70000,
@@ -944,23 +800,25 @@ fn credential() -> Credential {
     }
 }
 
-fn x5t(der: &[u8]) -> String {
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A certificate's thumbprint as a JWT header names it: `x5t` with SHA-1, `x5t#S256` with
+/// SHA-256.
+fn thumbprint(algorithm: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> String {
     use base64::Engine;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    let digest = aws_lc_rs::digest::digest(algorithm, der);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
-fn x5t_s256(der: &[u8]) -> String {
-    use base64::Engine;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+fn x5t(der: &[u8]) -> String {
+    thumbprint(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
 }
 
 /// A client assertion naming `named`'s certificate, signed with `signer`'s key.
 fn assertion(signer: &Credential, named: &Credential, claims: Value, sha256: bool) -> String {
     let mut header = Header::new(Algorithm::RS256);
     if sha256 {
-        header.x5t_s256 = Some(x5t_s256(&named.cert_der));
+        header.x5t_s256 = Some(thumbprint(&aws_lc_rs::digest::SHA256, &named.cert_der));
     } else {
         header.x5t = Some(x5t(&named.cert_der));
     }
@@ -986,10 +844,7 @@ async fn client_credentials(env: &Env, assertion: &str) -> Response {
         &[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
+            ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", assertion),
             ("scope", &format!("{PARTNER_CENTER_AUDIENCE}/.default")),
         ],
@@ -1123,10 +978,7 @@ async fn a_client_assertion_redeems_codes_and_refresh_tokens_too() {
         async move {
             let mut form: Vec<(&str, String)> = vec![
                 ("client_id", CLIENT_ID.to_string()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
-                ),
+                ("client_assertion_type", ASSERTION_TYPE.to_string()),
                 ("client_assertion", a),
             ];
             form.extend(grant);

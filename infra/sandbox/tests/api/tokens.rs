@@ -1,12 +1,9 @@
 use cosell_sandbox::SandboxConfig;
-use cosell_sandbox::config::{
-    ADMIN_USER, CLIENT_ID, CLIENT_SECRET, PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE,
-    USER_PASSWORD,
-};
+use cosell_sandbox::config::{ADMIN_USER, CLIENT_ID, PARTNER_CENTER_AUDIENCE, REFERRALS_AUDIENCE};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Env, fast_config};
+use crate::common::{Env, assert_aad, assert_unauthenticated, fast_config, json_of, str_of};
 
 const LIST: &str = "/v1.0/engagements/referrals";
 
@@ -26,14 +23,14 @@ async fn password_grant_gives_a_v1_token_for_either_partner_center_resource() {
     for resource in [REFERRALS_AUDIENCE, PARTNER_CENTER_AUDIENCE] {
         let resp = env.password_token_v1(ADMIN_USER, resource).await;
         assert_eq!(resp.status(), 200);
-        let t: Value = resp.json().await.expect("json");
+        let t = json_of(resp).await;
         assert_eq!(t["token_type"], "Bearer");
         assert_eq!(t["resource"], resource);
         // v1 answers numbers as strings.
         assert_eq!(t["expires_in"], "3600");
         assert!(t["refresh_token"].is_string());
         if resource == REFERRALS_AUDIENCE {
-            let access = t["access_token"].as_str().expect("access");
+            let access = str_of(&t, "access_token");
             let resp = env.call(Method::GET, LIST, access, None).await;
             assert_eq!(resp.status(), 200);
         }
@@ -43,59 +40,28 @@ async fn password_grant_gives_a_v1_token_for_either_partner_center_resource() {
 #[tokio::test]
 async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
     let env = Env::with(password_config()).await;
-    let first: Value = env
-        .password_token_v1(ADMIN_USER, REFERRALS_AUDIENCE)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let refresh = first["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_string();
-    let v1: Value = env
-        .form(
-            "/common/oauth2/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("refresh_token", &refresh),
-                ("resource", REFERRALS_AUDIENCE),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let access = v1["access_token"].as_str().expect("access");
+    let first = json_of(env.password_token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await).await;
+    let refresh = str_of(&first, "refresh_token");
+    let v1 = json_of(env.refresh(refresh, true).await).await;
+    let access = str_of(&v1, "access_token");
     assert_eq!(
         env.call(Method::GET, LIST, access, None).await.status(),
         200
     );
 
     // A new refresh token came back; it works on v2.
-    let next = v1["refresh_token"].as_str().expect("rotated");
+    let next = str_of(&v1, "refresh_token");
     assert_ne!(next, refresh);
     let v2 = env
-        .form(
-            "/common/oauth2/v2.0/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("refresh_token", next),
-                (
-                    "scope",
-                    &format!("{REFERRALS_AUDIENCE}/.default offline_access"),
-                ),
-            ],
+        .refresh_v2(
+            next,
+            &format!("{REFERRALS_AUDIENCE}/.default offline_access"),
         )
         .await;
     assert_eq!(v2.status(), 200);
-    let v2: Value = v2.json().await.expect("json");
+    let v2 = json_of(v2).await;
     assert!(v2["expires_in"].is_number(), "v2 answers numbers: {v2}");
-    let access = v2["access_token"].as_str().expect("access");
+    let access = str_of(&v2, "access_token");
     assert_eq!(
         env.call(Method::GET, LIST, access, None).await.status(),
         200
@@ -106,27 +72,9 @@ async fn refresh_token_grant_works_on_v1_and_v2_and_rotates() {
 async fn wrong_credentials_get_entra_errors() {
     let env = Env::start().await;
     let bad_password = env
-        .form(
-            "/common/oauth2/token",
-            &[
-                ("grant_type", "password"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("username", ADMIN_USER),
-                ("password", "wrong"),
-                ("resource", REFERRALS_AUDIENCE),
-            ],
-        )
+        .password_grant(ADMIN_USER, "wrong", REFERRALS_AUDIENCE)
         .await;
-    assert_eq!(bad_password.status(), 400);
-    let body: Value = bad_password.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_grant");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .expect("desc")
-            .starts_with("AADSTS50126")
-    );
+    assert_aad(bad_password, 400, "invalid_grant", 50126).await;
 
     let bad_secret = env
         .form(
@@ -139,22 +87,10 @@ async fn wrong_credentials_get_entra_errors() {
             ],
         )
         .await;
-    assert_eq!(bad_secret.status(), 401);
-    let body: Value = bad_secret.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_client");
+    assert_aad(bad_secret, 401, "invalid_client", 7000215).await;
 
     let unknown_resource = env
-        .form(
-            "/common/oauth2/token",
-            &[
-                ("grant_type", "password"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("username", ADMIN_USER),
-                ("password", USER_PASSWORD),
-                ("resource", "https://graph.example"),
-            ],
-        )
+        .password_token_v1(ADMIN_USER, "https://graph.example")
         .await;
     assert_eq!(unknown_resource.status(), 400);
 }
@@ -167,9 +103,7 @@ async fn missing_unknown_expired_or_wrong_audience_tokens_get_401() {
     })
     .await;
     let missing = env.http.get(env.url(LIST)).send().await.expect("send");
-    assert_eq!(missing.status(), 401);
-    let body: Value = missing.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "unauthenticated");
+    assert_unauthenticated(missing, "No bearer token").await;
 
     assert_eq!(
         env.call(Method::GET, LIST, "made-up", None).await.status(),
@@ -178,37 +112,19 @@ async fn missing_unknown_expired_or_wrong_audience_tokens_get_401() {
 
     // A Partner Center token for the other audience does not open the Referrals API.
     let wrong = env.token_v1(ADMIN_USER, PARTNER_CENTER_AUDIENCE).await;
-    let wrong = wrong["access_token"].as_str().expect("token");
-    let resp = env.call(Method::GET, LIST, wrong, None).await;
-    assert_eq!(resp.status(), 401);
-    let body: Value = resp.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("msg")
-            .contains("audience")
-    );
+    let resp = env
+        .call(Method::GET, LIST, str_of(&wrong, "access_token"), None)
+        .await;
+    assert_unauthenticated(resp, "audience").await;
 
     let token = env.admin().await;
     assert_eq!(
         env.call(Method::GET, LIST, &token, None).await.status(),
         200
     );
-    env.control(
-        Method::POST,
-        "/_sandbox/clock/advance",
-        Some(json!({"seconds": 61})),
-    )
-    .await;
+    env.advance(json!({"seconds": 61})).await;
     let expired = env.call(Method::GET, LIST, &token, None).await;
-    assert_eq!(expired.status(), 401);
-    let body: Value = expired.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("msg")
-            .contains("expired")
-    );
+    assert_unauthenticated(expired, "expired").await;
 }
 
 #[tokio::test]
@@ -269,37 +185,11 @@ async fn referral_user_reads_only_its_team_referrals_and_cannot_write() {
 #[tokio::test]
 async fn a_changed_password_stops_the_password_grant_but_not_a_confidential_refresh_token() {
     let env = Env::with(password_config()).await;
-    let first: Value = env
-        .password_token_v1(ADMIN_USER, REFERRALS_AUDIENCE)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let resp = env
-        .control(
-            Method::POST,
-            "/_sandbox/identities/password",
-            Some(json!({"username": ADMIN_USER, "password": "new-one"})),
-        )
-        .await;
-    assert_eq!(resp.status(), 204);
+    let first = json_of(env.password_token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await).await;
+    env.set_password(ADMIN_USER, "new-one").await;
     let old_password = env.password_token_v1(ADMIN_USER, REFERRALS_AUDIENCE).await;
     assert_eq!(old_password.status(), 400);
     // Obtained with the client secret: a confidential client's token survives the change.
-    let refresh = env
-        .form(
-            "/common/oauth2/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                (
-                    "refresh_token",
-                    first["refresh_token"].as_str().expect("rt"),
-                ),
-                ("resource", REFERRALS_AUDIENCE),
-            ],
-        )
-        .await;
+    let refresh = env.refresh(str_of(&first, "refresh_token"), true).await;
     assert_eq!(refresh.status(), 200);
 }
