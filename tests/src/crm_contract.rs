@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use cosell_shared::crm::{
-    AccountFields, ClearField, ContactFields, Crm, CrmError, LeadFields, LeadState, Opportunity,
-    OpportunityFields, OpportunityState, Visibility,
+    AccountFields, CatalogEntry, CatalogSolution, ClearField, ContactFields, Crm, CrmError,
+    LeadFields, LeadState, Opportunity, OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::domain::accounts::AccountKey;
 
@@ -54,6 +54,7 @@ macro_rules! crm_contract_tests {
             an_unreadable_cursor_starts_the_feed_again,
             clearing_fields_empties_them_and_a_required_one_is_refused,
             a_field_both_set_and_cleared_is_set,
+            the_solution_catalog_lists_what_was_created_and_updates_in_place,
         );
     };
     (@each $crm:expr; $($name:ident),* $(,)?) => {$(
@@ -824,4 +825,81 @@ pub async fn a_field_both_set_and_cleared_is_set(under: &impl CrmUnderTest) {
         got.microsoft_crm_id, None,
         "a clear of a field not set still applies"
     );
+}
+
+/// The catalog, by solution id, so the CRM's own order does not matter.
+async fn catalog(crm: &dyn Crm) -> Vec<CatalogEntry> {
+    let mut all = crm
+        .catalog()
+        .await
+        .unwrap_or_else(|e| panic!("the catalog read: {e}"));
+    all.sort_by(|a, b| a.solution.solution_id.cmp(&b.solution.solution_id));
+    all
+}
+
+pub async fn the_solution_catalog_lists_what_was_created_and_updates_in_place(
+    under: &impl CrmUnderTest,
+) {
+    let crm = under.crm();
+    assert_eq!(
+        crm.catalog().await,
+        Ok(vec![]),
+        "a new CRM has an empty catalog"
+    );
+
+    let migrate = CatalogSolution {
+        solution_id: "sol-azure-migrate".into(),
+        name: "Contoso Azure Migration Factory".into(),
+        description: Some("Cloud and AI Platforms".into()),
+    };
+    let sentinel = CatalogSolution {
+        solution_id: "sol-sentinel".into(),
+        name: "Contoso Sentinel Onboarding".into(),
+        description: None,
+    };
+    let mut ids = Vec::new();
+    for solution in [&migrate, &sentinel] {
+        ids.push(
+            crm.create_catalog_solution(solution)
+                .await
+                .unwrap_or_else(|e| panic!("{} created: {e}", solution.solution_id)),
+        );
+    }
+    assert_ne!(ids[0], ids[1]);
+    let entry = |crm_id: &str, solution: &CatalogSolution| CatalogEntry {
+        crm_id: crm_id.to_string(),
+        solution: solution.clone(),
+    };
+    assert_eq!(
+        catalog(crm).await,
+        vec![entry(&ids[0], &migrate), entry(&ids[1], &sentinel)],
+        "each row once, as created, with the id its create answered"
+    );
+
+    // Every part is written: a new name and id, and a description set or emptied.
+    let renamed = CatalogSolution {
+        solution_id: "sol-azure-migrate-2".into(),
+        name: "Contoso Migration Factory".into(),
+        description: None,
+    };
+    let described = CatalogSolution {
+        description: Some("Security".into()),
+        ..sentinel.clone()
+    };
+    for (crm_id, solution) in [(&ids[0], &renamed), (&ids[1], &described)] {
+        crm.update_catalog_solution(crm_id, solution)
+            .await
+            .unwrap_or_else(|e| panic!("{crm_id} updated: {e}"));
+    }
+    assert_eq!(
+        catalog(crm).await,
+        vec![entry(&ids[0], &renamed), entry(&ids[1], &described)],
+        "updated in place: no row added"
+    );
+
+    // An account's id is no catalog row's: the update says so and writes nothing.
+    let not_a_row = account(crm, "Not A Solution Ltd").await;
+    let err = crm.update_catalog_solution(&not_a_row, &migrate).await;
+    assert!(matches!(err, Err(CrmError::NotFound { .. })), "{err:?}");
+    assert_eq!(catalog(crm).await.len(), 2, "nothing created by it");
 }

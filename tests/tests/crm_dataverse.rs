@@ -14,8 +14,8 @@ use cosell_sandbox::config::{CLIENT_ID, CLIENT_SECRET};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::dataverse::{DataverseConfig, DataverseCrm, Secret, VisibilityEncoding};
 use cosell_shared::crm::{
-    AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
-    OpportunityFields, OpportunityState, Visibility,
+    AccountFields, CatalogSolution, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields,
+    LeadState, OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::domain::accounts::AccountKey;
 use reqwest::Method;
@@ -543,6 +543,126 @@ async fn long_lists_are_read_page_by_page() {
     env.control(Method::DELETE, "/_sandbox/stats", None).await;
     assert_eq!(crm.solution_links(&id).await.expect("links"), solutions);
     assert_eq!(env.stat("GET /api/data/v9.2/cosell_solutions").await, 3);
+}
+
+fn solution(n: usize) -> CatalogSolution {
+    CatalogSolution {
+        solution_id: format!("sol-{n}"),
+        name: format!("Solution {n}"),
+        description: Some(format!("What solution {n} does")),
+    }
+}
+
+#[tokio::test]
+async fn catalog_rows_hold_the_configured_columns() {
+    let env = Env::start().await;
+    let crm = env.crm();
+    let id = crm
+        .create_catalog_solution(&solution(1))
+        .await
+        .expect("created");
+    let row = env.row("cosell_solutioncatalogs", &id).await;
+    assert_eq!(row["cosell_solutioncatalogid"], id.as_str());
+    assert_eq!(row["cosell_solutionid"], "sol-1");
+    assert_eq!(row["cosell_name"], "Solution 1");
+    assert_eq!(row["cosell_description"], "What solution 1 does");
+
+    let bare = CatalogSolution {
+        description: None,
+        ..solution(2)
+    };
+    crm.update_catalog_solution(&id, &bare)
+        .await
+        .expect("updated");
+    let row = env.row("cosell_solutioncatalogs", &id).await;
+    assert_eq!(
+        (&row["cosell_solutionid"], &row["cosell_name"]),
+        (&json!("sol-2"), &json!("Solution 2"))
+    );
+    assert_eq!(row["cosell_description"], Value::Null, "emptied");
+
+    // A table without a description column: the setting left out, the column is never named.
+    let mut config = env.config();
+    config.fields.catalog_description = None;
+    let plain = DataverseCrm::new(config).expect("valid");
+    crm.update_catalog_solution(&id, &solution(2))
+        .await
+        .expect("described again");
+    plain
+        .update_catalog_solution(&id, &bare)
+        .await
+        .expect("updated without the description");
+    let listed = plain.catalog().await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].solution, bare, "the description is not read");
+    assert_eq!(
+        env.row("cosell_solutioncatalogs", &id).await["cosell_description"],
+        "What solution 2 does",
+        "nor written"
+    );
+
+    let missing = crm
+        .update_catalog_solution("00000000-0000-4000-8000-000000000000", &bare)
+        .await;
+    assert!(
+        matches!(missing, Err(CrmError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(
+        crm.create_catalog_solution(&CatalogSolution {
+            name: " ".into(),
+            ..solution(3)
+        })
+        .await,
+        Err(CrmError::Rejected {
+            message: "a catalog solution needs a name".into(),
+            field: Some("cosell_name".into()),
+        }),
+        "refused before it is sent"
+    );
+}
+
+#[tokio::test]
+async fn a_catalog_longer_than_a_page_is_listed_whole() {
+    let env = Env::start().await;
+    let mut config = env.config();
+    config.page_size = 2;
+    let crm = DataverseCrm::new(config).expect("valid");
+    assert_eq!(crm.catalog().await, Ok(vec![]));
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(
+            crm.create_catalog_solution(&solution(n))
+                .await
+                .expect("created"),
+        );
+    }
+    env.control(Method::DELETE, "/_sandbox/stats", None).await;
+    let listed = crm.catalog().await.expect("listed");
+    let mut got: Vec<(String, CatalogSolution)> =
+        listed.into_iter().map(|e| (e.crm_id, e.solution)).collect();
+    got.sort_by(|a, b| a.1.solution_id.cmp(&b.1.solution_id));
+    let want: Vec<(String, CatalogSolution)> = ids.into_iter().zip((1..=5).map(solution)).collect();
+    assert_eq!(got, want, "every row once");
+    assert_eq!(
+        env.stat("GET /api/data/v9.2/cosell_solutioncatalogs").await,
+        3,
+        "pages of 2, 2 and 1"
+    );
+}
+
+#[tokio::test]
+async fn a_misnamed_catalog_table_is_a_rejection_naming_it() {
+    let env = Env::start().await;
+    let mut config = env.config();
+    config.fields.catalog_set = "new_solutioncatalogs".into();
+    let crm = DataverseCrm::new(config).expect("valid");
+    match crm.catalog().await {
+        Err(CrmError::Rejected { message, .. }) => {
+            assert!(message.contains("new_solutioncatalogs"), "{message}")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use cosell_e2e::fast_retries;
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::crm::salesforce::{SalesforceAuth, SalesforceConfig, SalesforceCrm};
 use cosell_shared::crm::{
-    AccountFields, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields, LeadState,
-    OpportunityFields, OpportunityState, Visibility,
+    AccountFields, CatalogSolution, ClearField, ContactFields, Crm, CrmError, CrmKind, LeadFields,
+    LeadState, OpportunityFields, OpportunityState, Visibility,
 };
 use cosell_shared::domain::accounts::AccountKey;
 use serde_json::{Value, json};
@@ -808,6 +808,132 @@ async fn account_candidates_follow_next_records_url_across_batches() {
         2,
         "batches of 4, 4 and 3"
     );
+}
+
+const CATALOG: &str = "Microsoft_Solution_Catalog__c";
+
+fn solution(n: usize) -> CatalogSolution {
+    CatalogSolution {
+        solution_id: format!("sol-{n}"),
+        name: format!("Solution {n}"),
+        description: Some(format!("Solution area {n}")),
+    }
+}
+
+#[tokio::test]
+async fn catalog_records_hold_the_configured_fields_and_a_repeated_create_finds_the_first() {
+    let env = Env::start().await;
+    let crm = env.crm().await;
+    let id = crm
+        .create_catalog_solution(&solution(1))
+        .await
+        .expect("created");
+    let row = env.row(CATALOG, &id).await;
+    assert_eq!(row["Solution_Id__c"], "sol-1");
+    assert_eq!(row["Name"], "Solution 1");
+    assert_eq!(row["Solution_Area__c"], "Solution area 1");
+    // A create retried after its answer was lost: the upsert on the External ID finds the row.
+    assert_eq!(
+        crm.create_catalog_solution(&solution(1)).await,
+        Ok(id.clone())
+    );
+    assert_eq!(env.rows(CATALOG).await.len(), 1, "one record");
+
+    let bare = CatalogSolution {
+        description: None,
+        ..solution(2)
+    };
+    crm.update_catalog_solution(&id, &bare)
+        .await
+        .expect("updated");
+    let row = env.row(CATALOG, &id).await;
+    assert_eq!(
+        (&row["Solution_Id__c"], &row["Name"]),
+        (&json!("sol-2"), &json!("Solution 2"))
+    );
+    assert_eq!(row["Solution_Area__c"], Value::Null, "emptied");
+
+    // An object without a description field: the setting left out, the field is never named.
+    let mut config = env.config().await;
+    config.fields.catalog_description = None;
+    let plain = SalesforceCrm::new(config).expect("valid");
+    crm.update_catalog_solution(&id, &solution(2))
+        .await
+        .expect("described again");
+    plain
+        .update_catalog_solution(&id, &bare)
+        .await
+        .expect("updated without the description");
+    let listed = plain.catalog().await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].solution, bare, "the description is not read");
+    assert_eq!(
+        env.row(CATALOG, &id).await["Solution_Area__c"],
+        "Solution area 2",
+        "nor written"
+    );
+
+    assert_eq!(
+        crm.create_catalog_solution(&CatalogSolution {
+            solution_id: String::new(),
+            ..solution(3)
+        })
+        .await,
+        Err(CrmError::Rejected {
+            message: "a catalog solution needs a Partner Center solution id".into(),
+            field: Some("Solution_Id__c".into()),
+        }),
+        "refused before it is sent"
+    );
+}
+
+#[tokio::test]
+async fn a_catalog_longer_than_a_batch_is_listed_whole() {
+    let mut config = SandboxConfig::default();
+    config.salesforce.query_batch_size = 2;
+    let env = Env::with(config).await;
+    let crm = env.crm().await;
+    assert_eq!(crm.catalog().await, Ok(vec![]));
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(
+            crm.create_catalog_solution(&solution(n))
+                .await
+                .expect("created"),
+        );
+    }
+    env.reset_stats().await;
+    let mut got: Vec<(String, CatalogSolution)> = crm
+        .catalog()
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|e| (e.crm_id, e.solution))
+        .collect();
+    got.sort_by(|a, b| a.1.solution_id.cmp(&b.1.solution_id));
+    let want: Vec<(String, CatalogSolution)> = ids.into_iter().zip((1..=5).map(solution)).collect();
+    assert_eq!(got, want, "every record once");
+    assert_eq!(env.count(QUERY_BATCH).await, 2, "batches of 2, 2 and 1");
+}
+
+#[tokio::test]
+async fn a_catalog_id_field_that_is_no_external_id_is_refused_by_name() {
+    let env = Env::start().await;
+    env.post(
+        &format!("/_sandbox/salesforce/schema/{CATALOG}/fields"),
+        json!({"name": "Plain_Id__c", "type": "string", "length": 100}),
+    )
+    .await;
+    let mut config = env.config().await;
+    config.fields.catalog_solution_id = "Plain_Id__c".into();
+    let crm = SalesforceCrm::new(config).expect("valid");
+    match crm.create_catalog_solution(&solution(1)).await {
+        Err(CrmError::Rejected { message, field }) => {
+            assert_eq!(field.as_deref(), Some("Plain_Id__c"));
+            assert!(message.contains("External ID"), "{message}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }
 
 #[tokio::test]

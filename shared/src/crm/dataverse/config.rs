@@ -94,6 +94,19 @@ pub struct DataverseFields {
     /// something in lists; `None` to leave it empty.
     pub solution_link_name: Option<String>,
 
+    /// Entity set of the partner's solution catalog.
+    pub catalog_set: String,
+    /// Solution catalog: its primary key column (`<logical name>id`). The entity set name does
+    /// not always tell the logical name, so it is a setting of its own.
+    pub catalog_key: String,
+    /// Solution catalog: the Partner Center solution id.
+    pub catalog_solution_id: String,
+    /// Solution catalog: the solution's name (the table's primary name column).
+    pub catalog_name: String,
+    /// Solution catalog: the description; `None` for a table without one, which is then
+    /// neither read nor written.
+    pub catalog_description: Option<String>,
+
     /// Values for columns the partner made mandatory, merged into every opportunity create
     /// (the connector's own values win). Keys may be `nav@odata.bind`.
     pub opportunity_create_defaults: Map<String, Value>,
@@ -129,6 +142,11 @@ impl Default for DataverseFields {
             solution_id: "cosell_solutionid".into(),
             solution_link_opportunity: "cosell_opportunityid".into(),
             solution_link_name: Some("cosell_name".into()),
+            catalog_set: "cosell_solutioncatalogs".into(),
+            catalog_key: "cosell_solutioncatalogid".into(),
+            catalog_solution_id: "cosell_solutionid".into(),
+            catalog_name: "cosell_name".into(),
+            catalog_description: Some("cosell_description".into()),
             opportunity_create_defaults: Map::new(),
             lead_create_defaults: Map::new(),
         }
@@ -278,6 +296,14 @@ impl DataverseFields {
                 "solution_link_name",
                 self.solution_link_name.as_deref().unwrap_or("x"),
             ),
+            ("catalog_set", &self.catalog_set),
+            ("catalog_key", &self.catalog_key),
+            ("catalog_solution_id", &self.catalog_solution_id),
+            ("catalog_name", &self.catalog_name),
+            (
+                "catalog_description",
+                self.catalog_description.as_deref().unwrap_or("x"),
+            ),
         ];
         if let Some((name, _)) = names.iter().find(|(_, v)| !is_identifier(v)) {
             return Err(ConfigError::invalid(
@@ -286,6 +312,7 @@ impl DataverseFields {
             ));
         }
         self.validate_optional_columns()?;
+        self.validate_catalog_columns()?;
         for (name, map) in [
             (
                 "opportunity_create_defaults",
@@ -363,6 +390,41 @@ impl DataverseFields {
                 return Err(ConfigError::Invalid {
                     name,
                     reason: format!("names '{column}', a column another setting already uses"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DataverseFields {
+    /// The catalog's columns must differ from each other: a write body holds each column once,
+    /// so one of two values sharing a column would silently be lost.
+    fn validate_catalog_columns(&self) -> Result<(), ConfigError> {
+        let columns: [(&'static str, Option<&str>); 4] = [
+            ("catalog_key", Some(self.catalog_key.as_str())),
+            (
+                "catalog_solution_id",
+                Some(self.catalog_solution_id.as_str()),
+            ),
+            ("catalog_name", Some(self.catalog_name.as_str())),
+            ("catalog_description", self.catalog_description.as_deref()),
+        ];
+        for (i, (name, column)) in columns.iter().enumerate() {
+            let Some(column) = column else {
+                continue;
+            };
+            // Logical names are lowercase; compare as Dataverse would.
+            let clash = columns[..i]
+                .iter()
+                .filter_map(|(_, c)| *c)
+                .any(|c| c.eq_ignore_ascii_case(column));
+            if clash {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "names '{column}', a catalog column another setting already uses"
+                    ),
                 });
             }
         }
@@ -511,6 +573,37 @@ mod tests {
     }
 
     #[test]
+    fn catalog_names_default_to_the_sandbox_table_and_must_differ() {
+        let f = DataverseFields::default();
+        assert_eq!(f.catalog_set, "cosell_solutioncatalogs");
+        assert_eq!(f.catalog_key, "cosell_solutioncatalogid");
+        assert_eq!(f.catalog_description.as_deref(), Some("cosell_description"));
+        let refused = |change: fn(&mut DataverseFields)| {
+            let mut c = config();
+            change(&mut c.fields);
+            match c.validate() {
+                Err(ConfigError::Invalid { name, .. }) => name,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            refused(|f| f.catalog_set = "cosell_solutioncatalogs?$top=1".into()),
+            "catalog_set"
+        );
+        assert_eq!(
+            refused(|f| f.catalog_description = Some("cosell desc".into())),
+            "catalog_description"
+        );
+        assert_eq!(
+            refused(|f| f.catalog_name = "COSELL_SOLUTIONID".into()),
+            "catalog_name"
+        );
+        let mut c = config();
+        c.fields.catalog_description = None;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
     fn field_names_load_from_partial_json() {
         let f: DataverseFields = serde_json::from_value(serde_json::json!({
             "referralId": "new_pcreferral",
@@ -528,5 +621,16 @@ mod tests {
             }
         );
         assert_eq!(f.account_state, None);
+        assert_eq!(
+            f.catalog_name, "cosell_name",
+            "settings written before the catalog load"
+        );
+        let f: DataverseFields = serde_json::from_value(serde_json::json!({
+            "catalogSet": "new_catalogues",
+            "catalogDescription": null
+        }))
+        .expect("parses");
+        assert_eq!(f.catalog_set, "new_catalogues");
+        assert_eq!(f.catalog_description, None);
     }
 }

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::config::{DataverseFields, VisibilityEncoding};
 use crate::crm::{
-    AccountFields, ClearField, ContactFields, LeadFields, LeadState, OpportunityFields,
-    OpportunityState, Visibility,
+    AccountFields, CatalogSolution, ClearField, ContactFields, CrmError, LeadFields, LeadState,
+    OpportunityFields, OpportunityState, Visibility,
 };
 
 /// Standard opportunity and lead status codes (docs/dataverse.md, "Opportunity and lead states").
@@ -601,6 +601,72 @@ pub(super) fn contact_fields(row: &Value) -> ContactFields {
     }
 }
 
+/// Columns a catalog read selects.
+pub(super) fn catalog_select(f: &DataverseFields) -> String {
+    let mut cols = vec![
+        f.catalog_key.as_str(),
+        &f.catalog_solution_id,
+        &f.catalog_name,
+    ];
+    if let Some(d) = &f.catalog_description {
+        cols.push(d);
+    }
+    cols.join(",")
+}
+
+/// The body of a catalog write: every column the settings name. On update a missing
+/// description is written as null, since an update writes the whole solution; a create leaves
+/// it out, a new row having nothing to empty. Refused before sending when the solution has no
+/// id or no name, both of which the catalog needs to be of any use.
+pub(super) fn catalog_body(
+    solution: &CatalogSolution,
+    f: &DataverseFields,
+    create: bool,
+) -> Result<Map<String, Value>, CrmError> {
+    for (value, column, what) in [
+        (
+            &solution.solution_id,
+            &f.catalog_solution_id,
+            "a Partner Center solution id",
+        ),
+        (&solution.name, &f.catalog_name, "a name"),
+    ] {
+        if value.trim().is_empty() {
+            return Err(CrmError::Rejected {
+                message: format!("a catalog solution needs {what}"),
+                field: Some(column.clone()),
+            });
+        }
+    }
+    let mut b = Map::new();
+    b.insert(
+        f.catalog_solution_id.clone(),
+        Value::String(solution.solution_id.clone()),
+    );
+    b.insert(f.catalog_name.clone(), Value::String(solution.name.clone()));
+    if let Some(column) = &f.catalog_description {
+        match &solution.description {
+            Some(d) => {
+                b.insert(column.clone(), Value::String(d.clone()));
+            }
+            None if !create => {
+                b.insert(column.clone(), Value::Null);
+            }
+            None => {}
+        }
+    }
+    Ok(b)
+}
+
+/// A catalog row's solution; a missing id or name reads as empty (every row is listed).
+pub(super) fn catalog_solution(row: &Value, f: &DataverseFields) -> CatalogSolution {
+    CatalogSolution {
+        solution_id: text(row, &f.catalog_solution_id).unwrap_or_default(),
+        name: text(row, &f.catalog_name).unwrap_or_default(),
+        description: f.catalog_description.as_deref().and_then(|c| text(row, c)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -1008,6 +1074,67 @@ mod tests {
             ("account With Id = 1 Does Not Exist", None),
         ] {
             assert_eq!(field_in_message(message).as_deref(), field, "{message}");
+        }
+    }
+
+    #[test]
+    fn a_catalog_solution_round_trips_and_an_update_empties_a_missing_description() {
+        let f = DataverseFields::default();
+        let solution = CatalogSolution {
+            solution_id: "SOL-1".into(),
+            name: "Contoso Migrate".into(),
+            description: Some("Moves estates".into()),
+        };
+        let body = catalog_body(&solution, &f, true).expect("valid");
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"cosell_solutionid": "SOL-1", "cosell_name": "Contoso Migrate", "cosell_description": "Moves estates"})
+        );
+        assert_eq!(catalog_solution(&Value::Object(body), &f), solution);
+        assert_eq!(
+            catalog_select(&f),
+            "cosell_solutioncatalogid,cosell_solutionid,cosell_name,cosell_description"
+        );
+        let bare = CatalogSolution {
+            description: None,
+            ..solution.clone()
+        };
+        let create = catalog_body(&bare, &f, true).expect("valid");
+        assert!(!create.contains_key("cosell_description"), "{create:?}");
+        let update = catalog_body(&bare, &f, false).expect("valid");
+        assert_eq!(update["cosell_description"], Value::Null);
+
+        let no_description = DataverseFields {
+            catalog_description: None,
+            ..Default::default()
+        };
+        let update = catalog_body(&solution, &no_description, false).expect("valid");
+        assert!(!update.contains_key("cosell_description"), "{update:?}");
+        assert!(!catalog_select(&no_description).contains("description"));
+        let row =
+            json!({"cosell_solutionid": "SOL-1", "cosell_name": "N", "cosell_description": "D"});
+        assert_eq!(catalog_solution(&row, &no_description).description, None);
+
+        for (missing, column) in [
+            (
+                CatalogSolution {
+                    solution_id: " ".into(),
+                    ..solution.clone()
+                },
+                "cosell_solutionid",
+            ),
+            (
+                CatalogSolution {
+                    name: String::new(),
+                    ..solution.clone()
+                },
+                "cosell_name",
+            ),
+        ] {
+            match catalog_body(&missing, &f, true) {
+                Err(CrmError::Rejected { field, .. }) => assert_eq!(field.as_deref(), Some(column)),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
         }
     }
 

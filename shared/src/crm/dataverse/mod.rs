@@ -42,8 +42,9 @@ use http::{Http, Request};
 use mapping::{OpportunityRefs, guid, lookup_column, query};
 
 use super::{
-    Account, AccountFields, ChangePage, Contact, ContactFields, Crm, CrmError, CrmId, CrmKind,
-    CrmResult, Lead, LeadFields, Opportunity, OpportunityFields, OpportunityState,
+    Account, AccountFields, CatalogEntry, CatalogSolution, ChangePage, Contact, ContactFields, Crm,
+    CrmError, CrmId, CrmKind, CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
+    OpportunityState,
 };
 
 const OPPORTUNITIES: &str = "opportunities";
@@ -789,5 +790,54 @@ impl Crm for DataverseCrm {
             id: id.to_string(),
             fields: mapping::contact_fields(&row),
         }))
+    }
+
+    /// Every row, active or not, page by page; oldest first, so two reads list the catalog in
+    /// the same order.
+    async fn catalog(&self) -> CrmResult<Vec<CatalogEntry>> {
+        let f = &self.fields;
+        let url = self.http.url(&query(
+            &f.catalog_set,
+            &[
+                ("$select", mapping::catalog_select(f)),
+                ("$orderby", "createdon asc".into()),
+            ],
+        ));
+        self.http
+            .list(url)
+            .await?
+            .iter()
+            .map(|row| {
+                let id = row
+                    .get(&f.catalog_key)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| malformed(&format!("the {}", f.catalog_key)))?;
+                Ok(CatalogEntry {
+                    crm_id: id.to_string(),
+                    solution: mapping::catalog_solution(row, f),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_catalog_solution(&self, solution: &CatalogSolution) -> CrmResult<CrmId> {
+        let body = mapping::catalog_body(solution, &self.fields, true)?;
+        Ok(self
+            .create_row(&self.fields.catalog_set, body)
+            .await
+            .map_err(http::missing_table)?
+            .to_string())
+    }
+
+    async fn update_catalog_solution(
+        &self,
+        crm_id: &str,
+        solution: &CatalogSolution,
+    ) -> CrmResult<()> {
+        let what = format!("catalog solution {crm_id}");
+        let id = guid(crm_id).ok_or_else(|| CrmError::NotFound { what: what.clone() })?;
+        let body = mapping::catalog_body(solution, &self.fields, false)?;
+        self.update_row(&self.fields.catalog_set, id, body, &what)
+            .await
     }
 }

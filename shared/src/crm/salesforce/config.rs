@@ -97,6 +97,15 @@ pub struct SalesforceFieldNames {
     /// A text field of the solution link set to the solution id, so sellers see which solution
     /// a row is; `None` when the object's name is an auto-number.
     pub solution_name: Option<String>,
+    /// The partner's solution catalog object and its fields.
+    pub catalog_object: String,
+    /// Solution catalog: the Partner Center solution id. Must be an External ID field: creates
+    /// are upserts on it, so a retried create never makes a second row.
+    pub catalog_solution_id: String,
+    pub catalog_name: String,
+    /// Solution catalog: the description (by default the solution area field); `None` for an
+    /// object without one, which is then neither read nor written.
+    pub catalog_description: Option<String>,
 }
 
 impl Default for SalesforceFieldNames {
@@ -126,6 +135,10 @@ impl Default for SalesforceFieldNames {
             solution_id: s("Solution_Id__c"),
             solution_opportunity: s("Opportunity__c"),
             solution_name: Some(s("Name")),
+            catalog_object: s("Microsoft_Solution_Catalog__c"),
+            catalog_solution_id: s("Solution_Id__c"),
+            catalog_name: s("Name"),
+            catalog_description: Some(s("Solution_Area__c")),
         }
     }
 }
@@ -368,6 +381,10 @@ impl SalesforceConfig {
             ("solution_id", Some(&f.solution_id)),
             ("solution_opportunity", Some(&f.solution_opportunity)),
             ("solution_name", f.solution_name.as_ref()),
+            ("catalog_object", Some(&f.catalog_object)),
+            ("catalog_solution_id", Some(&f.catalog_solution_id)),
+            ("catalog_name", Some(&f.catalog_name)),
+            ("catalog_description", f.catalog_description.as_ref()),
             ("solution_area", f.solution_area.as_ref()),
             ("solution_play", f.solution_play.as_ref()),
             ("partner_role", f.partner_role.as_ref()),
@@ -384,6 +401,7 @@ impl SalesforceConfig {
             }
         }
         check_optional_fields(f).map_err(|reason| bad("fields", reason))?;
+        check_catalog_fields(f).map_err(|reason| bad("fields", reason))?;
         for key in self
             .opportunity_create_values
             .keys()
@@ -494,6 +512,31 @@ fn check_optional_fields(f: &SalesforceFieldNames) -> Result<(), String> {
         if clash {
             return Err(format!(
                 "field name {what} names {name:?}, a field another setting already uses"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The catalog's fields must differ from each other (and from `Id`, which every read selects):
+/// a write body holds each field once, so one of two values sharing a field would be lost.
+fn check_catalog_fields(f: &SalesforceFieldNames) -> Result<(), String> {
+    let fields = [
+        ("catalog_solution_id", Some(f.catalog_solution_id.as_str())),
+        ("catalog_name", Some(f.catalog_name.as_str())),
+        ("catalog_description", f.catalog_description.as_deref()),
+    ];
+    for (i, (what, name)) in fields.iter().enumerate() {
+        let Some(name) = name else {
+            continue;
+        };
+        // Salesforce matches API names without regard to case.
+        let clash = std::iter::once("Id")
+            .chain(fields[..i].iter().filter_map(|(_, n)| *n))
+            .any(|t| t.eq_ignore_ascii_case(name));
+        if clash {
+            return Err(format!(
+                "field name {what} names {name:?}, a catalog field another setting already uses"
             ));
         }
     }
@@ -614,6 +657,40 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("marketplace_intent")
+        );
+    }
+
+    #[test]
+    fn catalog_fields_default_to_the_documented_object_and_must_differ() {
+        let c = config();
+        assert_eq!(c.fields.catalog_object, "Microsoft_Solution_Catalog__c");
+        assert_eq!(
+            c.fields.catalog_description.as_deref(),
+            Some("Solution_Area__c")
+        );
+        let fields: SalesforceFieldNames =
+            serde_json::from_value(serde_json::json!({"catalogDescription": null}))
+                .unwrap_or_default();
+        assert_eq!(fields.catalog_description, None);
+        assert_eq!(
+            fields.catalog_name, "Name",
+            "unnamed fields keep their defaults"
+        );
+
+        let mut c = config();
+        c.fields.catalog_object = "Catalog c".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("catalog_object")
+        );
+        let mut c = config();
+        c.fields.catalog_description = Some("name".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("catalog_description") && err.contains("another setting"),
+            "{err}"
         );
     }
 

@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::config::SalesforceConfig;
 use crate::crm::{
-    AccountFields, ClearField, ContactFields, CrmError, LeadFields, LeadState, OpportunityFields,
-    OpportunityState, Visibility,
+    AccountFields, CatalogSolution, ClearField, ContactFields, CrmError, LeadFields, LeadState,
+    OpportunityFields, OpportunityState, Visibility,
 };
 
 /// A Salesforce record as the REST API returns it.
@@ -671,6 +671,67 @@ pub fn contact_fields(rec: &Record) -> ContactFields {
     }
 }
 
+// ---------------------------------------------------------------- the solution catalog
+
+pub fn catalog_select(c: &SalesforceConfig) -> Vec<String> {
+    let f = &c.fields;
+    let mut out = vec![
+        "Id".to_string(),
+        f.catalog_solution_id.clone(),
+        f.catalog_name.clone(),
+    ];
+    out.extend(f.catalog_description.clone());
+    dedup(out)
+}
+
+/// The JSON body of a catalog write: every field the settings name. On update a missing
+/// description is written as null, since an update writes the whole solution; a create leaves
+/// it out. Refused before sending when the solution has no id (the upsert's key) or no name.
+pub fn catalog_body(
+    c: &SalesforceConfig,
+    solution: &CatalogSolution,
+    create: bool,
+) -> Result<Record, CrmError> {
+    let f = &c.fields;
+    if solution.solution_id.trim().is_empty() {
+        return Err(rejected(
+            &f.catalog_solution_id,
+            "a catalog solution needs a Partner Center solution id".into(),
+        ));
+    }
+    if solution.name.trim().is_empty() {
+        return Err(rejected(
+            &f.catalog_name,
+            "a catalog solution needs a name".into(),
+        ));
+    }
+    let mut body = Record::new();
+    body.insert(f.catalog_solution_id.clone(), json!(solution.solution_id));
+    body.insert(f.catalog_name.clone(), json!(solution.name));
+    if let Some(field) = &f.catalog_description {
+        match &solution.description {
+            Some(d) => {
+                body.insert(field.clone(), json!(d));
+            }
+            None if !create => {
+                body.insert(field.clone(), Value::Null);
+            }
+            None => {}
+        }
+    }
+    Ok(body)
+}
+
+/// A catalog record's solution; a missing id or name reads as empty (every record is listed).
+pub fn catalog_solution(c: &SalesforceConfig, rec: &Record) -> CatalogSolution {
+    let f = &c.fields;
+    CatalogSolution {
+        solution_id: text(rec, &f.catalog_solution_id).unwrap_or_default(),
+        name: text(rec, &f.catalog_name).unwrap_or_default(),
+        description: f.catalog_description.as_ref().and_then(|d| text(rec, d)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,6 +789,58 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2025, 1, 20).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_catalog_solution_round_trips_and_an_update_empties_a_missing_description() {
+        let c = config();
+        let solution = CatalogSolution {
+            solution_id: "SOL-1".into(),
+            name: "Contoso Migrate".into(),
+            description: Some("Cloud and AI Platforms".into()),
+        };
+        let body = catalog_body(&c, &solution, true).unwrap_or_default();
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"Solution_Id__c": "SOL-1", "Name": "Contoso Migrate", "Solution_Area__c": "Cloud and AI Platforms"})
+        );
+        assert_eq!(catalog_solution(&c, &body), solution);
+        assert_eq!(
+            catalog_select(&c),
+            ["Id", "Solution_Id__c", "Name", "Solution_Area__c"]
+        );
+        let bare = CatalogSolution {
+            description: None,
+            ..solution.clone()
+        };
+        let create = catalog_body(&c, &bare, true).unwrap_or_default();
+        assert!(!create.contains_key("Solution_Area__c"), "{create:?}");
+        let update = catalog_body(&c, &bare, false).unwrap_or_default();
+        assert_eq!(update.get("Solution_Area__c"), Some(&Value::Null));
+
+        let mut plain = config();
+        plain.fields.catalog_description = None;
+        let update = catalog_body(&plain, &solution, false).unwrap_or_default();
+        assert!(!update.contains_key("Solution_Area__c"), "{update:?}");
+        assert_eq!(catalog_select(&plain), ["Id", "Solution_Id__c", "Name"]);
+        assert_eq!(catalog_solution(&plain, &body).description, None);
+
+        let no_id = CatalogSolution {
+            solution_id: " ".into(),
+            ..solution.clone()
+        };
+        assert!(matches!(
+            catalog_body(&c, &no_id, true),
+            Err(CrmError::Rejected { field: Some(f), .. }) if f == "Solution_Id__c"
+        ));
+        let no_name = CatalogSolution {
+            name: String::new(),
+            ..solution
+        };
+        assert!(matches!(
+            catalog_body(&c, &no_name, false),
+            Err(CrmError::Rejected { field: Some(f), .. }) if f == "Name"
+        ));
     }
 
     #[test]

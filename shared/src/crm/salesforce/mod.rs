@@ -13,7 +13,8 @@
 //!   is the primary `OpportunityContactRole`; the state is the configured stage names (any other
 //!   stage reads as active while open, then won or lost by `IsWon`). Creates with a referral id
 //!   are upserts on the referral-id external id, so a repeated create finds the first one; a
-//!   300 (several records share the id) is refused with a message saying so.
+//!   300 (several records share the id) is refused with a message saying so. Catalog creates are
+//!   upserts on the catalog's solution-id External ID for the same reason.
 //! - Reads follow `nextRecordsUrl` until `done`; the change feed returns one batch per page
 //!   (see the `feed` module).
 //! - A clear ([`OpportunityFields::clear`]) writes `"Field": null` in the update's PATCH; the
@@ -43,8 +44,9 @@ pub use http::SalesforceSetupError;
 pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
 
 use super::{
-    Account, AccountFields, ChangePage, ClearField, Contact, ContactFields, Crm, CrmError, CrmId,
-    CrmKind, CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
+    Account, AccountFields, CatalogEntry, CatalogSolution, ChangePage, ClearField, Contact,
+    ContactFields, Crm, CrmError, CrmId, CrmKind, CrmResult, Lead, LeadFields, Opportunity,
+    OpportunityFields,
 };
 use http::{Http, Target};
 use mapping::Write;
@@ -207,10 +209,12 @@ impl SalesforceCrm {
     }
 
     /// Creates the record whose external id `field` is `key`, or updates the one that has it.
+    /// `label` names the key for a person ("referral id") when several records share it.
     async fn upsert(
         &self,
         object: &str,
         field: &str,
+        label: &str,
         key: &str,
         mut body: Record,
     ) -> CrmResult<CrmId> {
@@ -240,7 +244,7 @@ impl SalesforceCrm {
                 e => e,
             })?;
         match reply.status {
-            StatusCode::MULTIPLE_CHOICES => Err(several(object, field, key, &reply.body)),
+            StatusCode::MULTIPLE_CHOICES => Err(several(object, field, label, key, &reply.body)),
             // Before v46 an update answers 204 without the id.
             StatusCode::NO_CONTENT => {
                 let soql = format!(
@@ -251,7 +255,7 @@ impl SalesforceCrm {
                 match hits.as_slice() {
                     [one] => mapping::id_of(one).ok_or_else(|| missing_id(object)),
                     [] => Err(CrmError::NotFound { what }),
-                    _ => Err(several(object, field, key, &Value::Null)),
+                    _ => Err(several(object, field, label, key, &Value::Null)),
                 }
             }
             _ => new_id(&reply.body, object),
@@ -279,7 +283,13 @@ impl SalesforceCrm {
                 .filter_map(mapping::id_of)
                 .map(Value::String)
                 .collect();
-            return Err(several(object, field, key, &Value::Array(ids)));
+            return Err(several(
+                object,
+                field,
+                "referral id",
+                key,
+                &Value::Array(ids),
+            ));
         }
         Ok(hits.pop())
     }
@@ -387,9 +397,9 @@ fn missing_id(object: &str) -> CrmError {
     }
 }
 
-/// Several records share what should identify one: a person must merge them or clear the
-/// field on all but one.
-fn several(object: &str, field: &str, key: &str, matches: &Value) -> CrmError {
+/// Several records share what should identify one (`label`, the key in a person's words): a
+/// person must merge them or clear the field on all but one.
+fn several(object: &str, field: &str, label: &str, key: &str, matches: &Value) -> CrmError {
     let ids: Vec<&str> = matches
         .as_array()
         .map(|a| {
@@ -406,7 +416,7 @@ fn several(object: &str, field: &str, key: &str, matches: &Value) -> CrmError {
     };
     CrmError::Rejected {
         message: format!(
-            "several {object} records share referral id {key}{listed}; keep {field} on one of them only"
+            "several {object} records share {label} {key}{listed}; keep {field} on one of them only"
         ),
         field: Some(field.to_string()),
     }
@@ -461,7 +471,8 @@ impl Crm for SalesforceCrm {
         let id = match fields.referral_id.as_deref().filter(|r| !r.is_empty()) {
             Some(referral) => {
                 let field = &self.config.fields.referral_id;
-                self.upsert("Opportunity", field, referral, body).await?
+                self.upsert("Opportunity", field, "referral id", referral, body)
+                    .await?
             }
             None => self.create_record("Opportunity", body).await?,
         };
@@ -536,7 +547,8 @@ impl Crm for SalesforceCrm {
         match fields.referral_id.as_deref().filter(|r| !r.is_empty()) {
             Some(referral) => {
                 let field = &self.config.fields.lead_referral_id;
-                self.upsert("Lead", field, referral, body).await
+                self.upsert("Lead", field, "referral id", referral, body)
+                    .await
             }
             None => self.create_record("Lead", body).await,
         }
@@ -726,5 +738,51 @@ impl Crm for SalesforceCrm {
             id: mapping::id_of(&rec).ok_or_else(|| missing_id("Contact"))?,
             fields: mapping::contact_fields(&rec),
         }))
+    }
+
+    /// One SOQL query, followed through `nextRecordsUrl`; oldest first, so two reads list the
+    /// catalog in the same order.
+    async fn catalog(&self) -> CrmResult<Vec<CatalogEntry>> {
+        let f = &self.config.fields;
+        let soql = format!(
+            "SELECT {} FROM {} ORDER BY CreatedDate ASC",
+            mapping::catalog_select(&self.config).join(", "),
+            f.catalog_object
+        );
+        self.query(&soql)
+            .await?
+            .iter()
+            .map(|rec| {
+                Ok(CatalogEntry {
+                    crm_id: mapping::id_of(rec).ok_or_else(|| missing_id(&f.catalog_object))?,
+                    solution: mapping::catalog_solution(&self.config, rec),
+                })
+            })
+            .collect()
+    }
+
+    /// An upsert on the solution-id External ID, so a create retried after its answer was lost
+    /// finds the row it made instead of making a second one.
+    async fn create_catalog_solution(&self, solution: &CatalogSolution) -> CrmResult<CrmId> {
+        let f = &self.config.fields;
+        let body = mapping::catalog_body(&self.config, solution, true)?;
+        self.upsert(
+            &f.catalog_object,
+            &f.catalog_solution_id,
+            "solution id",
+            &solution.solution_id,
+            body,
+        )
+        .await
+    }
+
+    async fn update_catalog_solution(
+        &self,
+        crm_id: &str,
+        solution: &CatalogSolution,
+    ) -> CrmResult<()> {
+        let body = mapping::catalog_body(&self.config, solution, false)?;
+        self.update_record(&self.config.fields.catalog_object, crm_id, body)
+            .await
     }
 }
