@@ -11,6 +11,7 @@ cosell_e2e::every_stack!(
     partner_center_asking_for_twenty_seconds_is_not_asked_again_sooner,
     a_lost_create_answer_does_not_make_a_second_referral,
     a_deal_that_fails_validation_gets_audit_and_a_cross_and_no_partner_center_call,
+    with_a_catalog_a_deal_linking_an_unknown_solution_gets_a_cross_and_audit,
     accepting_from_the_hold_stage_writes_partner_center_once_and_echoes_nothing,
     closing_the_opportunity_closes_the_referral,
     closing_a_pending_referral_declines_it,
@@ -130,6 +131,60 @@ async fn a_lost_create_answer_does_not_make_a_second_referral(kind: CrmKind, bac
     let opportunity = stack.opportunity(&crm_id).await.expect("the opportunity");
     assert_eq!(opportunity.referral_id.as_deref(), text(&referral, "/id"));
     assert!(opportunity.name.starts_with('✔'), "{}", opportunity.name);
+}
+
+async fn with_a_catalog_a_deal_linking_an_unknown_solution_gets_a_cross_and_audit(
+    kind: CrmKind,
+    backend: Backend,
+) {
+    let stack = TestStack::start(kind, backend).await;
+    // The partner's catalog holds one solution, not the one the seller links.
+    let (set, row) = match kind {
+        CrmKind::Dynamics => (
+            "cosell_solutioncatalogs",
+            serde_json::json!({"cosell_name": "Data platform", "cosell_solutionid": "SOL-CATALOGUED"}),
+        ),
+        CrmKind::Salesforce => (
+            "Microsoft_Solution_Catalog__c",
+            serde_json::json!({"Name": "Data platform", "Solution_Id__c": "SOL-CATALOGUED"}),
+        ),
+    };
+    stack
+        .control(
+            reqwest::Method::POST,
+            &cosell_e2e::stack::CrmSide(kind).control(set),
+            Some(row),
+        )
+        .await;
+    let crm_id = stack
+        .seller_shares(Share {
+            name: "Unknown solution",
+            solutions: &["SOL-NOT-IN-CATALOG"],
+            ..Share::default()
+        })
+        .await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "acknowledged, not retried: {run:?}");
+    let opportunity = stack.opportunity(&crm_id).await.expect("the opportunity");
+    assert!(opportunity.name.starts_with('✖'), "{}", opportunity.name);
+    assert!(
+        opportunity.audit.contains("'SOL-NOT-IN-CATALOG'")
+            && opportunity.audit.contains("solution catalog"),
+        "Audit names the unknown solution: {}",
+        opportunity.audit
+    );
+    assert_eq!(stack.referral_for_opportunity(&crm_id).await, None);
+
+    let listed = stack
+        .seller_shares(Share {
+            name: "Catalogued solution",
+            solutions: &["SOL-CATALOGUED"],
+            ..Share::default()
+        })
+        .await;
+    let run = stack.settle().await;
+    assert_eq!(run.failed, 0, "{run:?}");
+    assert!(stack.referral_for_opportunity(&listed).await.is_some());
 }
 
 async fn a_deal_that_fails_validation_gets_audit_and_a_cross_and_no_partner_center_call(

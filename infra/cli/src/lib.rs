@@ -5,3 +5,4 @@ pub mod demo;
 pub mod local;
 pub mod register;
 pub mod settings;
+pub mod solutions;

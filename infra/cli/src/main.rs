@@ -9,6 +9,7 @@ use cosell::auth;
 use cosell::local::{self, LocalOptions};
 use cosell::register::{self, RegisterOptions};
 use cosell::settings::Settings;
+use cosell::solutions;
 use cosell_shared::crm::CrmKind;
 use cosell_shared::registrar::RegistrarOptions;
 
@@ -32,6 +33,33 @@ enum Command {
     /// refresh token where the connector reads it; or report on the stored sign-in.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// The partner's co-sell-ready solutions in the CRM's solution catalog.
+    #[command(subcommand)]
+    Solutions(SolutionsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SolutionsCommand {
+    /// Load solutions from a CSV file or an Excel workbook (first sheet) into the catalog,
+    /// upserted by solution id. The first row names the columns: solution id, name and
+    /// (optional) description. Prints what was created, updated, unchanged and refused; exits
+    /// non-zero when a row was refused.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The CSV (.csv) or Excel (.xlsx, .xls, .ods) file.
+    file: PathBuf,
+    /// Which CRM (or COSELL_CRM).
+    #[arg(long, value_enum)]
+    crm: Option<Crm>,
+    /// Use the sandbox running at this URL, with its default identities.
+    #[arg(long)]
+    sandbox_url: Option<String>,
+    /// A TOML file of settings, as for `cosell local`; the environment wins over it.
+    #[arg(long, env = "COSELL_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +203,35 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Solutions(SolutionsCommand::Import(args)) => {
+            let mut settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cosell solutions import: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(kind) = args.crm {
+                settings.set(
+                    "COSELL_CRM",
+                    match kind {
+                        Crm::Dynamics => "dynamics",
+                        Crm::Salesforce => "salesforce",
+                    },
+                );
+            }
+            let options = solutions::ImportOptions {
+                file: args.file,
+                sandbox_url: args.sandbox_url,
+            };
+            match solutions::import(options, settings, &mut std::io::stdout()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cosell solutions import: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Auth(command) => {
             let common = match &command {
                 AuthCommand::Login(a) => &a.common,

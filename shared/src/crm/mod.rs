@@ -66,6 +66,23 @@ impl CrmError {
 
 pub type CrmResult<T> = Result<T, CrmError>;
 
+/// A co-sell-ready solution of the partner, as its CRM's solution catalog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogSolution {
+    /// The Partner Center solution id (what deals link).
+    pub solution_id: String,
+    pub name: String,
+    /// Dataverse: the catalog's description column; Salesforce: its solution area field.
+    pub description: Option<String>,
+}
+
+/// A catalog row and its CRM record id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub crm_id: CrmId,
+    pub solution: CatalogSolution,
+}
+
 /// Everything the sync asks of a CRM. Every method is one logical operation; adapters follow
 /// their API's paging, honour 429/`Retry-After` and time out.
 #[async_trait]
@@ -124,4 +141,14 @@ pub trait Crm: Send + Sync {
     async fn get_account(&self, id: &str) -> CrmResult<Option<Account>>;
     /// The contact with this id; `None` when there is none.
     async fn get_contact(&self, id: &str) -> CrmResult<Option<Contact>>;
+
+    /// Every row of the partner's solution catalog, across all pages.
+    async fn catalog(&self) -> CrmResult<Vec<CatalogEntry>>;
+    async fn create_catalog_solution(&self, solution: &CatalogSolution) -> CrmResult<CrmId>;
+    /// Writes the row's name, description and solution id.
+    async fn update_catalog_solution(
+        &self,
+        crm_id: &str,
+        solution: &CatalogSolution,
+    ) -> CrmResult<()>;
 }

@@ -193,6 +193,17 @@ impl Outbound<'_> {
                 Err(problems) => problems,
             };
         problems.extend(rules::validate_services(fields, &self.options.services));
+        if !solutions.is_empty() {
+            // Only a deal that links solutions pays for reading the catalog.
+            let catalog: Vec<String> = self
+                .crm
+                .catalog()
+                .await?
+                .into_iter()
+                .map(|e| e.solution.solution_id)
+                .collect();
+            problems.extend(rules::validate_catalog(&solutions, &catalog));
+        }
         if !problems.is_empty() {
             let reason = format!("Not shared with Partner Center: {}", problems.join(" "));
             self.mark(opportunity, Mark::Failed, &reason, None, now)

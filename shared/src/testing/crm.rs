@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::crm::{
-    Account, AccountFields, ChangePage, ClearField, Contact, ContactFields, Crm, CrmError, CrmId,
-    CrmKind, CrmResult, Lead, LeadFields, Opportunity, OpportunityFields,
+    Account, AccountFields, CatalogEntry, CatalogSolution, ChangePage, ClearField, Contact,
+    ContactFields, Crm, CrmError, CrmId, CrmKind, CrmResult, Lead, LeadFields, Opportunity,
+    OpportunityFields,
 };
 use crate::domain::accounts::AccountKey;
 
@@ -45,6 +46,8 @@ struct State {
     contacts: Vec<(CrmId, ContactFields)>,
     /// Opportunity id → solution ids, in the order they were linked.
     solutions: HashMap<CrmId, Vec<String>>,
+    /// The solution catalog, in creation order.
+    catalog: Vec<CatalogEntry>,
     calls: HashMap<&'static str, usize>,
     faults: HashMap<&'static str, VecDeque<CrmError>>,
 }
@@ -64,7 +67,9 @@ impl Default for MemoryCrm {
 pub type Method = &'static str;
 
 /// The port methods that change the CRM.
-const WRITES: [Method; 8] = [
+const WRITES: [Method; 10] = [
+    "create_catalog_solution",
+    "update_catalog_solution",
     "create_opportunity",
     "update_opportunity",
     "create_lead",
@@ -91,6 +96,7 @@ impl MemoryCrm {
                 accounts: Vec::new(),
                 contacts: Vec::new(),
                 solutions: HashMap::new(),
+                catalog: Vec::new(),
                 calls: HashMap::new(),
                 faults: HashMap::new(),
             }),
@@ -661,5 +667,34 @@ impl Crm for MemoryCrm {
                 id: id.clone(),
                 fields: fields.clone(),
             }))
+    }
+
+    async fn catalog(&self) -> CrmResult<Vec<CatalogEntry>> {
+        Ok(self.call("catalog")?.catalog.clone())
+    }
+
+    async fn create_catalog_solution(&self, solution: &CatalogSolution) -> CrmResult<CrmId> {
+        let mut state = self.call("create_catalog_solution")?;
+        let crm_id = state.new_id("catalog");
+        state.catalog.push(CatalogEntry {
+            crm_id: crm_id.clone(),
+            solution: solution.clone(),
+        });
+        Ok(crm_id)
+    }
+
+    async fn update_catalog_solution(
+        &self,
+        crm_id: &str,
+        solution: &CatalogSolution,
+    ) -> CrmResult<()> {
+        let mut state = self.call("update_catalog_solution")?;
+        let entry = state
+            .catalog
+            .iter_mut()
+            .find(|e| e.crm_id == crm_id)
+            .ok_or_else(|| not_found("catalog solution", crm_id))?;
+        entry.solution = solution.clone();
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ pub(crate) mod fixtures;
 
 pub use patch::{PatchOp, empty_team_op, patch_ops};
 pub use referral_body::*;
-pub use validation::{ServicesRules, iso_country, validate, validate_services};
+pub use validation::{ServicesRules, iso_country, validate, validate_catalog, validate_services};
 
 use crate::domain::marker;
 use crate::domain::projection::Projection;

@@ -223,10 +223,41 @@ pub fn validate_services(opportunity: &OpportunityFields, rules: &ServicesRules)
     problems
 }
 
+/// With a solution catalog in the CRM (`catalog` its solution ids, empty when there is none), a
+/// deal may only link solutions that are in it: one problem per unknown id, naming it.
+pub fn validate_catalog(linked: &[String], catalog: &[String]) -> Vec<String> {
+    if catalog.is_empty() {
+        return Vec::new();
+    }
+    linked
+        .iter()
+        .filter(|id| !catalog.iter().any(|c| c.trim().eq_ignore_ascii_case(id.trim())))
+        .map(|id| {
+            format!(
+                "The solution '{}' is not in the solution catalog: link a solution from the catalog, or import it with `cosell solutions import`.",
+                id.trim()
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::outbound::fixtures::*;
+
+    #[test]
+    fn with_a_catalog_only_its_solutions_may_be_linked() {
+        let linked = vec!["sol-1".to_string(), "sol-9".to_string()];
+        assert_eq!(
+            validate_catalog(&linked, &[]),
+            Vec::<String>::new(),
+            "no catalog: any"
+        );
+        let problems = validate_catalog(&linked, &["SOL-1".to_string(), "sol-2".to_string()]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("'sol-9'"), "{problems:?}");
+    }
 
     #[test]
     fn iso_countries_are_the_249_assigned_codes() {

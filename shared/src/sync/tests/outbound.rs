@@ -86,6 +86,46 @@ async fn a_deal_that_fails_validation_gets_a_cross_and_audit_and_no_partner_cent
 }
 
 #[tokio::test]
+async fn with_a_catalog_a_deal_linking_an_unknown_solution_is_refused_naming_it() {
+    use crate::crm::{CatalogSolution, Crm};
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("Catalogued", true).await;
+    let linked = w.crm.solution_links(&crm_id).await.expect("links");
+    assert!(!linked.is_empty(), "the deal links a solution");
+    w.crm
+        .create_catalog_solution(&CatalogSolution {
+            solution_id: "another-solution".into(),
+            name: "Another solution".into(),
+            description: None,
+        })
+        .await
+        .expect("a catalog row");
+
+    let handled = w.shared(&crm_id).await;
+    let Handled::Failed { reason } = handled else {
+        panic!("failed, not {handled:?}");
+    };
+    assert!(reason.contains(&format!("'{}'", linked[0])), "{reason}");
+    assert!(reason.contains("solution catalog"), "{reason}");
+    assert_eq!(w.pc.calls().total(), 0, "no Partner Center call");
+    let o = w.opportunity(&crm_id);
+    assert!(last_audit(&o).contains(&reason), "{o:?}");
+
+    // Once the solution is in the catalog, the same deal is shared.
+    w.crm
+        .create_catalog_solution(&CatalogSolution {
+            solution_id: linked[0].clone(),
+            name: "Its solution".into(),
+            description: None,
+        })
+        .await
+        .expect("a catalog row");
+    w.crm
+        .seller_edits(&crm_id, |f| f.name = Some("Catalogued".into()));
+    assert!(matches!(w.shared(&crm_id).await, Handled::Created { .. }));
+}
+
+#[tokio::test]
 async fn a_create_whose_answer_was_lost_is_found_not_made_again() {
     let w = World::dynamics();
     let crm_id = w.sellers_deal("Lost answer", false).await;
