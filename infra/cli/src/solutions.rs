@@ -240,10 +240,20 @@ pub async fn upsert(
                 summary.unchanged += 1;
                 Ok(())
             }
-            Some((crm_id, _)) => crm
-                .update_catalog_solution(crm_id, &row.solution)
-                .await
-                .map(|()| summary.updated += 1),
+            Some((crm_id, current)) => {
+                // A row without a description leaves the catalog's as it is.
+                let wanted = CatalogSolution {
+                    description: row
+                        .solution
+                        .description
+                        .clone()
+                        .or_else(|| current.description.clone()),
+                    ..row.solution.clone()
+                };
+                crm.update_catalog_solution(crm_id, &wanted)
+                    .await
+                    .map(|()| summary.updated += 1)
+            }
             None => crm
                 .create_catalog_solution(&row.solution)
                 .await
@@ -379,6 +389,34 @@ mod tests {
                 (5, "the same solution id as row 2")
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn an_update_without_a_description_keeps_the_catalogs() {
+        let crm = cosell_shared::testing::MemoryCrm::default();
+        crm.create_catalog_solution(&CatalogSolution {
+            solution_id: "sol-1".into(),
+            name: "Old name".into(),
+            description: Some("Data & AI".into()),
+        })
+        .await
+        .expect("a row");
+        let row = Row {
+            number: 2,
+            solution: CatalogSolution {
+                solution_id: "SOL-1".into(),
+                name: "New name".into(),
+                description: None,
+            },
+        };
+        let summary = upsert(&crm, vec![row], Vec::new(), &ProgressBar::hidden())
+            .await
+            .expect("upserted");
+        assert_eq!((summary.created, summary.updated), (0, 1));
+        let rows = crm.catalog().await.expect("the catalog");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].solution.name, "New name");
+        assert_eq!(rows[0].solution.description.as_deref(), Some("Data & AI"));
     }
 
     #[test]

@@ -195,13 +195,16 @@ impl Outbound<'_> {
         problems.extend(rules::validate_services(fields, &self.options.services));
         if !solutions.is_empty() {
             // Only a deal that links solutions pays for reading the catalog.
-            let catalog: Vec<String> = self
-                .crm
-                .catalog()
-                .await?
-                .into_iter()
-                .map(|e| e.solution.solution_id)
-                .collect();
+            let catalog: Vec<String> = match self.crm.catalog().await {
+                Ok(rows) => rows.into_iter().map(|e| e.solution.solution_id).collect(),
+                Err(e) if e.is_transient() => return Err(e.into()),
+                // A CRM set up before the catalog existed has no catalog table: no catalog,
+                // so any solution may be linked, as before.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the solution catalog cannot be read; solutions are not checked against it");
+                    Vec::new()
+                }
+            };
             problems.extend(rules::validate_catalog(&solutions, &catalog));
         }
         if !problems.is_empty() {

@@ -126,6 +126,20 @@ async fn with_a_catalog_a_deal_linking_an_unknown_solution_is_refused_naming_it(
 }
 
 #[tokio::test]
+async fn a_crm_without_a_catalog_table_shares_the_deal_as_before() {
+    let w = World::dynamics();
+    let crm_id = w.sellers_deal("No catalog table", true).await;
+    w.crm.fail_next(
+        "catalog",
+        crate::crm::CrmError::Rejected {
+            message: "Resource not found for the segment 'cosell_solutioncatalogs'.".into(),
+            field: None,
+        },
+    );
+    assert!(matches!(w.shared(&crm_id).await, Handled::Created { .. }));
+}
+
+#[tokio::test]
 async fn a_create_whose_answer_was_lost_is_found_not_made_again() {
     let w = World::dynamics();
     let crm_id = w.sellers_deal("Lost answer", false).await;
