@@ -1133,7 +1133,7 @@ impl TestStack {
         let (contact, solutions) = match self.kind {
             CrmKind::Dynamics => {
                 let solutions = self
-                    .crm_rows("cosell_solutions")
+                    .crm_rows("cosell_solutionlinks")
                     .await
                     .into_iter()
                     .filter(|s| s["_cosell_opportunityid_value"].as_str() == Some(&id))
@@ -1393,7 +1393,7 @@ impl TestStack {
         for solution in share.solutions {
             let (set, body) = match self.kind {
                 CrmKind::Dynamics => (
-                    "cosell_solutions",
+                    "cosell_solutionlinks",
                     json!({
                         "cosell_solutionid": solution, "cosell_name": solution,
                         "cosell_opportunityid@odata.bind": format!("/opportunities({id})")

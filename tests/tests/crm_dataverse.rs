@@ -542,7 +542,7 @@ async fn long_lists_are_read_page_by_page() {
     }
     env.control(Method::DELETE, "/_sandbox/stats", None).await;
     assert_eq!(crm.solution_links(&id).await.expect("links"), solutions);
-    assert_eq!(env.stat("GET /api/data/v9.2/cosell_solutions").await, 3);
+    assert_eq!(env.stat("GET /api/data/v9.2/cosell_solutionlinks").await, 3);
 }
 
 fn solution(n: usize) -> CatalogSolution {

@@ -248,7 +248,7 @@ impl Seller {
             CrmKind::Salesforce => "Id".to_string(),
             CrmKind::Dynamics => match set {
                 "opportunities" => "opportunityid".to_string(),
-                // `accounts` → `accountid`, `cosell_solutions` → `cosell_solutionid`…
+                // `accounts` → `accountid`, `cosell_solutionlinks` → `cosell_solutionlinkid`…
                 other => format!("{}id", other.trim_end_matches('s')),
             },
         };
@@ -332,7 +332,7 @@ impl Seller {
         }
         if complete {
             if dynamics {
-                self.create("cosell_solutions", json!({"cosell_solutionid": "SOL-TAILSPIN-1", "cosell_name": "Azure migration", "cosell_opportunityid@odata.bind": format!("/opportunities({opportunity})")})).await?;
+                self.create("cosell_solutionlinks", json!({"cosell_solutionid": "SOL-TAILSPIN-1", "cosell_name": "Azure migration", "cosell_opportunityid@odata.bind": format!("/opportunities({opportunity})")})).await?;
             } else {
                 self.create("Microsoft_Solution__c", json!({"Solution_Id__c": "SOL-TAILSPIN-1", "Name": "Azure migration", "Opportunity__c": opportunity})).await?;
             }

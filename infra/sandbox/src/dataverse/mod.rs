@@ -11,7 +11,7 @@
 //!   expired or for another audience → 401 with the error body and a `WWW-Authenticate` naming
 //!   the authority.
 //! - Tables: `opportunities`, `accounts`, `contacts`, `leads`, `transactioncurrencies` (seeded
-//!   from [`Config::currencies`]), `cosell_solutions`, `cosell_solutioncatalogs`. The schema is
+//!   from [`Config::currencies`]), `cosell_solutionlinks`, `cosell_solutioncatalogs`. The schema is
 //!   data ([`schema`]): columns have a type, a maximum length, a required flag; the control API
 //!   adds columns, alternate keys and changes requirement levels. Besides the connector's
 //!   columns, the opportunity has the Services co-sell text columns `cosell_solutionarea`,
@@ -65,7 +65,7 @@
 //! - Error codes other than `0x80072322` are the sandbox's (listed in `error.rs`).
 //! - The solution-link table's logical name is `cosell_solutionlink` (primary key
 //!   `cosell_solutionlinkid`), because `cosell_solutionid` is the Partner Center solution id
-//!   column; its entity set is `cosell_solutions` as the docs name it.
+//!   column; its entity set is `cosell_solutionlinks` as the docs name it.
 
 mod api;
 mod control;

@@ -560,7 +560,7 @@ pub fn standard_tables() -> Vec<TableDef> {
         // `cosell_solution` would be `cosell_solutionid`, which docs/dataverse.md ("Connector
         // columns") gives to the Partner Center solution id column.
         table(
-            "cosell_solutions",
+            "cosell_solutionlinks",
             "cosell_solutionlink",
             "cosell_solutionlinkid",
             active_inactive(),

@@ -261,7 +261,7 @@ async fn lookups_bind_and_read_back_as_value_properties() {
     assert_eq!(c["fullname"], "Ann Lee");
     let sol = dv
         .create(
-            "cosell_solutions",
+            "cosell_solutionlinks",
             json!({
                 "cosell_solutionid": "SOL-1",
                 "cosell_opportunityid@odata.bind": format!("/opportunities({opp})"),
@@ -270,7 +270,7 @@ async fn lookups_bind_and_read_back_as_value_properties() {
         .await;
     let r = dv
         .get(&format!(
-            "cosell_solutions?$filter=_cosell_opportunityid_value eq {opp}"
+            "cosell_solutionlinks?$filter=_cosell_opportunityid_value eq {opp}"
         ))
         .await;
     assert_eq!(

@@ -138,7 +138,7 @@ impl Default for DataverseFields {
             lead_country: "address1_country".into(),
             account_country: "address1_country".into(),
             account_state: Some("address1_stateorprovince".into()),
-            solution_link_set: "cosell_solutions".into(),
+            solution_link_set: "cosell_solutionlinks".into(),
             solution_id: "cosell_solutionid".into(),
             solution_link_opportunity: "cosell_opportunityid".into(),
             solution_link_name: Some("cosell_name".into()),
