@@ -351,6 +351,12 @@ fn dataverse(env: &Env<'_>) -> Result<DataverseConfig, ConfigError> {
         "COSELL_DATAVERSE_CHANGE_OVERLAP_SECS",
         c.change_overlap.as_secs(),
     )?);
+    if let Some(solution) = env.get("COSELL_DATAVERSE_SOLUTION") {
+        c.solution = solution;
+    }
+    if let Some(prefix) = env.get("COSELL_DATAVERSE_PUBLISHER_PREFIX") {
+        c.publisher_prefix = prefix;
+    }
     if let Some(fields) = env.json::<DataverseFields>("COSELL_DATAVERSE_FIELDS")? {
         c.fields = fields;
     }
@@ -410,6 +416,9 @@ fn salesforce(env: &Env<'_>) -> Result<SalesforceConfig, ConfigError> {
     if let Some(fields) = env.json("COSELL_SALESFORCE_FIELDS")? {
         c.fields = fields;
     }
+    if let Some(set) = env.get("COSELL_SALESFORCE_PERMISSION_SET") {
+        c.permission_set = set;
+    }
     if let Some(stages) = env.json("COSELL_SALESFORCE_STAGES")? {
         c.stages = stages;
     }
@@ -436,6 +445,8 @@ fn dataverse_setting(setting: &str) -> &'static str {
         "client_id" => "COSELL_DATAVERSE_CLIENT_ID",
         "client_secret" => "COSELL_DATAVERSE_CLIENT_SECRET",
         "change_overlap" => "COSELL_DATAVERSE_CHANGE_OVERLAP_SECS",
+        "solution" => "COSELL_DATAVERSE_SOLUTION",
+        "publisher_prefix" => "COSELL_DATAVERSE_PUBLISHER_PREFIX",
         "opportunity_create_defaults" => "COSELL_OPPORTUNITY_CREATE_VALUES",
         "lead_create_defaults" => "COSELL_LEAD_CREATE_VALUES",
         "api_version" | "timeout" | "page_size" | "max_account_candidates" => "COSELL_DATAVERSE_*",
@@ -451,6 +462,7 @@ fn salesforce_setting(setting: &str) -> &'static str {
         "auth" => "COSELL_SALESFORCE_CLIENT_ID",
         "fields" => "COSELL_SALESFORCE_FIELDS",
         "stages" => "COSELL_SALESFORCE_STAGES",
+        "permission_set" => "COSELL_SALESFORCE_PERMISSION_SET",
         "create_values" => "COSELL_OPPORTUNITY_CREATE_VALUES or COSELL_LEAD_CREATE_VALUES",
         "change_overlap" => "COSELL_SALESFORCE_CHANGE_OVERLAP_SECS",
         _ => "COSELL_SALESFORCE_*",

@@ -5,6 +5,7 @@
 pub mod dataverse;
 mod feed;
 pub mod salesforce;
+pub mod schema;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

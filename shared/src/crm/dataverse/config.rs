@@ -18,6 +18,12 @@ pub use crate::secret::Secret;
 /// timeout (docs/dataverse.md, "Polling by modifiedon").
 pub const DEFAULT_CHANGE_OVERLAP: Duration = Duration::from_secs(120);
 
+/// The default [`DataverseConfig::solution`].
+pub const DEFAULT_SOLUTION: &str = "CoSellConnector";
+
+/// The default [`DataverseConfig::publisher_prefix`], the prefix of the default column names.
+pub const DEFAULT_PUBLISHER_PREFIX: &str = "cosell";
+
 /// A longer overlap would re-read a day of changes on every poll.
 const MAX_CHANGE_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
@@ -181,6 +187,12 @@ pub struct DataverseConfig {
     /// committed late) is still found; rows handed out before are not repeated.
     pub change_overlap: Duration,
     pub fields: DataverseFields,
+    /// The unmanaged solution `cosell crm setup` puts the connector's tables and columns in
+    /// (its unique name); created when missing.
+    pub solution: String,
+    /// The customization prefix of that solution's publisher. Every name setup creates must
+    /// start with it and `_`.
+    pub publisher_prefix: String,
 }
 
 impl DataverseConfig {
@@ -204,6 +216,8 @@ impl DataverseConfig {
             max_account_candidates: 50,
             change_overlap: DEFAULT_CHANGE_OVERLAP,
             fields: DataverseFields::default(),
+            solution: DEFAULT_SOLUTION.into(),
+            publisher_prefix: DEFAULT_PUBLISHER_PREFIX.into(),
         }
     }
 
@@ -234,6 +248,18 @@ impl DataverseConfig {
         }
         if self.client_id.is_empty() {
             return Err(ConfigError::invalid("client_id", "must not be empty"));
+        }
+        if let Err(reason) = check_publisher_prefix(&self.publisher_prefix) {
+            return Err(ConfigError::invalid("publisher_prefix", &reason));
+        }
+        let mut solution = self.solution.chars();
+        if !solution.next().is_some_and(|c| c.is_ascii_alphabetic())
+            || !solution.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "solution",
+                "must be a solution unique name: letters, digits and _, starting with a letter",
+            ));
         }
         if self.client_credential.is_empty() {
             return Err(ConfigError::invalid("client_secret", "must not be empty"));
@@ -438,6 +464,23 @@ fn is_identifier(s: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The documented rules for a publisher's customization prefix (docs/dataverse.md,
+/// "Metadata"): 2 to 8 letters or digits, starting with a letter, not starting with `mscrm`.
+pub fn check_publisher_prefix(prefix: &str) -> Result<(), String> {
+    let mut chars = prefix.chars();
+    let ok = (2..=8).contains(&prefix.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric())
+        && !prefix.to_ascii_lowercase().starts_with("mscrm");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 2 to 8 letters or digits, start with a letter and not start with mscrm (found {prefix:?})"
+        ))
+    }
 }
 
 /// A configuration value the adapter cannot work with.

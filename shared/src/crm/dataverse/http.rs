@@ -35,6 +35,8 @@ pub(super) struct Request<'a> {
     pub if_match: Option<&'static str>,
     pub if_none_match: Option<&'static str>,
     pub prefer: Option<String>,
+    /// Any other headers (the metadata API's `MSCRM.SolutionUniqueName`…).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl<'a> Request<'a> {
@@ -47,6 +49,7 @@ impl<'a> Request<'a> {
             // docs/dataverse.md, "Headers": sent on reads so no cached representation is served.
             if_none_match: Some("null"),
             prefer: None,
+            headers: Vec::new(),
         }
     }
 
@@ -59,6 +62,7 @@ impl<'a> Request<'a> {
             if_match: Some("*"),
             if_none_match: None,
             prefer: None,
+            headers: Vec::new(),
         }
     }
 
@@ -71,6 +75,7 @@ impl<'a> Request<'a> {
             if_match: None,
             if_none_match: Some("*"),
             prefer: None,
+            headers: Vec::new(),
         }
     }
 
@@ -82,6 +87,7 @@ impl<'a> Request<'a> {
             if_match: None,
             if_none_match: None,
             prefer: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -208,6 +214,9 @@ impl Http {
         }
         if let Some(v) = &req.prefer {
             builder = builder.header("Prefer", v);
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, value);
         }
         if let Some(body) = req.body {
             builder = builder.json(body);

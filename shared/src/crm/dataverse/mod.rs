@@ -23,6 +23,7 @@ mod config;
 mod feed;
 mod http;
 mod mapping;
+mod metadata;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -39,6 +40,7 @@ pub use config::{
     VisibilityEncoding,
 };
 use http::{Http, Request};
+pub use metadata::DataverseSchema;
 use mapping::{OpportunityRefs, guid, lookup_column, query};
 
 use super::{

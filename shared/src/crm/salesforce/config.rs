@@ -267,7 +267,13 @@ pub struct SalesforceConfig {
     /// covered, so a record whose stamp lands behind records already read (a transaction that
     /// committed late) is still found; records handed out before are not repeated.
     pub change_overlap: Duration,
+    /// The permission set `cosell crm setup` grants the connector's fields and objects with,
+    /// assigned to the integration user (its API name); created when missing.
+    pub permission_set: String,
 }
+
+/// The default [`SalesforceConfig::permission_set`].
+pub const DEFAULT_PERMISSION_SET: &str = "CoSell_Connector";
 
 impl SalesforceConfig {
     /// The defaults of docs/salesforce.md, signing in with `auth` at
@@ -291,6 +297,7 @@ impl SalesforceConfig {
             contact_role: None,
             query_batch_size: None,
             change_overlap: DEFAULT_CHANGE_OVERLAP,
+            permission_set: DEFAULT_PERMISSION_SET.into(),
         }
     }
 
@@ -303,6 +310,15 @@ impl SalesforceConfig {
                 format!("is not a URL ({e}): {}", self.login_url),
             )
         })?;
+        if !is_api_name(&self.permission_set) || self.permission_set.ends_with("__c") {
+            return Err(bad(
+                "permission_set",
+                format!(
+                    "must be an API name (letters, digits and single underscores, starting with a letter): {}",
+                    self.permission_set
+                ),
+            ));
+        }
         if !matches!(url.scheme(), "https" | "http") {
             return Err(bad(
                 "login_url",
