@@ -60,6 +60,7 @@ pub fn route_label(path: &str) -> Option<String> {
         }
         ["sobjects", obj, _id] => vec!["sobjects", obj, "{id}"],
         ["sobjects", obj, field, _value] => vec!["sobjects", obj, field, "{value}"],
+        ["tooling", "sobjects", obj, _id] => vec!["tooling", "sobjects", obj, "{id}"],
         [q @ ("query" | "queryAll"), _locator] => vec![q, "{locator}"],
         other => other.to_vec(),
     };
@@ -157,6 +158,7 @@ async fn data(
         .unwrap_or_default();
     let now = app.clock.now();
     let mut state = app.salesforce();
+    let scope = ViewScope(&mut state);
     let result = match segs.split_first() {
         Some((v, rest)) => match parse_version(v).filter(|n| {
             (app.config.salesforce.oldest_api_version..=app.config.salesforce.latest_api_version)
@@ -172,12 +174,13 @@ async fn data(
                     body: &body,
                     now,
                 };
-                handle(&mut state, &req, rest)
+                handle(scope.0, &req, rest)
             }
             None => Err(SfError::not_found()),
         },
         None => Err(SfError::not_found()),
     };
+    drop(scope);
     let max = state.budget_max();
     let used = state.budget.used(now);
     drop(state);
@@ -188,13 +191,23 @@ async fn data(
     resp
 }
 
+/// Ends a request's view of the schema (`State::view`) when the request ends, even when a
+/// handler panics: the lock survives a panic, and the control API must see the whole schema.
+struct ViewScope<'a>(&'a mut SfState);
+
+impl Drop for ViewScope<'_> {
+    fn drop(&mut self) {
+        self.0.view = None;
+    }
+}
+
 impl SfState {
     pub(super) fn budget_max(&self) -> u64 {
         self.budget.max.unwrap_or(self.config.daily_api_limit)
     }
 }
 
-fn method_not_allowed(method: &Method, allowed: &str) -> SfError {
+pub(super) fn method_not_allowed(method: &Method, allowed: &str) -> SfError {
     SfError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
@@ -202,7 +215,7 @@ fn method_not_allowed(method: &Method, allowed: &str) -> SfError {
     )
 }
 
-fn json_object(body: &Bytes) -> Result<Map<String, Value>, SfError> {
+pub(super) fn json_object(body: &Bytes) -> Result<Map<String, Value>, SfError> {
     if body.is_empty() {
         return Err(SfError::json_parser("The request body is empty."));
     }
@@ -233,11 +246,18 @@ fn handle(state: &mut SfState, req: &Req<'_>, rest: &[String]) -> Result<Respons
     let segs: Vec<&str> = rest.iter().map(String::as_str).collect();
     let m = req.method;
     let v = &req.version;
+    // The Tooling API sees the whole schema: a field hidden from the caller is still a name
+    // taken.
+    if let ["tooling", tail @ ..] = segs.as_slice() {
+        return super::tooling::handle(state, m, tail, &req.query, req.body, v);
+    }
+    state.view = state.view_for(&user_id);
     match segs.as_slice() {
         [] | [""] if m == Method::GET => Ok(axum::Json(json!({
             "sobjects": format!("/services/data/{v}/sobjects"),
             "query": format!("/services/data/{v}/query"),
             "limits": format!("/services/data/{v}/limits"),
+            "tooling": format!("/services/data/{v}/tooling"),
             "composite": format!("/services/data/{v}/composite"),
         }))
         .into_response()),
@@ -288,12 +308,12 @@ fn handle(state: &mut SfState, req: &Req<'_>, rest: &[String]) -> Result<Respons
 
 fn describe_global(state: &SfState, v: &str) -> Response {
     let objects: Vec<Value> = state
-        .schema
+        .objects()
         .iter()
         .map(|o| {
             json!({
                 "name": o.name,
-                "label": o.name.trim_end_matches("__c").replace('_', " "),
+                "label": o.label(),
                 "keyPrefix": o.key_prefix,
                 "custom": o.is_custom(),
                 "createable": o.createable,

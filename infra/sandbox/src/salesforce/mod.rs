@@ -23,6 +23,14 @@
 //!   maintained; API writes are made by the token's user, control-API writes by a seller.
 //! - A daily API budget over a rolling 24 hours, reported on every `/services/data` response in
 //!   `Sforce-Limit-Info`; once spent, 403 `REQUEST_LIMIT_EXCEEDED` without `Retry-After`.
+//! - The Tooling API under `/services/data/vNN.N/tooling/` (`tooling.rs`): custom fields and
+//!   objects created from their `Metadata`, the `OpportunityStage` standard value set read and
+//!   replaced, tooling queries over `StandardValueSet`, `CustomField` and `CustomObject`.
+//! - Field-level security (`permissions.rs`): a field created through the Tooling API is
+//!   granted to no one, so API users see it only through an assigned permission set's
+//!   `FieldPermissions`; `PermissionSet`, `FieldPermissions`, `ObjectPermissions` and
+//!   `PermissionSetAssignment` are ordinary records. [`Config::bare`] starts an org without the
+//!   connector's fields, objects and hold stage, for `cosell crm setup` to create.
 //!
 //! Inferred choices (each is a [`Config`] field or control-API data, so a test can change it):
 //! - the connector's API names end in `__c` (the public manual prints them with typos;
@@ -58,10 +66,12 @@ mod auth;
 mod control;
 mod errors;
 mod ids;
+mod permissions;
 mod query;
 mod schema;
 mod soql;
 mod store;
+mod tooling;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -134,6 +144,9 @@ pub struct Config {
     /// Install the connector's custom fields and objects (docs/salesforce.md, "Connector
     /// fields") at start.
     pub connector_fields: bool,
+    /// The stage the connector's admin adds for referrals not yet accepted ("On Hold"); part of
+    /// the stage list at start unless `None`.
+    pub hold_stage: Option<String>,
     /// External ids compare case-sensitively. Inferred default: no.
     pub external_id_case_sensitive: bool,
     /// How far back Get Updated / Get Deleted may start (documented: 30 days).
@@ -174,6 +187,7 @@ impl Default for Config {
             .collect(),
             corporate_currency: "USD".into(),
             connector_fields: true,
+            hold_stage: Some("On Hold".into()),
             external_id_case_sensitive: false,
             replication_window: Duration::from_secs(30 * 24 * 3600),
             replication_max_ids: 600_000,
@@ -181,6 +195,16 @@ impl Default for Config {
             latest_api_version: 65,
             query_locator_lifetime: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+impl Config {
+    /// An org as it is before `cosell crm setup`: the standard objects and fields and the
+    /// standard stages only, without the connector's custom fields on Opportunity and Lead,
+    /// its solution-link and catalog objects, and its hold stage.
+    pub fn bare(&mut self) {
+        self.connector_fields = false;
+        self.hold_stage = None;
     }
 }
 
@@ -240,6 +264,15 @@ pub struct State {
     budget: Budget,
     /// The connected app's certificate (and key, when known), or why it could not be loaded.
     connected_app: Result<Arc<ConnectedApp>, String>,
+    /// While the REST API serves one request: the schema as that request sees it (the caller's
+    /// field-level security applied, or the Tooling API's objects for a tooling query).
+    /// `None` otherwise, so the control API sees everything.
+    view: Option<Vec<SObject>>,
+    /// Ids of the Tooling API's `CustomField` and `CustomObject` rows, by lower-cased
+    /// `Object.Field` or object name, allocated when first shown so they stay stable.
+    tooling_ids: HashMap<String, String>,
+    /// The `Metadata` a custom object was created with, by lower-cased name.
+    object_metadata: HashMap<String, serde_json::Value>,
 }
 
 impl State {
@@ -249,7 +282,7 @@ impl State {
         let mut state = State {
             config: config.clone(),
             schema: schema::seed(config),
-            stages: schema::default_stages(),
+            stages: schema::default_stages(config),
             data: store::Data::default(),
             users: Vec::new(),
             org_id: ids::make_id("00D", 1),
@@ -257,6 +290,9 @@ impl State {
             cursors: HashMap::new(),
             budget: Budget::default(),
             connected_app: auth::connected_app(config),
+            view: None,
+            tooling_ids: HashMap::new(),
+            object_metadata: HashMap::new(),
         };
         let mut usernames = config.jwt_users.clone();
         usernames.push(config.seller_user.clone());

@@ -359,7 +359,8 @@ impl State {
     /// The child object, its lookup field and the relationship's own spelling, for the
     /// relationship `name` of `parent`.
     fn child_relationship(&self, parent: &str, name: &str) -> Option<(SObject, String, String)> {
-        self.schema.iter().find_map(|o| {
+        // The caller's view: a lookup they cannot read is no relationship for them.
+        self.objects().iter().find_map(|o| {
             o.fields.iter().find_map(|f| {
                 let rel = f.child_relationship_name()?;
                 let points_here = f.reference_to().iter().any(|t| t == parent);

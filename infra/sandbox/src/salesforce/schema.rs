@@ -173,10 +173,28 @@ pub struct Field {
     /// lookup; without one the lookup cannot be queried from the parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_relationship_name: Option<String>,
+    /// What describe calls it; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Field-level security applies: API users see the field only through a permission set's
+    /// `FieldPermissions` assigned to them (docs/salesforce.md, "Metadata": a field created
+    /// through the API is granted to no one). Fields the org starts with are as if granted.
+    /// A required field is visible to everyone regardless, as Salesforce gives it no
+    /// `FieldPermissions`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub needs_grant: bool,
+    /// In one API user's view of the schema: readable but not editable for them (a grant with
+    /// `PermissionsRead` only). Never stored in the schema itself.
+    #[serde(skip)]
+    pub edit_denied: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Field {
-    fn new(name: &str, field_type: FieldType) -> Field {
+    pub(super) fn new(name: &str, field_type: FieldType) -> Field {
         Field {
             name: name.to_string(),
             field_type,
@@ -186,30 +204,38 @@ impl Field {
             read_only: false,
             default_value: None,
             child_relationship_name: None,
+            label: None,
+            needs_grant: false,
+            edit_denied: false,
         }
     }
 
-    fn required(mut self) -> Field {
+    pub(super) fn required(mut self) -> Field {
         self.required = true;
         self
     }
 
-    fn read_only(mut self) -> Field {
+    pub(super) fn read_only(mut self) -> Field {
         self.read_only = true;
         self
     }
 
-    fn external_id(mut self) -> Field {
+    pub(super) fn external_id(mut self) -> Field {
         self.external_id = true;
         self
     }
 
-    fn default(mut self, v: Value) -> Field {
+    pub(super) fn unique(mut self) -> Field {
+        self.unique = true;
+        self
+    }
+
+    pub(super) fn default(mut self, v: Value) -> Field {
         self.default_value = Some(v);
         self
     }
 
-    fn child_relationship(mut self, name: &str) -> Field {
+    pub(super) fn child_relationship(mut self, name: &str) -> Field {
         self.child_relationship_name = Some(name.to_string());
         self
     }
@@ -248,6 +274,13 @@ impl Field {
         }
     }
 
+    /// What describe and the Tooling API call it.
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.name.trim_end_matches("__c").replace('_', " "))
+    }
+
     /// The describe result of this field (the parts a client is likely to read).
     pub fn describe(&self, stages: &[Stage]) -> Value {
         let (precision, scale) = match self.field_type {
@@ -264,21 +297,24 @@ impl Field {
             FieldType::StageName => stages
                 .iter()
                 .filter(|s| s.is_active)
-                .map(|s| json!({"value": s.name, "label": s.name, "active": true, "defaultValue": false}))
+                .map(|s| json!({"value": s.name, "label": s.label(), "active": true, "defaultValue": false}))
                 .collect(),
             _ => vec![],
         };
         let system = self.read_only;
+        // Field-level security makes a field read-only for one user without making it a
+        // system field: it is still not defaulted on create.
+        let writable = !system && !self.edit_denied;
         json!({
             "name": self.name,
-            "label": self.name.trim_end_matches("__c").replace('_', " "),
+            "label": self.label(),
             "type": self.field_type.describe_name(),
             "length": self.field_type.max_length().filter(|_| self.field_type.kind() == ValueKind::Text).unwrap_or(0),
             "precision": precision,
             "scale": scale,
             "nillable": !self.required && self.field_type != FieldType::Boolean,
-            "createable": !system,
-            "updateable": !system,
+            "createable": writable,
+            "updateable": writable,
             "externalId": self.external_id,
             "unique": self.unique,
             "custom": self.is_custom(),
@@ -302,6 +338,13 @@ pub struct SObject {
     /// are read-only here: the connector only ever reads them.
     pub createable: bool,
     pub fields: Vec<Field>,
+    /// What describe calls it; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Created through the Tooling API (`POST tooling/sobjects/CustomObject`): a record
+    /// created without `Name` is named after its id, as Salesforce does for a text name field.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_tooling: bool,
 }
 
 impl SObject {
@@ -330,11 +373,18 @@ impl SObject {
         })
     }
 
+    /// What describe calls it.
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.name.trim_end_matches("__c").replace('_', " "))
+    }
+
     pub fn describe(&self, stages: &[Stage], version: &str) -> Value {
         let name = &self.name;
         json!({
             "name": name,
-            "label": name.trim_end_matches("__c").replace('_', " "),
+            "label": self.label(),
             "keyPrefix": self.key_prefix,
             "custom": self.is_custom(),
             "createable": self.createable,
@@ -367,14 +417,46 @@ pub struct Stage {
     /// What `Probability` becomes when an opportunity enters the stage without one.
     #[serde(default)]
     pub default_probability: f64,
+    /// The picklist label, when it differs from the API name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The forecast category (`Pipeline`, `BestCase`, `Commit`, `Omitted`, `Closed`); derived
+    /// from the flags when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_category: Option<String>,
+}
+
+impl Stage {
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.name.clone())
+    }
+
+    /// Salesforce's defaults for the standard stages: won ones are `Closed`, lost ones
+    /// `Omitted`, open ones `Pipeline`.
+    pub fn forecast_category(&self) -> String {
+        if let Some(c) = &self.forecast_category {
+            return c.clone();
+        }
+        match (self.is_closed, self.is_won) {
+            (true, true) => "Closed",
+            (true, false) => "Omitted",
+            _ => "Pipeline",
+        }
+        .to_string()
+    }
 }
 
 fn yes() -> bool {
     true
 }
 
-/// The stages a new org has, plus the hold stage the co-sell connector's admin configures.
-pub fn default_stages() -> Vec<Stage> {
+/// The stages a new org has, plus the hold stage the co-sell connector's admin configures
+/// ([`Config::hold_stage`]).
+pub fn default_stages(config: &Config) -> Vec<Stage> {
+    let hold = config
+        .hold_stage
+        .as_deref()
+        .map(|h| (h, false, false, 10.0));
     [
         ("Prospecting", false, false, 10.0),
         ("Qualification", false, false, 10.0),
@@ -386,15 +468,17 @@ pub fn default_stages() -> Vec<Stage> {
         ("Negotiation/Review", false, false, 90.0),
         ("Closed Won", true, true, 100.0),
         ("Closed Lost", true, false, 0.0),
-        ("On Hold", false, false, 10.0),
     ]
     .into_iter()
+    .chain(hold)
     .map(|(name, is_closed, is_won, p)| Stage {
         name: name.into(),
         is_closed,
         is_won,
         is_active: true,
         default_probability: p,
+        label: None,
+        forecast_category: None,
     })
     .collect()
 }
@@ -417,11 +501,11 @@ pub const MARKETPLACE_INTENT_VALUES: &[&str] = &["Yes", "No", "Have not decided"
 /// Referral visibility; the values are not public, these are inferred.
 pub const VISIBILITY_VALUES: &[&str] = &["Private", "Visible"];
 
-fn s(len: usize) -> FieldType {
+pub(super) fn s(len: usize) -> FieldType {
     FieldType::String { length: len }
 }
 
-fn reference(to: &str) -> FieldType {
+pub(super) fn reference(to: &str) -> FieldType {
     FieldType::Reference {
         reference_to: vec![to.to_string()],
         cascade_delete: false,
@@ -436,7 +520,7 @@ fn picklist(values: &[&str]) -> FieldType {
 }
 
 /// Fields every object has, maintained by Salesforce.
-fn system_fields(owner: bool) -> Vec<Field> {
+pub(super) fn system_fields(owner: bool) -> Vec<Field> {
     let mut f = vec![Field::new("Id", FieldType::Id).read_only()];
     if owner {
         f.push(Field::new("OwnerId", reference("User")));
@@ -451,7 +535,7 @@ fn system_fields(owner: bool) -> Vec<Field> {
     f
 }
 
-fn object(name: &str, prefix: &str, owner: bool, fields: Vec<Field>) -> SObject {
+pub(super) fn object(name: &str, prefix: &str, owner: bool, fields: Vec<Field>) -> SObject {
     let mut all = system_fields(owner);
     all.extend(fields);
     SObject {
@@ -459,6 +543,8 @@ fn object(name: &str, prefix: &str, owner: bool, fields: Vec<Field>) -> SObject 
         key_prefix: prefix.into(),
         createable: true,
         fields: all,
+        label: None,
+        from_tooling: false,
     }
 }
 
@@ -699,6 +785,8 @@ pub fn seed(config: &Config) -> Vec<SObject> {
             )
         },
     ];
+    // Every org has them; the connector's setup grants its fields through them.
+    objects.extend(super::permissions::objects());
     if config.connector_fields {
         objects.push(object(
             "Microsoft_Solution__c",

@@ -83,8 +83,22 @@ fn field_error(code: &'static str, field: &Field, message: String) -> SfError {
 }
 
 impl State {
-    /// An object by its API name, case-insensitively.
+    /// The objects the current request sees: the caller's view while the REST API serves a
+    /// request (see `State::view`), the whole schema otherwise.
+    pub fn objects(&self) -> &[SObject] {
+        self.view.as_deref().unwrap_or(&self.schema)
+    }
+
+    /// An object by its API name, case-insensitively, as the current request sees it.
     pub fn object(&self, name: &str) -> Option<&SObject> {
+        self.objects()
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(name))
+    }
+
+    /// An object of the whole schema, whatever the current request sees: the Tooling API and
+    /// the permission rules look past field-level security.
+    pub(super) fn schema_object(&self, name: &str) -> Option<&SObject> {
         self.schema
             .iter()
             .find(|o| o.name.eq_ignore_ascii_case(name))
@@ -178,7 +192,9 @@ impl State {
                     ErrorItem::new("INVALID_FIELD", message).with_fields(vec!["Id".into()]),
                 ));
             }
-            if field.read_only {
+            // Read-only by field-level security is refused like a system field, as Salesforce
+            // words it ("check the security settings of this field").
+            if field.read_only || field.edit_denied {
                 return Err(field_error(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
                     field,
@@ -421,7 +437,14 @@ impl State {
         let values = self.prepare(&obj, body, None)?;
         let id = self.data.next_id(&obj.key_prefix);
         let mut rec = Record::new();
-        for f in &obj.fields {
+        // Every field gets its default, also those the caller cannot see: a grant made later
+        // must find a checkbox false, not empty.
+        let all_fields = self
+            .schema
+            .iter()
+            .find(|o| o.name == obj.name)
+            .map_or(&obj.fields, |o| &o.fields);
+        for f in all_fields {
             let v = f.default_value.clone().unwrap_or(match f.field_type {
                 FieldType::Boolean => Value::Bool(false),
                 _ => Value::Null,
@@ -431,6 +454,12 @@ impl State {
         rec.insert("Id".into(), Value::String(id.clone()));
         for (name, v) in &values {
             rec.insert(name.clone(), v.clone());
+        }
+        if obj.from_tooling
+            && obj.field("Name").is_some()
+            && rec.get("Name").is_none_or(Value::is_null)
+        {
+            rec.insert("Name".into(), Value::String(id.clone()));
         }
         if obj.field("OwnerId").is_some() && rec.get("OwnerId").is_none_or(Value::is_null) {
             rec.insert("OwnerId".into(), json!(actor.user_id));
@@ -443,6 +472,7 @@ impl State {
             rec.insert(f.into(), json!(actor.user_id));
         }
         self.derive(&obj, &mut rec, &values);
+        self.check_setup_record(&obj.name, &mut rec, None)?;
         self.data
             .tables
             .entry(obj.name.clone())
@@ -478,6 +508,7 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        self.check_setup_record(&obj.name, &mut rec, Some(&key))?;
         self.data
             .tables
             .entry(obj.name.clone())

@@ -263,3 +263,87 @@ pub fn column(result: &Value, field: &str) -> Vec<String> {
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+impl Env {
+    /// A sandbox whose org is as before `cosell crm setup` ([`salesforce::Config::bare`]).
+    pub async fn bare() -> Env {
+        let mut config = salesforce::Config::default();
+        config.bare();
+        Env::with(config).await
+    }
+
+    /// `POST tooling/sobjects/{kind}` with `{"FullName", "Metadata"}`.
+    pub async fn tooling_create(&self, kind: &str, full_name: &str, metadata: Value) -> Response {
+        self.api(
+            Method::POST,
+            &format!("/tooling/sobjects/{kind}"),
+            Some(json!({"FullName": full_name, "Metadata": metadata})),
+        )
+        .await
+    }
+
+    /// Like [`Env::tooling_create`], expecting 201; returns the new id.
+    pub async fn tooling_ok(&self, kind: &str, full_name: &str, metadata: Value) -> String {
+        let resp = self.tooling_create(kind, full_name, metadata).await;
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(status, 201, "create {kind} {full_name}: {v}");
+        assert_eq!((&v["success"], &v["errors"]), (&json!(true), &json!([])));
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// A tooling query's answer.
+    pub async fn tooling_query(&self, soql: &str) -> Response {
+        self.api(
+            Method::GET,
+            &format!("/tooling/query?q={}", enc(soql)),
+            None,
+        )
+        .await
+    }
+
+    /// The describe result's field `name`, if the caller can see it.
+    pub async fn described_field(&self, object: &str, name: &str) -> Option<Value> {
+        let resp = self
+            .api(Method::GET, &format!("/sobjects/{object}/describe"), None)
+            .await;
+        assert_eq!(resp.status(), 200, "describe {object}");
+        let d: Value = resp.json().await.expect("json");
+        d["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| {
+                f["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    }
+
+    /// A permission set granting `grants` (`Object.Field`, edit) to the integration user;
+    /// returns its id.
+    pub async fn grant(&self, set_name: &str, grants: &[(&str, bool)]) -> String {
+        let set = self
+            .create(
+                "PermissionSet",
+                json!({"Name": set_name, "Label": set_name.replace('_', " ")}),
+            )
+            .await;
+        for (field, edit) in grants {
+            let object = field.split_once('.').map_or(*field, |(o, _)| o);
+            self.create(
+                "FieldPermissions",
+                json!({"ParentId": set, "SobjectType": object, "Field": field,
+                       "PermissionsRead": true, "PermissionsEdit": edit}),
+            )
+            .await;
+        }
+        self.create(
+            "PermissionSetAssignment",
+            json!({"AssigneeId": self.app["userId"], "PermissionSetId": set}),
+        )
+        .await;
+        set
+    }
+}

@@ -10,5 +10,7 @@ mod common;
 mod control;
 mod query;
 mod records;
+mod security;
 mod subquery;
+mod tooling;
 mod upsert;
