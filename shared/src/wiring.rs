@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use crate::config::{Config, ConfigError, CrmConfig, Env};
 use crate::crm::Crm;
 use crate::crm::dataverse::DataverseCrm;
+use crate::crm::dataverse::DataverseSchema;
 use crate::crm::salesforce::SalesforceCrm;
+use crate::crm::salesforce::SalesforceSchema;
+use crate::crm::schema::CrmSchema;
 use crate::ingress::SignatureCheck;
 use crate::partner_center::PartnerCenter;
 use crate::partner_center::http::PartnerCenterClient;
@@ -152,6 +155,20 @@ pub fn crm(config: &Config) -> Result<Arc<dyn Crm>, WiringError> {
         ),
         CrmConfig::Salesforce(c) => Arc::new(
             SalesforceCrm::new((**c).clone())
+                .map_err(|e| setting("COSELL_SALESFORCE_*")(e.to_string()))?,
+        ),
+    })
+}
+
+/// The metadata side of the configured CRM, for `cosell crm setup` and `cosell doctor`.
+pub fn crm_schema(config: &Config) -> Result<Arc<dyn CrmSchema>, WiringError> {
+    Ok(match &config.crm {
+        CrmConfig::Dynamics(c) => Arc::new(
+            DataverseSchema::new((**c).clone())
+                .map_err(|e| setting("COSELL_DATAVERSE_*")(e.to_string()))?,
+        ),
+        CrmConfig::Salesforce(c) => Arc::new(
+            SalesforceSchema::new((**c).clone())
                 .map_err(|e| setting("COSELL_SALESFORCE_*")(e.to_string()))?,
         ),
     })

@@ -7,7 +7,7 @@
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use cosell_localaws::Moto;
 use cosell_shared::queue::sqs::SqsQueue;
-use cosell_shared::queue::{Outgoing, Queue, QueueError, SyncCommand};
+use cosell_shared::queue::{Outgoing, Queue, QueueConsumer, QueueError, SyncCommand};
 
 async fn moto() -> Moto {
     Moto::start()
@@ -210,6 +210,51 @@ async fn long_or_odd_dedup_ids_are_accepted_and_still_deduplicate() {
             "real SQS would refuse the deduplication id {dedup_id:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_dead_letter_queue_is_found_through_the_redrive_policy_and_counted() {
+    let moto = moto().await;
+    let sqs = moto.sqs();
+    let dlq_url = fifo_queue(&sqs, "sync-dlq-found.fifo").await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("get_queue_attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("the queue's ARN");
+    let main_url = fifo_queue(&sqs, "sync-with-dlq.fifo").await;
+    sqs.set_queue_attributes()
+        .queue_url(&main_url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}"#),
+        )
+        .send()
+        .await
+        .expect("set_queue_attributes");
+    send(
+        &SqsQueue::new(moto.sqs(), &dlq_url),
+        pc_changed("referral-dead", "referral-created"),
+        "dead-1",
+    )
+    .await;
+
+    let main = SqsQueue::new(moto.sqs(), &main_url);
+    let dlq = main
+        .dead_letter_queue()
+        .await
+        .expect("the redrive policy reads")
+        .expect("the queue has a dead-letter queue");
+    assert_eq!(dlq.url(), dlq_url);
+    assert_eq!(dlq.depth().await.expect("depth").total(), 1);
+
+    let lonely = SqsQueue::new(moto.sqs(), fifo_queue(&sqs, "sync-no-dlq.fifo").await);
+    assert!(lonely.dead_letter_queue().await.expect("reads").is_none());
 }
 
 #[tokio::test]

@@ -186,6 +186,8 @@ pub enum Spec {
     },
     ObjectPermission {
         object: String,
+        /// The connector deletes its records (solution links), not only reads and writes them.
+        delete: bool,
     },
     Assignment,
 }

@@ -190,6 +190,60 @@ impl QueueConsumer for SqsQueue {
 }
 
 impl SqsQueue {
+    /// The queue this one moves messages to past their receive count (its `RedrivePolicy`'s
+    /// `deadLetterTargetArn`), or `None` when it has none.
+    pub async fn dead_letter_queue(&self) -> Result<Option<SqsQueue>, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|err| self.unavailable("GetQueueAttributes", &err))?;
+        let Some(policy) = output
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned())
+        else {
+            return Ok(None);
+        };
+        let arn = serde_json::from_str::<serde_json::Value>(&policy)
+            .ok()
+            .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_string))
+            .ok_or_else(|| {
+                QueueError::Unavailable(format!(
+                    "the RedrivePolicy of {} names no deadLetterTargetArn: {policy}",
+                    self.queue_url
+                ))
+            })?;
+        // arn:aws:sqs:<region>:<account>:<name>
+        let parts: Vec<&str> = arn.split(':').collect();
+        let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
+            return Err(QueueError::Unavailable(format!(
+                "the dead-letter queue of {} has an ARN without account and name: {arn}",
+                self.queue_url
+            )));
+        };
+        let url = self
+            .client
+            .get_queue_url()
+            .queue_name(*name)
+            .queue_owner_aws_account_id(*account)
+            .send()
+            .await
+            .map_err(|err| self.unavailable("GetQueueUrl", &err))?
+            .queue_url
+            .ok_or_else(|| {
+                QueueError::Unavailable(format!("SQS GetQueueUrl answered no URL for {name}"))
+            })?;
+        Ok(Some(SqsQueue::new(self.client.clone(), url)))
+    }
+
+    /// Where this queue is.
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+
     fn unavailable<E>(&self, operation: &str, err: &E) -> QueueError
     where
         E: std::error::Error,

@@ -59,7 +59,11 @@ impl DataverseSchema {
     }
 
     async fn get(&self, path: &str) -> CrmResult<Value> {
-        Ok(self.http.call(&Request::get(self.http.url(path))).await?.body)
+        Ok(self
+            .http
+            .call(&Request::get(self.http.url(path)))
+            .await?
+            .body)
     }
 
     /// The table behind an entity set, or `None` when there is none.
@@ -123,7 +127,8 @@ impl DataverseSchema {
         }
         Ok(Table {
             logical: text(&def, "LogicalName")?,
-            change_tracking: def.get("ChangeTrackingEnabled").and_then(Value::as_bool) == Some(true),
+            change_tracking: def.get("ChangeTrackingEnabled").and_then(Value::as_bool)
+                == Some(true),
             columns,
         })
     }
@@ -156,8 +161,9 @@ impl DataverseSchema {
                     Some(format!("is {kind}, not text"))
                 }
             }
-            ColumnType::Url => (!matches!(kind, "String" | "Memo"))
-                .then(|| format!("is {kind}, not text")),
+            ColumnType::Url => {
+                (!matches!(kind, "String" | "Memo")).then(|| format!("is {kind}, not text"))
+            }
             ColumnType::Lookup { .. } => {
                 (!matches!(kind, "Lookup" | "Customer")).then(|| format!("is {kind}, not a lookup"))
             }
@@ -779,7 +785,8 @@ impl CrmSchema for DataverseSchema {
                     o.retain(|k, _| !k.starts_with("@odata."));
                     o.insert("ChangeTrackingEnabled".into(), json!(true));
                 }
-                let mut req = Request::post(self.http.url(&format!("EntityDefinitions({id})")), &def);
+                let mut req =
+                    Request::post(self.http.url(&format!("EntityDefinitions({id})")), &def);
                 req.method = reqwest::Method::PUT;
                 req.headers = vec![("MSCRM.MergeLabels", "true".into())];
                 self.http.call(&req).await?;
@@ -856,7 +863,10 @@ impl CrmSchema for DataverseSchema {
     async fn currencies(&self) -> CrmResult<Vec<String>> {
         let rows = self
             .http
-            .list(self.http.url("transactioncurrencies?$select=isocurrencycode"))
+            .list(
+                self.http
+                    .url("transactioncurrencies?$select=isocurrencycode"),
+            )
             .await?;
         Ok(rows
             .iter()
@@ -899,12 +909,16 @@ mod tests {
             length: 100,
             min: 36,
         };
-        assert_eq!(DataverseSchema::fit(&col("String", Some(100), true), &text, true), None);
+        assert_eq!(
+            DataverseSchema::fit(&col("String", Some(100), true), &text, true),
+            None
+        );
         let short = DataverseSchema::fit(&col("String", Some(20), true), &text, true);
         assert!(short.is_some_and(|s| s.contains("20")));
         let wrong = DataverseSchema::fit(&col("Integer", None, true), &ColumnType::YesNo, true);
         assert!(wrong.is_some_and(|s| s.contains("Integer")));
-        let read_only = DataverseSchema::fit(&col("Boolean", None, false), &ColumnType::YesNo, true);
+        let read_only =
+            DataverseSchema::fit(&col("Boolean", None, false), &ColumnType::YesNo, true);
         assert!(read_only.is_some_and(|s| s.contains("IsValidForUpdate")));
         assert_eq!(
             DataverseSchema::fit(&col("Boolean", None, false), &ColumnType::YesNo, false),
@@ -915,7 +929,10 @@ mod tests {
     #[test]
     fn column_bodies_carry_the_documented_metadata_types() {
         let b = attribute("cosell_syncwithpartnercenter", &ColumnType::YesNo);
-        assert_eq!(b["@odata.type"], "Microsoft.Dynamics.CRM.BooleanAttributeMetadata");
+        assert_eq!(
+            b["@odata.type"],
+            "Microsoft.Dynamics.CRM.BooleanAttributeMetadata"
+        );
         assert_eq!(b["SchemaName"], "cosell_syncwithpartnercenter");
         assert_eq!(b["OptionSet"]["TrueOption"]["Value"], 1);
         let m = attribute(
@@ -925,7 +942,10 @@ mod tests {
                 min: 2000,
             },
         );
-        assert_eq!(m["@odata.type"], "Microsoft.Dynamics.CRM.MemoAttributeMetadata");
+        assert_eq!(
+            m["@odata.type"],
+            "Microsoft.Dynamics.CRM.MemoAttributeMetadata"
+        );
         assert_eq!(m["MaxLength"], 100_000);
         assert_eq!(display_name("cosell_audit"), "Audit");
     }

@@ -40,8 +40,8 @@ pub use config::{
     VisibilityEncoding,
 };
 use http::{Http, Request};
-pub use metadata::DataverseSchema;
 use mapping::{OpportunityRefs, guid, lookup_column, query};
+pub use metadata::DataverseSchema;
 
 use super::{
     Account, AccountFields, CatalogEntry, CatalogSolution, ChangePage, Contact, ContactFields, Crm,

@@ -26,6 +26,7 @@ mod config;
 mod feed;
 mod http;
 mod mapping;
+mod metadata;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use config::{
 };
 pub use http::SalesforceSetupError;
 pub use mapping::{DEFAULT_CLOSE_IN_DAYS, Record, UNKNOWN, soql_quote};
+pub use metadata::SalesforceSchema;
 
 use super::{
     Account, AccountFields, CatalogEntry, CatalogSolution, ChangePage, ClearField, Contact,
