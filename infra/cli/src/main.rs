@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cosell::auth;
+use cosell::crm_setup;
+use cosell::doctor;
 use cosell::local::{self, LocalOptions};
 use cosell::register::{self, RegisterOptions};
+use cosell::resolve::Sources;
 use cosell::settings::Settings;
 use cosell::solutions;
 use cosell_shared::crm::CrmKind;
@@ -36,6 +39,78 @@ enum Command {
     /// The partner's co-sell-ready solutions in the CRM's solution catalog.
     #[command(subcommand)]
     Solutions(SolutionsCommand),
+    /// The connector's columns, tables, stages and permissions in the CRM.
+    #[command(subcommand)]
+    Crm(CrmCommand),
+    /// Check everything the connector relies on (settings, both sign-ins, the webhook
+    /// registration, every CRM column and table, currencies, store and queue), each ✔ or ✖
+    /// with its fix. Exits 0 only when every check passes.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CrmCommand {
+    /// Create what the connector needs in the CRM, with the configured names, through its
+    /// metadata API; what is there already is left as it is. Prints the plan, then what was
+    /// created; exits 0 when everything is in place.
+    Setup(SetupArgs),
+}
+
+/// The settings and flags of `cosell local` that say where the services are.
+#[derive(clap::Args, Debug)]
+struct TargetArgs {
+    /// Which CRM (or COSELL_CRM).
+    #[arg(long, value_enum)]
+    crm: Option<Crm>,
+    /// Use the sandbox running at this URL, with its default identities.
+    #[arg(long)]
+    sandbox_url: Option<String>,
+    /// A TOML file of settings, as for `cosell local`; the environment wins over it.
+    #[arg(long, env = "COSELL_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory of `cosell local`: its embedded store and queue, and the sign-in
+    /// `cosell auth login` keeps there when no COSELL_SECRET_ARN is set.
+    #[arg(long, env = "COSELL_DATA_DIR", default_value = ".cosell")]
+    data_dir: PathBuf,
+}
+
+impl TargetArgs {
+    /// The settings, with `--crm` over COSELL_CRM.
+    fn settings(&self) -> Result<Settings, cosell::settings::SettingsError> {
+        let mut settings = Settings::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(kind) = self.crm {
+            settings.set("COSELL_CRM", kind.setting());
+        }
+        Ok(settings)
+    }
+
+    fn sources(&self) -> Sources {
+        Sources {
+            sandbox_url: self.sandbox_url.clone(),
+            data_dir: Some(self.data_dir.clone()),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct SetupArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct DoctorArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The URL the webhook registration must point at (the ingress's public URL and path).
+    #[arg(long, env = "COSELL_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Print the checks as JSON: {"ok": bool, "checks": [{"name", "ok", "detail", "fix"}]}.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +190,15 @@ struct LoginArgs {
 enum Crm {
     Dynamics,
     Salesforce,
+}
+
+impl Crm {
+    fn setting(self) -> &'static str {
+        match self {
+            Crm::Dynamics => "dynamics",
+            Crm::Salesforce => "salesforce",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -203,6 +287,61 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Crm(CrmCommand::Setup(args)) => {
+            let settings = match args.target.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cosell crm setup: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = crm_setup::SetupOptions {
+                dry_run: args.dry_run,
+                sources: args.target.sources(),
+            };
+            match crm_setup::run(options, settings, &mut std::io::stdout()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cosell crm setup: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Doctor(args) => {
+            let settings = match args.target.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cosell doctor: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = doctor::DoctorOptions {
+                sources: args.target.sources(),
+                data_dir: args.target.data_dir.clone(),
+                webhook_url: args.webhook_url,
+            };
+            let report = doctor::run(options, settings).await;
+            let mut out = std::io::stdout();
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => {
+                        use std::io::Write;
+                        let _ = writeln!(out, "{json}");
+                    }
+                    Err(e) => {
+                        eprintln!("cosell doctor: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                report.write_text(&mut out);
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Solutions(SolutionsCommand::Import(args)) => {
             let mut settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
                 Ok(s) => s,
@@ -212,13 +351,7 @@ async fn main() -> ExitCode {
                 }
             };
             if let Some(kind) = args.crm {
-                settings.set(
-                    "COSELL_CRM",
-                    match kind {
-                        Crm::Dynamics => "dynamics",
-                        Crm::Salesforce => "salesforce",
-                    },
-                );
+                settings.set("COSELL_CRM", kind.setting());
             }
             let options = solutions::ImportOptions {
                 file: args.file,

@@ -11,10 +11,9 @@ use cosell_shared::registrar::{
     Action, Mode, NoMetrics, Registered, Registrar, RegistrarError, RegistrarOptions, Report,
     Validation,
 };
-use cosell_shared::secrets::SECRET_ARN_SETTING;
 use cosell_shared::wiring;
 
-use crate::local;
+use crate::resolve::{Sources, resolve};
 use crate::settings::Settings;
 
 /// What `cosell register` was asked to do.
@@ -55,32 +54,20 @@ pub async fn run(
     mut settings: Settings,
     out: &mut dyn Write,
 ) -> Result<Report, RegisterError> {
-    if let Some(base) = &options.sandbox_url {
-        local::check_sandbox_url(base).map_err(|e| RegisterError::Setting(e.to_string()))?;
-        // The configuration names a CRM even though registering never calls it; the sandbox
-        // serves both.
-        if settings.get("COSELL_CRM").is_none() {
-            settings.set("COSELL_CRM", "dynamics");
-        }
-        local::sandbox_settings(&mut settings, base.trim_end_matches('/'))
-            .await
-            .map_err(|e| RegisterError::Setting(e.to_string()))?;
+    // The configuration names a CRM even though registering never calls it; the sandbox
+    // serves both.
+    if options.sandbox_url.is_some() && settings.get("COSELL_CRM").is_none() {
+        settings.set("COSELL_CRM", "dynamics");
     }
-    let config = if settings.get(SECRET_ARN_SETTING).is_some() {
-        let sdk = wiring::sdk_config_from(settings.values()).await;
-        wiring::load(settings.values().clone(), &sdk).await
-    } else {
-        settings.config().map_err(Into::into)
-    }
-    .map_err(|e| {
-        RegisterError::Setting(format!(
-            "{e} (the settings are cosell local's: --config FILE and COSELL_* variables, or \
-             --sandbox-url for a running sandbox)"
-        ))
-    })?;
-    let sdk = wiring::sdk_config_from(settings.values()).await;
-    let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
-    let client = wiring::partner_center_client(&config, tokens)
+    let sources = Sources {
+        sandbox_url: options.sandbox_url.clone(),
+        data_dir: None,
+    };
+    let resolved = resolve(settings, &sources)
+        .await
+        .map_err(|e| RegisterError::Setting(e.to_string()))?;
+    let config = &resolved.config;
+    let client = wiring::partner_center_client(config, resolved.tokens.clone())
         .map_err(|e| RegisterError::Setting(e.to_string()))?;
     let mode = if options.restore {
         Mode::Deploy

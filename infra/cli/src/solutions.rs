@@ -11,11 +11,10 @@ use std::sync::Arc;
 use calamine::Reader;
 use comfy_table::Table;
 use cosell_shared::crm::{CatalogSolution, Crm};
-use cosell_shared::secrets::SECRET_ARN_SETTING;
 use cosell_shared::wiring;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::local;
+use crate::resolve::{Sources, resolve};
 use crate::settings::Settings;
 
 /// What `cosell solutions import` was asked to do.
@@ -286,27 +285,19 @@ fn same(current: &CatalogSolution, wanted: &CatalogSolution) -> bool {
 /// Reads the file, upserts it and writes the summary to `out`.
 pub async fn import(
     options: ImportOptions,
-    mut settings: Settings,
+    settings: Settings,
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, ImportError> {
     let cells = read_cells(&options.file)?;
     let (rows, refused) = rows_from_cells(cells, &options.file)?;
-    if let Some(base) = &options.sandbox_url {
-        local::check_sandbox_url(base).map_err(|e| ImportError::Setting(e.to_string()))?;
-        local::sandbox_settings(&mut settings, base.trim_end_matches('/'))
-            .await
-            .map_err(|e| ImportError::Setting(e.to_string()))?;
-    }
-    let config = if settings.get(SECRET_ARN_SETTING).is_some() {
-        let sdk = wiring::sdk_config_from(settings.values()).await;
-        wiring::load(settings.values().clone(), &sdk)
-            .await
-            .map_err(|e| ImportError::Setting(e.to_string()))?
-    } else {
-        settings
-            .config()
-            .map_err(|e| ImportError::Setting(e.to_string()))?
+    let sources = Sources {
+        sandbox_url: options.sandbox_url.clone(),
+        data_dir: None,
     };
+    let config = resolve(settings, &sources)
+        .await
+        .map_err(|e| ImportError::Setting(e.to_string()))?
+        .config;
     let crm: Arc<dyn Crm> =
         wiring::crm(&config).map_err(|e| ImportError::Setting(e.to_string()))?;
     let progress = ProgressBar::new(rows.len() as u64);

@@ -73,6 +73,7 @@ impl ColumnType {
     pub fn describe(&self) -> String {
         match self {
             ColumnType::YesNo => "Yes/No".into(),
+            ColumnType::Text { length: 0, .. } => "text".into(),
             ColumnType::Text { length, .. } => format!("text ({length})"),
             ColumnType::ExternalId { length } => format!("text ({length}), unique External ID"),
             ColumnType::Url => "URL".into(),
