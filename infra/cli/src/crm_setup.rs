@@ -8,7 +8,7 @@ use std::io::Write;
 
 use comfy_table::{Table, presets};
 use cosell_shared::crm::CrmKind;
-use cosell_shared::crm::schema::{CrmSchema, ItemState, SchemaItem};
+use cosell_shared::crm::schema::{CrmSchema, ItemKind, ItemState, SchemaItem};
 use cosell_shared::wiring;
 
 use crate::resolve::{Sources, resolve};
@@ -197,6 +197,18 @@ pub async fn run(
         ]);
     }
     let _ = writeln!(out, "{result}");
+    if report
+        .items
+        .iter()
+        .any(|i| i.item.kind == ItemKind::Stage && i.outcome == Outcome::Created)
+    {
+        // The picklist has the stage now, but a sales process offers only the stages it lists,
+        // and neither the Tooling API's value set nor setup touches the processes.
+        let _ = writeln!(
+            out,
+            "The hold stage is in the stage picklist. An org with sales processes offers it only where it is added: add it to each process the connector's opportunities use (Setup → Sales Processes)."
+        );
+    }
     let left = report.not_in_place();
     let _ = writeln!(
         out,
@@ -288,8 +300,6 @@ fn outcomes(
 
 #[cfg(test)]
 mod tests {
-    use cosell_shared::crm::schema::ItemKind;
-
     use super::*;
 
     fn item(name: &str, state: ItemState) -> SchemaItem {

@@ -205,6 +205,11 @@ async fn setting_up_a_bare_crm_takes_one_command(kind: CrmKind) {
         !crm_writes(&sandbox).await.is_empty(),
         "setup wrote the metadata"
     );
+    assert_eq!(
+        created.contains("add it to each process"),
+        matches!(kind, CrmKind::Salesforce),
+        "a new Salesforce stage comes with the sales-process note: {created}"
+    );
 
     control(&sandbox, reqwest::Method::DELETE, "/_sandbox/stats", None).await;
     let (ok, again) = run(&target(&["crm", "setup"], kind, &sandbox, data_dir)).await;
