@@ -109,16 +109,18 @@ fn serve(
     Ok(resp)
 }
 
-struct Ctx<'a> {
-    app: &'a App,
-    version: &'a str,
-    headers: &'a HeaderMap,
-    query: Option<&'a str>,
+/// One API request as the handlers see it.
+pub(super) struct Ctx<'a> {
+    pub(super) app: &'a App,
+    pub(super) version: &'a str,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) query: Option<&'a str>,
     actor: Actor,
 }
 
 impl Ctx<'_> {
-    fn api(&self) -> String {
+    /// `{base}/api/data/{version}`, for `@odata.context` and `OData-EntityId`.
+    pub(super) fn api(&self) -> String {
         format!("{}/api/data/{}", self.app.base_url, self.version)
     }
 
@@ -127,7 +129,7 @@ impl Ctx<'_> {
     }
 }
 
-fn method_not_allowed(method: &Method) -> DvError {
+pub(super) fn method_not_allowed(method: &Method) -> DvError {
     DvError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "",
@@ -176,6 +178,7 @@ fn dispatch(
                 "OrganizationId": ORGANIZATION_ID.to_string(),
             }),
         )),
+        (Resource::Metadata(path), m) => super::metadata::handle(ctx, &m, &path, body),
         (Resource::Unsupported(what), _) => Err(DvError::not_implemented(&format!("'{what}'"))),
         (_, m) => Err(method_not_allowed(&m)),
     }

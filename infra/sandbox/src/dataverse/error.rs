@@ -22,6 +22,26 @@ pub const CODE_INVALID_ARGUMENT: &str = "0x80040203";
 /// A request OData cannot read: unknown property, bad query option, bad key (inferred).
 pub const CODE_BAD_REQUEST: &str = "0x80060888";
 
+/// The metadata API's refusals (docs/dataverse.md, "Metadata"): Dataverse's codes for them are
+/// not documented, so these are the sandbox's, listed in docs/sandbox.md.
+///
+/// A name already in use: a table, entity set, column (the primary key's included),
+/// relationship, navigation property, publisher or solution unique name, or status value.
+pub const CODE_NAME_IN_USE: &str = "0x8004F001";
+/// A `SchemaName` without the prefix of the solution's publisher (`cosell_…`), or not a name.
+pub const CODE_SCHEMA_NAME: &str = "0x8004F002";
+/// A publisher's customization prefix or option value prefix outside the documented rules.
+pub const CODE_PUBLISHER_PREFIX: &str = "0x8004F003";
+/// A `MaxLength` outside the range of its column type.
+pub const CODE_LENGTH: &str = "0x8004F004";
+/// `MSCRM.SolutionUniqueName` (or `SolutionUniqueName`) naming no solution, or a managed one.
+pub const CODE_SOLUTION: &str = "0x8004F005";
+/// A definition the metadata API cannot create: wrong `@odata.type`, a required property
+/// missing, not exactly one primary name column.
+pub const CODE_DEFINITION: &str = "0x8004F006";
+/// A PUT changing what cannot change: a table's identity, or change tracking once on.
+pub const CODE_IMMUTABLE: &str = "0x8004F007";
+
 /// The documented 412 message for a stale `If-Match` (docs/dataverse.md, "Concurrency (ETag /
 /// If-Match)").
 pub const VERSION_MISMATCH_MESSAGE: &str =

@@ -41,6 +41,11 @@
 //! - Service protection ("Service protection (429)"): a request budget per caller over a
 //!   sliding window → 429 with `Retry-After` seconds and code `0x80072322`;
 //!   `x-ms-ratelimit-burst-remaining-xrm-requests` on every answer.
+//! - Metadata ("Metadata"): `EntityDefinitions`, their `Attributes` (with casts and
+//!   `$expand=OptionSet`), `RelationshipDefinitions`, `InsertStatusValue`, `PublishXml`, and
+//!   the `publishers`, `solutions` and `solutioncomponents` tables; tables, columns and
+//!   lookups created through them are usable by the data API at once (`metadata.rs`).
+//!   [`Config::bare`] starts an environment before the connector's setup.
 //!
 //! # Choices where the documentation is silent (all inferred)
 //! - Delta responses are not paged; deletions come after changes ("Change tracking":
@@ -71,6 +76,7 @@ mod api;
 mod control;
 mod error;
 mod limits;
+mod metadata;
 mod path;
 mod query;
 pub mod schema;
@@ -84,7 +90,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
 
 use crate::app::App;
-pub use schema::{Currency, Field, FieldType, LookupTarget, TableDef};
+pub use schema::{
+    Currency, Field, FieldType, LocalizedLabel, LookupTarget, OptionLabel, Publisher, Solution,
+    TableDef, TableMeta,
+};
 pub use store::{APP_USER_ID, BUSINESS_UNIT_ID, ORGANIZATION_ID, SELLER_USER_ID, State};
 
 /// Settings of this simulator; part of [`crate::SandboxConfig`].
@@ -95,6 +104,13 @@ pub struct Config {
     pub tables: Vec<TableDef>,
     /// Rows of `transactioncurrencies` at start. Leave one out to play a missing currency.
     pub currencies: Vec<Currency>,
+    /// Rows of `publishers` at start: the default publisher (prefix `new`) and, with the
+    /// connector installed, the connector's (`cosell`).
+    pub publishers: Vec<Publisher>,
+    /// Rows of `solutions` at start: the default solution and, with the connector
+    /// installed, `CoSellConnector`. Metadata creates go into one of them
+    /// (docs/dataverse.md, "Metadata").
+    pub solutions: Vec<Solution>,
     /// ISO code of the currency a new row gets when it binds none (inferred: Dataverse fills
     /// in the organisation's base currency). `None` leaves it empty, so a required
     /// `transactioncurrencyid` must be bound.
@@ -131,6 +147,8 @@ impl Default for Config {
         Config {
             tables: schema::standard_tables(),
             currencies: schema::standard_currencies(),
+            publishers: vec![schema::default_publisher(), schema::connector_publisher()],
+            solutions: vec![schema::default_solution(), schema::connector_solution()],
             default_currency: Some("USD".into()),
             request_limit: 6000,
             request_window: Duration::from_secs(300),
@@ -148,6 +166,18 @@ impl Config {
     /// A table of [`Config::tables`] by entity set, to adjust it before start.
     pub fn table_mut(&mut self, entity_set: &str) -> Option<&mut TableDef> {
         self.tables.iter_mut().find(|t| t.entity_set == entity_set)
+    }
+
+    /// An environment before the connector's setup (`--bare-schema`): the standard tables
+    /// without the connector's columns on opportunity and lead, without its solution-link and
+    /// catalog tables, change tracking off on the opportunity, and only the default publisher
+    /// and solution. The opportunity keeps its standard On Hold status reason (2, in Open), as
+    /// Dynamics 365 Sales ships it. `cosell crm setup` then creates the rest through the
+    /// metadata API.
+    pub fn bare(&mut self) {
+        self.tables = schema::bare_tables();
+        self.publishers = vec![schema::default_publisher()];
+        self.solutions = vec![schema::default_solution()];
     }
 }
 

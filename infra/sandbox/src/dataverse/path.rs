@@ -46,6 +46,9 @@ pub enum Resource {
     /// `WinOpportunity` / `LoseOpportunity`.
     Action(String),
     WhoAmI,
+    /// The metadata API (`EntityDefinitions…`, `RelationshipDefinitions…`,
+    /// `InsertStatusValue`, `PublishXml`): the decoded path, parsed by `metadata`.
+    Metadata(String),
     /// Anything deeper (`set(id)/name`, `$ref`, `$batch`, `$metadata`): real, not simulated.
     Unsupported(String),
 }
@@ -78,7 +81,7 @@ pub fn split_api_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// `name(inner)` → (`name`, `inner`).
-fn split_key_segment(segment: &str) -> Option<(&str, &str)> {
+pub(super) fn split_key_segment(segment: &str) -> Option<(&str, &str)> {
     let open = segment.find('(')?;
     let inner = segment[open + 1..].strip_suffix(')')?;
     Some((&segment[..open], inner))
@@ -148,11 +151,26 @@ pub fn parse_key(inner: &str) -> Result<Key, DvError> {
     Ok(Key::Alternate(pairs))
 }
 
+/// First segments of the metadata API: definitions are addressed by key and navigated deeper
+/// than data rows, so they get their own parser.
+const METADATA_HEADS: &[&str] = &[
+    "EntityDefinitions",
+    "RelationshipDefinitions",
+    "GlobalOptionSetDefinitions",
+    "InsertStatusValue",
+    "PublishXml",
+    "PublishAllXml",
+];
+
 /// Reads the decoded rest of an API path.
 pub fn parse_resource(rest: &str) -> Result<Resource, DvError> {
     let rest = rest.trim_end_matches('/');
     let mut segments = rest.split('/');
     let first = segments.next().unwrap_or("");
+    let head = first.split('(').next().unwrap_or("");
+    if METADATA_HEADS.contains(&head.strip_prefix("Microsoft.Dynamics.CRM.").unwrap_or(head)) {
+        return Ok(Resource::Metadata(rest.to_string()));
+    }
     let second = segments.next();
     if segments.next().is_some() {
         return Ok(Resource::Unsupported(rest.to_string()));
@@ -200,25 +218,26 @@ pub fn parse_reference(reference: &str) -> Result<(String, Key), DvError> {
     Ok((set.to_string(), parse_key(inner).map_err(|_| bad())?))
 }
 
-/// The counter key for an API path: ids become `{id}` (alternate keys `{key}`), so counts are
-/// per entity set and operation.
+/// The counter key for an API path: ids become `{id}` (alternate keys and other keys
+/// `{key}`) in every segment, so counts are per entity set (or definition) and operation:
+/// `/api/data/v9.2/EntityDefinitions({key})/Attributes`.
 pub fn label(path: &str) -> Option<String> {
     let (version, rest) = split_api_path(path)?;
-    let mut segments = rest.splitn(2, '/');
-    let first = segments.next().unwrap_or("");
-    let tail = segments.next().map(|t| format!("/{t}")).unwrap_or_default();
-    let first = match split_key_segment(first) {
-        Some((set, inner)) => {
-            let decoded = percent_decode(inner).unwrap_or_default();
-            if Uuid::parse_str(decoded.trim()).is_ok() {
-                format!("{set}({{id}})")
-            } else {
-                format!("{set}({{key}})")
+    let segments: Vec<String> = rest
+        .split('/')
+        .map(|segment| match split_key_segment(segment) {
+            Some((name, inner)) => {
+                let decoded = percent_decode(inner).unwrap_or_default();
+                if Uuid::parse_str(decoded.trim()).is_ok() {
+                    format!("{name}({{id}})")
+                } else {
+                    format!("{name}({{key}})")
+                }
             }
-        }
-        None => first.to_string(),
-    };
-    Some(format!("/api/data/{version}/{first}{tail}"))
+            None => segment.to_string(),
+        })
+        .collect();
+    Some(format!("/api/data/{version}/{}", segments.join("/")))
 }
 
 #[cfg(test)]
@@ -263,6 +282,14 @@ mod tests {
             Ok(Resource::Unsupported(_))
         ));
         assert!(parse_resource("accounts(not a key)").is_err());
+        assert_eq!(
+            parse_resource("EntityDefinitions(LogicalName='lead')/Attributes").expect("ok"),
+            Resource::Metadata("EntityDefinitions(LogicalName='lead')/Attributes".into())
+        );
+        assert_eq!(
+            parse_resource("Microsoft.Dynamics.CRM.InsertStatusValue").expect("ok"),
+            Resource::Metadata("Microsoft.Dynamics.CRM.InsertStatusValue".into())
+        );
     }
 
     #[test]
@@ -291,6 +318,14 @@ mod tests {
             Some("/api/data/v9.0/accounts")
         );
         assert_eq!(label("/services/data"), None);
+        assert_eq!(
+            label("/api/data/v9.2/EntityDefinitions(LogicalName='opportunity')/Attributes(LogicalName='statuscode')/Microsoft.Dynamics.CRM.StatusAttributeMetadata").as_deref(),
+            Some("/api/data/v9.2/EntityDefinitions({key})/Attributes({key})/Microsoft.Dynamics.CRM.StatusAttributeMetadata")
+        );
+        assert_eq!(
+            label(&format!("/api/data/v9.2/EntityDefinitions({ID})")).as_deref(),
+            Some("/api/data/v9.2/EntityDefinitions({id})")
+        );
     }
 
     #[test]

@@ -4,7 +4,27 @@
 //! (the schema control routes).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// The language of every label the sandbox writes: English (1033), what the metadata API's
+/// `UserLocalizedLabel` shows the application user.
+pub const LANGUAGE: i64 = 1033;
+
+/// One text of a metadata `Label`, in one language (`LocalizedLabels[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalizedLabel {
+    pub label: String,
+    pub language_code: i64,
+}
+
+/// A label in [`LANGUAGE`] only.
+pub fn label(text: &str) -> Vec<LocalizedLabel> {
+    vec![LocalizedLabel {
+        label: text.into(),
+        language_code: LANGUAGE,
+    }]
+}
 
 /// One entity set a lookup may point at, with the navigation property a client binds it with
 /// (`customerid_account@odata.bind`); single-target lookups use the column name itself.
@@ -123,6 +143,28 @@ pub struct Field {
     /// Value a new row gets when the create does not set the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The metadata API's `SchemaName`, as a metadata create sent it (case included); derived
+    /// from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_name: Option<String>,
+    /// The metadata API's `DisplayName`; derived from the name when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub display_name: Vec<LocalizedLabel>,
+    /// A column a solution added (`IsCustomAttribute`), not one the platform ships.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub custom: bool,
+    /// The labels of a choice column's options, as a metadata create sent them; an option
+    /// without one is labelled with its value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub option_labels: Vec<OptionLabel>,
+}
+
+/// One option of a choice column, as `$expand=OptionSet` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OptionLabel {
+    pub value: i64,
+    pub label: Vec<LocalizedLabel>,
 }
 
 impl Field {
@@ -138,16 +180,30 @@ impl Field {
         "max",
         "targets",
         "options",
+        "schemaName",
+        "displayName",
+        "custom",
+        "optionLabels",
     ];
 
-    fn new(name: &str, kind: FieldType) -> Field {
+    pub(crate) fn new(name: &str, kind: FieldType) -> Field {
         Field {
             name: name.into(),
             kind,
             required: false,
             read_only: false,
             default: None,
+            schema_name: None,
+            display_name: Vec::new(),
+            custom: false,
+            option_labels: Vec::new(),
         }
+    }
+
+    /// A solution's column: the connector's, or one created through the metadata API.
+    pub(crate) fn custom(mut self) -> Field {
+        self.custom = true;
+        self
     }
 
     fn required(mut self) -> Field {
@@ -232,6 +288,40 @@ pub struct TableDef {
     /// Keys rows can be addressed and upserted by, besides the primary key.
     #[serde(default)]
     pub alternate_keys: Vec<AlternateKey>,
+    /// What the metadata API says about the table besides the above.
+    #[serde(default)]
+    pub metadata: TableMeta,
+}
+
+/// How the metadata API describes a table beyond what the data API needs (docs/dataverse.md,
+/// "Metadata"). Everything is optional so a table added through the control API, or written
+/// by hand in a test, gets names derived from its logical name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TableMeta {
+    /// `SchemaName` (`Opportunity`, or as a metadata create sent it).
+    pub schema_name: Option<String>,
+    /// `PrimaryNameAttribute`: the column that names a row.
+    pub primary_name: Option<String>,
+    /// `DisplayName`.
+    pub display_name: Vec<LocalizedLabel>,
+    /// `DisplayCollectionName`.
+    pub display_collection_name: Vec<LocalizedLabel>,
+    /// `Description`.
+    pub description: Vec<LocalizedLabel>,
+    /// `OwnershipType` `OrganizationOwned` rather than `UserOwned`.
+    pub organization_owned: bool,
+    /// `IsCustomEntity`: a solution's table, not one the platform ships.
+    pub custom: bool,
+    /// `HasNotes`.
+    pub has_notes: bool,
+    /// `HasActivities`.
+    pub has_activities: bool,
+    /// `ObjectTypeCode`; custom tables get theirs when created (10000 and up).
+    pub object_type_code: Option<i64>,
+    /// Other EntityMetadata properties a create or a PUT sent, given back as sent so a
+    /// client that reads a definition and PUTs it back loses nothing.
+    pub other: Map<String, Value>,
 }
 
 impl TableDef {
@@ -316,7 +406,7 @@ fn active_inactive() -> Vec<StateOption> {
 
 /// The system columns every table has. `ownerid` is read-only here because the sandbox does
 /// not simulate `systemusers`; it is the creating user.
-fn system_fields(primary_key: &str) -> Vec<Field> {
+pub(crate) fn system_fields(primary_key: &str) -> Vec<Field> {
     let users = [("systemuser", "systemusers")];
     vec![
         Field::new(primary_key, FieldType::Guid),
@@ -338,6 +428,13 @@ fn system_fields(primary_key: &str) -> Vec<Field> {
     ]
 }
 
+/// Active/Inactive, the state model a table created through the metadata API gets.
+pub(crate) fn custom_table_states() -> Vec<StateOption> {
+    active_inactive()
+}
+
+/// A table with the system columns. A table without a state model (publishers, solutions)
+/// has no `statecode`/`statuscode` either, as in Dataverse.
 fn table(
     entity_set: &str,
     logical_name: &str,
@@ -346,6 +443,9 @@ fn table(
     fields: Vec<Field>,
 ) -> TableDef {
     let mut all = system_fields(primary_key);
+    if states.is_empty() {
+        all.retain(|f| !matches!(f.kind, FieldType::State | FieldType::Status));
+    }
     all.extend(fields);
     TableDef {
         entity_set: entity_set.into(),
@@ -355,6 +455,33 @@ fn table(
         states,
         change_tracking: true,
         alternate_keys: Vec::new(),
+        metadata: TableMeta::default(),
+    }
+}
+
+impl TableDef {
+    /// The names the metadata API shows: the display names, the primary name column, the
+    /// object type code (the platform's, for standard tables) and the ownership.
+    fn described(
+        mut self,
+        display: &str,
+        collection: &str,
+        primary_name: &str,
+        object_type_code: i64,
+        organization_owned: bool,
+    ) -> TableDef {
+        self.metadata.display_name = label(display);
+        self.metadata.display_collection_name = label(collection);
+        self.metadata.primary_name = Some(primary_name.into());
+        self.metadata.object_type_code = Some(object_type_code);
+        self.metadata.organization_owned = organization_owned;
+        self
+    }
+
+    /// A table a solution added (`IsCustomEntity`).
+    fn custom(mut self) -> TableDef {
+        self.metadata.custom = true;
+        self
     }
 }
 
@@ -381,16 +508,115 @@ fn connector_fields() -> Vec<Field> {
         Field::new("cosell_partnerrole", s(100)),
         Field::new("cosell_marketplaceintent", s(50)),
     ]
+    .into_iter()
+    .map(Field::custom)
+    .collect()
+}
+
+/// The connector's columns on the lead: which referral it came from, and its Audit trail.
+fn connector_lead_fields() -> Vec<Field> {
+    vec![
+        Field::new("cosell_referralid", s(100)).custom(),
+        Field::new("cosell_referrallink", s(500)).custom(),
+        Field::new("cosell_audit", memo(100_000)).custom(),
+    ]
+}
+
+/// The connector's own tables: solution links and the solution catalog.
+fn connector_tables() -> Vec<TableDef> {
+    let custom = |f: Field| f.custom();
+    vec![
+        // Logical name `cosell_solutionlink`: the primary key of a table named
+        // `cosell_solution` would be `cosell_solutionid`, which docs/dataverse.md ("Connector
+        // columns") gives to the Partner Center solution id column.
+        table(
+            "cosell_solutionlinks",
+            "cosell_solutionlink",
+            "cosell_solutionlinkid",
+            active_inactive(),
+            vec![
+                Field::new("cosell_name", s(200)),
+                Field::new("cosell_solutionid", s(100)).required(),
+                Field::new(
+                    "cosell_opportunityid",
+                    lookup(&[("cosell_opportunityid", "opportunities")]),
+                )
+                .required(),
+            ],
+        )
+        .described(
+            "Solution link",
+            "Solution links",
+            "cosell_name",
+            10000,
+            true,
+        ),
+        table(
+            "cosell_solutioncatalogs",
+            "cosell_solutioncatalog",
+            "cosell_solutioncatalogid",
+            active_inactive(),
+            vec![
+                Field::new("cosell_name", s(200)).required(),
+                Field::new("cosell_solutionid", s(100)).required(),
+                Field::new("cosell_description", memo(2000)),
+            ],
+        )
+        .described(
+            "Solution catalog",
+            "Solution catalogs",
+            "cosell_name",
+            10001,
+            true,
+        ),
+    ]
+    .into_iter()
+    .map(|mut t| {
+        for f in &mut t.fields {
+            if f.name.starts_with("cosell_") {
+                *f = custom(f.clone());
+            }
+        }
+        t.custom()
+    })
+    .collect()
 }
 
 /// The standard tables of docs/dataverse.md ("Standard columns") plus the connector's, as a
 /// fresh environment with the connector solution installed has them.
 pub fn standard_tables() -> Vec<TableDef> {
+    let mut tables = platform_tables();
+    for t in &mut tables {
+        match t.logical_name.as_str() {
+            "opportunity" => t.fields.extend(connector_fields()),
+            "lead" => t.fields.extend(connector_lead_fields()),
+            _ => {}
+        }
+    }
+    tables.extend(connector_tables());
+    tables
+}
+
+/// The standard tables of a Dynamics 365 Sales environment before the connector's setup:
+/// no connector columns or tables, and change tracking off on the opportunity, which the
+/// product's setup turns on (docs/dataverse.md, "Metadata").
+pub fn bare_tables() -> Vec<TableDef> {
+    let mut tables = platform_tables();
+    for t in &mut tables {
+        if t.logical_name == "opportunity" {
+            t.change_tracking = false;
+        }
+    }
+    tables
+}
+
+/// The tables the platform and Dynamics 365 Sales ship, change tracking on.
+fn platform_tables() -> Vec<TableDef> {
     let accounts_contacts = [
         ("customerid_account", "accounts"),
         ("customerid_contact", "contacts"),
     ];
-    let mut opportunity_fields = vec![
+    let opportunity_fields = vec![
         Field::new("name", s(300)).required(),
         Field::new("estimatedvalue", FieldType::Money),
         Field::new("estimatedclosedate", FieldType::Date),
@@ -418,8 +644,7 @@ pub fn standard_tables() -> Vec<TableDef> {
         ),
         Field::new("isrevenuesystemcalculated", FieldType::Boolean).default(Value::Bool(false)),
     ];
-    opportunity_fields.extend(connector_fields());
-    vec![
+    let mut tables = vec![
         table(
             "opportunities",
             "opportunity",
@@ -430,7 +655,8 @@ pub fn standard_tables() -> Vec<TableDef> {
                 state(2, "Lost", 4, &[(4, "Canceled"), (5, "Out-Sold")]),
             ],
             opportunity_fields,
-        ),
+        )
+        .described("Opportunity", "Opportunities", "name", 3, false),
         table(
             "accounts",
             "account",
@@ -460,7 +686,8 @@ pub fn standard_tables() -> Vec<TableDef> {
                     lookup(&[("transactioncurrencyid", "transactioncurrencies")]),
                 ),
             ],
-        ),
+        )
+        .described("Account", "Accounts", "name", 1, false),
         table(
             "contacts",
             "contact",
@@ -485,7 +712,8 @@ pub fn standard_tables() -> Vec<TableDef> {
                     lookup(&[("transactioncurrencyid", "transactioncurrencies")]),
                 ),
             ],
-        ),
+        )
+        .described("Contact", "Contacts", "fullname", 2, false),
         table(
             "leads",
             "lead",
@@ -520,11 +748,6 @@ pub fn standard_tables() -> Vec<TableDef> {
                 Field::new("address1_country", s(80)),
                 Field::new("description", memo(2000)),
                 Field::new("estimatedamount", FieldType::Money),
-                // The connector's columns on the lead: which referral it came from, and its
-                // Audit trail.
-                Field::new("cosell_referralid", s(100)),
-                Field::new("cosell_referrallink", s(500)),
-                Field::new("cosell_audit", memo(100_000)),
                 Field::new(
                     "parentaccountid",
                     lookup(&[("parentaccountid", "accounts")]),
@@ -542,7 +765,8 @@ pub fn standard_tables() -> Vec<TableDef> {
                     lookup(&[("transactioncurrencyid", "transactioncurrencies")]),
                 ),
             ],
-        ),
+        )
+        .described("Lead", "Leads", "fullname", 4, false),
         table(
             "transactioncurrencies",
             "transactioncurrency",
@@ -555,36 +779,83 @@ pub fn standard_tables() -> Vec<TableDef> {
                 Field::new("exchangerate", FieldType::Decimal).required(),
                 Field::new("currencyprecision", FieldType::Integer { min: 0, max: 4 }),
             ],
-        ),
-        // Logical name `cosell_solutionlink`: the primary key of a table named
-        // `cosell_solution` would be `cosell_solutionid`, which docs/dataverse.md ("Connector
-        // columns") gives to the Partner Center solution id column.
+        )
+        .described("Currency", "Currencies", "currencyname", 9105, true),
+    ];
+    tables.extend(solution_tables());
+    tables
+}
+
+/// `publishers`, `solutions` and `solutioncomponents` (docs/dataverse.md, "Metadata"): the
+/// publisher's prefix every created name carries, the unmanaged solution creates go into, and
+/// what each solution holds. No state model, as in Dataverse.
+fn solution_tables() -> Vec<TableDef> {
+    vec![
         table(
-            "cosell_solutionlinks",
-            "cosell_solutionlink",
-            "cosell_solutionlinkid",
-            active_inactive(),
+            "publishers",
+            "publisher",
+            "publisherid",
+            Vec::new(),
             vec![
-                Field::new("cosell_name", s(200)),
-                Field::new("cosell_solutionid", s(100)).required(),
+                Field::new("uniquename", s(256)).required(),
+                Field::new("friendlyname", s(256)).required(),
+                // 2 to 8 letters or digits; checked when a row is written.
+                Field::new("customizationprefix", s(8)).required(),
+                // 10000 to 99999; checked when a row is written, with the publisher's message
+                // rather than a generic range error.
                 Field::new(
-                    "cosell_opportunityid",
-                    lookup(&[("cosell_opportunityid", "opportunities")]),
-                )
-                .required(),
+                    "customizationoptionvalueprefix",
+                    FieldType::Integer {
+                        min: i32_min(),
+                        max: i32_max(),
+                    },
+                ),
+                Field::new("description", memo(2000)),
             ],
-        ),
+        )
+        .described("Publisher", "Publishers", "friendlyname", 7101, true),
         table(
-            "cosell_solutioncatalogs",
-            "cosell_solutioncatalog",
-            "cosell_solutioncatalogid",
-            active_inactive(),
+            "solutions",
+            "solution",
+            "solutionid",
+            Vec::new(),
             vec![
-                Field::new("cosell_name", s(200)).required(),
-                Field::new("cosell_solutionid", s(100)).required(),
-                Field::new("cosell_description", memo(2000)),
+                Field::new("uniquename", s(65)).required(),
+                Field::new("friendlyname", s(256)).required(),
+                Field::new("version", s(256)).required(),
+                // Set by a solution import in Dataverse; writable here so a test can play a
+                // managed solution (the product refuses to create into one).
+                Field::new("ismanaged", FieldType::Boolean).default(Value::Bool(false)),
+                Field::new("publisherid", lookup(&[("publisherid", "publishers")])).required(),
+                Field::new("description", memo(2000)),
             ],
-        ),
+        )
+        .described("Solution", "Solutions", "friendlyname", 7100, true),
+        {
+            // Written only by metadata creates; no column names a component.
+            let mut t = table(
+                "solutioncomponents",
+                "solutioncomponent",
+                "solutioncomponentid",
+                Vec::new(),
+                vec![
+                    Field::new("objectid", FieldType::Guid).read_only(),
+                    // 1 table, 2 column, 10 relationship.
+                    Field::new(
+                        "componenttype",
+                        FieldType::Picklist {
+                            options: vec![1, 2, 10],
+                        },
+                    )
+                    .read_only(),
+                    Field::new("solutionid", lookup(&[("solutionid", "solutions")])).read_only(),
+                    Field::new("ismetadata", FieldType::Boolean).read_only(),
+                ],
+            )
+            .described("Solution Component", "Solution Components", "", 7103, true);
+            t.metadata.primary_name = None;
+            t
+        },
     ]
 }
 
@@ -625,6 +896,81 @@ pub fn standard_currencies() -> Vec<Currency> {
         Currency::new("CHF", "Swiss Franc", "CHF", 0.88),
         Currency::new("JPY", "Japanese Yen", "¥", 150.0),
     ]
+}
+
+/// The solution a metadata create without `MSCRM.SolutionUniqueName` goes into, as Dataverse
+/// adds such components to its default solution.
+pub const DEFAULT_SOLUTION: &str = "Default";
+
+/// A row seeded into `publishers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    /// `uniquename`.
+    pub unique_name: String,
+    /// `friendlyname`.
+    pub friendly_name: String,
+    /// `customizationprefix`: what every name created in its solutions starts with.
+    pub prefix: String,
+    /// `customizationoptionvalueprefix` (10000–99999): new option values start with it.
+    pub option_value_prefix: i64,
+}
+
+/// A row seeded into `solutions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Solution {
+    /// `uniquename`.
+    pub unique_name: String,
+    /// `friendlyname`.
+    pub friendly_name: String,
+    /// `version`.
+    pub version: String,
+    /// `ismanaged`: a managed solution takes no new components.
+    pub managed: bool,
+    /// The `uniquename` of its publisher, one of [`super::Config::publishers`].
+    pub publisher: String,
+}
+
+/// Every environment's default publisher, prefix `new` (the platform names it after the
+/// organisation).
+pub fn default_publisher() -> Publisher {
+    Publisher {
+        unique_name: "DefaultPublishersandbox".into(),
+        friendly_name: "Default Publisher for sandbox".into(),
+        prefix: "new".into(),
+        option_value_prefix: 10000,
+    }
+}
+
+/// Every environment's default solution, unmanaged, of the default publisher.
+pub fn default_solution() -> Solution {
+    Solution {
+        unique_name: DEFAULT_SOLUTION.into(),
+        friendly_name: "Default Solution".into(),
+        version: "1.0".into(),
+        managed: false,
+        publisher: default_publisher().unique_name,
+    }
+}
+
+/// The publisher the product's setup creates for the connector's `cosell` names.
+pub fn connector_publisher() -> Publisher {
+    Publisher {
+        unique_name: "CoSellConnectorPublisher".into(),
+        friendly_name: "Co-sell connector".into(),
+        prefix: "cosell".into(),
+        option_value_prefix: 26541,
+    }
+}
+
+/// The unmanaged solution the product's setup creates the connector's columns in.
+pub fn connector_solution() -> Solution {
+    Solution {
+        unique_name: "CoSellConnector".into(),
+        friendly_name: "Co-sell connector".into(),
+        version: "1.0.0.0".into(),
+        managed: false,
+        publisher: connector_publisher().unique_name,
+    }
 }
 
 #[cfg(test)]

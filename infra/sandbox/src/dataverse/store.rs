@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Config;
 use super::error::DvError;
 use super::limits::Limits;
+use super::metadata::{self, Relationship};
 use super::path::{Key, parse_reference};
 use super::schema::{Field, FieldType, TableDef};
 
@@ -86,6 +87,16 @@ pub struct State {
     pub(super) closes: Vec<Value>,
     /// `systemuserid`s of delegated (App+User) callers, by user name.
     users: HashMap<String, Uuid>,
+    /// One-to-many relationships created through the metadata API.
+    pub(super) relationships: Vec<Relationship>,
+}
+
+/// The platform itself, for rows it seeds or maintains.
+fn system_actor() -> Actor {
+    Actor {
+        user: APP_USER_ID,
+        human: false,
+    }
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -126,9 +137,91 @@ impl State {
             limits: Limits::new(config.request_limit, config.request_window),
             closes: Vec::new(),
             users: HashMap::new(),
+            relationships: Vec::new(),
         };
         state.seed_currencies();
+        state.seed_solutions();
         state
+    }
+
+    /// The configured publishers and solutions, under ids derived from their unique names so
+    /// they are the same after every start and reset.
+    fn seed_solutions(&mut self) {
+        let (Some(publishers), Some(solutions)) = (
+            self.table_def("publishers").cloned(),
+            self.table_def("solutions").cloned(),
+        ) else {
+            return;
+        };
+        let now = Utc::now();
+        for p in self.config.publishers.clone() {
+            let mut after = self.new_row(&publishers, metadata::publisher_id(&p.unique_name));
+            after.insert("uniquename".into(), Value::String(p.unique_name.clone()));
+            after.insert(
+                "friendlyname".into(),
+                Value::String(p.friendly_name.clone()),
+            );
+            after.insert(
+                "customizationprefix".into(),
+                Value::String(p.prefix.clone()),
+            );
+            after.insert(
+                "customizationoptionvalueprefix".into(),
+                Value::from(p.option_value_prefix),
+            );
+            self.commit(
+                &publishers,
+                after,
+                HashMap::new(),
+                None,
+                system_actor(),
+                now,
+            );
+        }
+        for s in self.config.solutions.clone() {
+            let mut after = self.new_row(&solutions, metadata::solution_id(&s.unique_name));
+            let mut targets = HashMap::new();
+            after.insert("uniquename".into(), Value::String(s.unique_name.clone()));
+            after.insert(
+                "friendlyname".into(),
+                Value::String(s.friendly_name.clone()),
+            );
+            after.insert("version".into(), Value::String(s.version.clone()));
+            after.insert("ismanaged".into(), Value::Bool(s.managed));
+            let publisher = metadata::publisher_id(&s.publisher);
+            if self.row("publishers", publisher).is_some() {
+                after.insert(
+                    "_publisherid_value".into(),
+                    Value::String(publisher.to_string()),
+                );
+                targets.insert("_publisherid_value".into(), "publisher".into());
+            }
+            self.commit(&solutions, after, targets, None, system_actor(), now);
+        }
+    }
+
+    /// Writes a row the platform maintains (a solution component) without the write rules,
+    /// which refuse such rows from clients.
+    pub(super) fn insert_system_row(
+        &mut self,
+        set: &str,
+        values: Vec<(String, Value)>,
+        targets: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Option<Uuid> {
+        let table = self.table_def(set)?.clone();
+        let id = Uuid::new_v4();
+        let mut after = self.new_row(&table, id);
+        after.extend(values);
+        self.commit(
+            &table,
+            after,
+            targets.into_iter().collect(),
+            None,
+            system_actor(),
+            now,
+        );
+        Some(id)
     }
 
     fn seed_currencies(&mut self) {
@@ -360,6 +453,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<(), DvError> {
         let table = self.table(set)?.clone();
+        metadata::check_delete(&table)?;
         if self.rows.get_mut(set).and_then(|m| m.remove(&id)).is_none() {
             return Err(DvError::row_missing(&table.logical_name, id));
         }
@@ -625,6 +719,7 @@ impl State {
         if table.logical_name == "opportunity" {
             self.opportunity_rules(before, after, touched, actor, now)?;
         }
+        metadata::check_row(self, table, after, touched)?;
         if table.field("fullname").is_some_and(|f| f.read_only) {
             let part = |n: &str| {
                 after

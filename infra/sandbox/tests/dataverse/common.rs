@@ -59,6 +59,13 @@ impl Dv {
         Dv::with(dataverse::Config::default()).await
     }
 
+    /// An org as before `cosell crm setup` ([`dataverse::Config::bare`]).
+    pub async fn bare() -> Dv {
+        let mut config = dataverse::Config::default();
+        config.bare();
+        Dv::with(config).await
+    }
+
     pub async fn with(config: dataverse::Config) -> Dv {
         let sandbox = Sandbox::start(SandboxConfig {
             dataverse: config,

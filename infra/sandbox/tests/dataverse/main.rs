@@ -9,6 +9,7 @@ mod clearing;
 mod common;
 mod control;
 mod limits;
+mod metadata;
 mod opportunity;
 mod query;
 mod tracking;
