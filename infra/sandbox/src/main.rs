@@ -97,6 +97,11 @@ struct Cli {
     /// Write the signing key and certificate used to this directory (key.pem, cert.pem).
     #[arg(long)]
     write_signing_files: Option<PathBuf>,
+    /// Start both CRMs as before `cosell crm setup`: Dataverse without the connector's
+    /// columns, tables, publisher and solution, change tracking off on the opportunity;
+    /// Salesforce without the connector's fields, objects and On Hold stage.
+    #[arg(long)]
+    bare_schema: bool,
 }
 
 #[tokio::main]
@@ -111,7 +116,7 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let config = SandboxConfig {
+    let mut config = SandboxConfig {
         port: cli.port,
         token_lifetime: Duration::from_secs(cli.token_lifetime_secs),
         refresh_token_lifetime: Duration::from_secs(
@@ -134,6 +139,10 @@ async fn main() -> ExitCode {
         signing_cert_file: cli.signing_cert,
         ..SandboxConfig::default()
     };
+    if cli.bare_schema {
+        config.dataverse.bare();
+        config.salesforce.bare();
+    }
     let sandbox = match Sandbox::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -69,6 +69,7 @@ fn help_prints_the_default_identities() {
         "--no-sign-in-mfa",
         "--no-partner-center-mfa",
         "--device-code-interval",
+        "--bare-schema",
         "/oauth2/v2.0/authorize",
     ] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
@@ -128,4 +129,78 @@ fn signing_files_written_by_one_run_are_loaded_by_the_next() {
     ]);
     assert_eq!(cert1, cert2, "the same certificate across restarts");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The first line of a started sandbox: its URL.
+fn started(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    line.trim().trim_start_matches("listening on ").to_string()
+}
+
+#[test]
+fn bare_schema_starts_both_crms_as_before_setup() {
+    let start = |args: &[&str]| {
+        let mut child = Child(
+            Command::new(env!("CARGO_BIN_EXE_cosell-sandbox"))
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start"),
+        );
+        let url = started(&mut child);
+        (child, url)
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // What the control API says about each CRM's schema, without a token.
+    let look = |url: &str| {
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let get = |path: &str| {
+                let http = http.clone();
+                let url = format!("{url}{path}");
+                async move {
+                    let r = http.get(url).send().await.expect("request");
+                    let status = r.status().as_u16();
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    (status, body)
+                }
+            };
+            let (_, opportunity) = get("/_sandbox/dataverse/schema/opportunities").await;
+            let (links, _) = get("/_sandbox/dataverse/schema/cosell_solutionlinks").await;
+            let (_, stages) = get("/_sandbox/salesforce/stages").await;
+            let connector_columns = opportunity["fields"]
+                .as_array()
+                .expect("fields")
+                .iter()
+                .filter(|f| f["name"].as_str().is_some_and(|n| n.starts_with("cosell_")))
+                .count();
+            let hold_stage = stages
+                .as_array()
+                .expect("stages")
+                .iter()
+                .any(|s| s["name"] == "On Hold");
+            (
+                connector_columns,
+                opportunity["changeTracking"].clone(),
+                links,
+                hold_stage,
+            )
+        })
+    };
+    let (_bare, bare_url) = start(&["--port", "0", "--bare-schema"]);
+    let (columns, tracking, links, hold) = look(&bare_url);
+    assert_eq!(columns, 0, "no connector column on the opportunity");
+    assert_eq!(tracking, false, "change tracking off on the opportunity");
+    assert_eq!(links, 404, "no solution-link table");
+    assert!(!hold, "no On Hold stage in Salesforce");
+
+    let (_full, full_url) = start(&["--port", "0"]);
+    let (columns, tracking, links, hold) = look(&full_url);
+    assert!(columns > 0);
+    assert_eq!(tracking, true);
+    assert_eq!(links, 200);
+    assert!(hold);
 }
