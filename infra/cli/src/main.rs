@@ -249,6 +249,21 @@ struct RegisterArgs {
     config: Option<PathBuf>,
 }
 
+/// The command's exit: 0, or the error on stderr after the command's name, with its code.
+fn exit<T, E: std::fmt::Display>(
+    command: &str,
+    result: Result<T, E>,
+    code: impl FnOnce(&E) -> u8,
+) -> ExitCode {
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            ExitCode::from(code(&e))
+        }
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COSELL_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,cosell=info,cosell_shared::sync=info")
@@ -299,13 +314,11 @@ async fn main() -> ExitCode {
                 dry_run: args.dry_run,
                 sources: args.target.sources(),
             };
-            match crm_setup::run(options, settings, &mut std::io::stdout()).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("cosell crm setup: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            }
+            exit(
+                "cosell crm setup",
+                crm_setup::run(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
         }
         Command::Doctor(args) => {
             let settings = match args.target.settings() {
@@ -357,13 +370,11 @@ async fn main() -> ExitCode {
                 file: args.file,
                 sandbox_url: args.sandbox_url,
             };
-            match solutions::import(options, settings, &mut std::io::stdout()).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("cosell solutions import: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            }
+            exit(
+                "cosell solutions import",
+                solutions::import(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
         }
         Command::Auth(command) => {
             let common = match &command {
@@ -405,13 +416,7 @@ async fn main() -> ExitCode {
                 .await
                 .map(|_| ()),
             };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("cosell auth: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            }
+            exit("cosell auth", result, |e| e.exit_code())
         }
         Command::Register(args) => {
             let settings = match Settings::load(args.config.as_deref(), std::env::vars()) {
@@ -427,13 +432,11 @@ async fn main() -> ExitCode {
                 sandbox_url: args.sandbox_url,
                 registrar: RegistrarOptions::default(),
             };
-            match register::run(options, settings, &mut std::io::stdout()).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("cosell register: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            }
+            exit(
+                "cosell register",
+                register::run(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
         }
         Command::Local(args) => {
             let settings = match Settings::load(args.config.as_deref(), std::env::vars()) {

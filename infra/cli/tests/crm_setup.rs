@@ -10,17 +10,10 @@
 
 mod common;
 
-use common::{Cosell, PATIENCE, POLL};
+use common::{Cosell, PATIENCE, POLL, control, crm_arg};
 use cosell_e2e::stack::{CrmKind, CrmSide};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
-
-fn crm_arg(kind: CrmKind) -> &'static str {
-    match kind {
-        CrmKind::Dynamics => "dynamics",
-        CrmKind::Salesforce => "salesforce",
-    }
-}
 
 /// Items a bare org lacks, by the name doctor and setup give them.
 fn some_missing(kind: CrmKind) -> &'static [(&'static str, &'static str)] {
@@ -57,26 +50,6 @@ async fn bare_sandbox() -> Sandbox {
     Sandbox::start(config)
         .await
         .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
-}
-
-async fn control(
-    sandbox: &Sandbox,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut request = reqwest::Client::new().request(method.clone(), sandbox.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(
-        status.is_success(),
-        "{method} {path} answered {status}: {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// The CRM API writes the sandbox counted since the stats were last cleared.

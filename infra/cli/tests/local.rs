@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Cosell, PATIENCE, POLL};
+use common::{Cosell, PATIENCE, POLL, control, crm_arg};
 
 use cosell_e2e::stack::{CrmKind, CrmSide, create_state_table, create_sync_queues};
 use cosell_sandbox::{Sandbox, SandboxConfig};
@@ -25,40 +25,10 @@ const WRITE_BACK_ROUTE: &str = "/v1.0/engagements/referrals/{id}";
 /// Its key in the sandbox's request counts.
 const WRITE_BACK: &str = "PATCH /v1.0/engagements/referrals/{id}";
 
-fn crm_arg(kind: CrmKind) -> &'static str {
-    match kind {
-        CrmKind::Dynamics => "dynamics",
-        CrmKind::Salesforce => "salesforce",
-    }
-}
-
 async fn sandbox() -> Sandbox {
     Sandbox::start(SandboxConfig::default())
         .await
         .unwrap_or_else(|e| panic!("cannot start the sandbox: {e}"))
-}
-
-async fn control(
-    sandbox: &Sandbox,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut request = reqwest::Client::new().request(method.clone(), sandbox.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(
-        status.is_success(),
-        "{method} {path} answered {status}: {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 async fn calls(sandbox: &Sandbox, route: &str) -> u64 {

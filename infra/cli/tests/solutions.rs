@@ -10,19 +10,12 @@ mod common;
 
 use std::path::Path;
 
-use common::Cosell;
+use common::{Cosell, crm_arg};
 use cosell_e2e::stack::{CrmKind, CrmSide};
 use cosell_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 
 const ROWS: usize = 500;
-
-fn crm_arg(kind: CrmKind) -> &'static str {
-    match kind {
-        CrmKind::Dynamics => "dynamics",
-        CrmKind::Salesforce => "salesforce",
-    }
-}
 
 /// The catalog's table and its solution id field, as the sandbox names them.
 fn catalog(kind: CrmKind) -> (&'static str, &'static str) {

@@ -13,6 +13,38 @@ use std::time::Duration;
 pub const PATIENCE: Duration = Duration::from_secs(120);
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// The `--crm` value of a CRM.
+pub fn crm_arg(kind: cosell_e2e::stack::CrmKind) -> &'static str {
+    match kind {
+        cosell_e2e::stack::CrmKind::Dynamics => "dynamics",
+        cosell_e2e::stack::CrmKind::Salesforce => "salesforce",
+    }
+}
+
+/// A call to the sandbox's control API that must succeed; its JSON answer (null when empty).
+pub async fn control(
+    sandbox: &cosell_sandbox::Sandbox,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut request = reqwest::Client::new().request(method.clone(), sandbox.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "{method} {path} answered {status}: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
 /// A running `cosell`, its output collected as it comes.
 pub struct Cosell {
     pub child: Child,
