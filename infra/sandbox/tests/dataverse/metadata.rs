@@ -1631,6 +1631,35 @@ async fn the_product_setup_creates_what_a_bare_org_lacks_and_a_second_run_writes
         "a second run writes nothing: {s:?}"
     );
 
+    // Change tracking was turned on inside the connector's solution, so it travels with it.
+    let r = dv
+        .get("EntityDefinitions(LogicalName='opportunity')?$select=MetadataId")
+        .await;
+    let opportunity_id = r.body["MetadataId"]
+        .as_str()
+        .expect("MetadataId")
+        .to_string();
+    let r = dv
+        .get("solutions?$select=solutionid&$filter=uniquename eq 'CoSellConnector'")
+        .await;
+    let solution_id = r.body["value"][0]["solutionid"]
+        .as_str()
+        .expect("the solution")
+        .to_string();
+    let r = dv
+        .get(&format!(
+            "solutioncomponents?$select=objectid,componenttype&$filter=_solutionid_value eq {solution_id}"
+        ))
+        .await;
+    assert!(
+        r.body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .any(|c| c["objectid"] == opportunity_id.as_str() && c["componenttype"] == 1),
+        "opportunity is a component of the solution: {r:?}"
+    );
+
     // What setup made serves the connector's rows.
     let opportunity = dv.opportunity("After setup").await;
     let r = dv
@@ -1688,8 +1717,55 @@ async fn the_product_setup_creates_what_a_bare_org_lacks_and_a_second_run_writes
             "solutioncomponents?$select=componenttype&$filter=_solutionid_value eq {solution}"
         ))
         .await;
-    // A component per table and column, two for the relationship (its lookup column too);
-    // the publisher, the solution and the change tracking PUT add none.
+    // A component per table and column, two for the relationship (its lookup column too),
+    // and the opportunity table for its change tracking; the publisher and the solution add
+    // none.
     let count = r.body["value"].as_array().map_or(0, Vec::len);
-    assert_eq!(count, created.len() - 2, "{r:?}");
+    assert_eq!(count, created.len() - 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_solution_of_another_publisher_is_reported_before_anything_is_created() {
+    let dv = Dv::bare().await;
+    let r = create(
+        &dv,
+        "publishers",
+        json!({
+            "uniquename": "ContosoPublisher",
+            "friendlyname": "Contoso",
+            "customizationprefix": "contoso",
+            "customizationoptionvalueprefix": 41000,
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let r = dv
+        .get("publishers?$select=publisherid&$filter=customizationprefix eq 'contoso'")
+        .await;
+    let contoso = r.body["value"][0]["publisherid"]
+        .as_str()
+        .expect("the publisher")
+        .to_string();
+    let r = create(
+        &dv,
+        "solutions",
+        json!({
+            "uniquename": "CoSellConnector",
+            "friendlyname": "Co-sell",
+            "version": "1.0.0.0",
+            "publisherid@odata.bind": format!("/publishers({contoso})"),
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+
+    let items = schema_client(&dv).inspect().await.expect("inspect");
+    let solution = items
+        .iter()
+        .find(|i| i.kind == ItemKind::Solution)
+        .expect("the solution item");
+    assert!(
+        matches!(&solution.state, ItemState::Unusable(why) if why.contains("COSELL_DATAVERSE_PUBLISHER_PREFIX")),
+        "every create would be refused for the prefix, so it is not in place: {solution:?}"
+    );
 }

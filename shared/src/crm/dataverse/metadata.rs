@@ -502,13 +502,25 @@ impl CrmSchema for DataverseSchema {
             })
             .spec(Spec::Publisher),
         );
+        let ours: Vec<String> = values(&publishers)
+            .iter()
+            .filter_map(|p| p.get("publisherid").and_then(Value::as_str))
+            .map(str::to_ascii_lowercase)
+            .collect();
         let solutions = self
             .get(&format!(
-                "solutions?$select=solutionid,ismanaged&$filter=uniquename eq {}",
+                "solutions?$select=solutionid,ismanaged,_publisherid_value&$filter=uniquename eq {}",
                 odata_string(&self.solution)
             ))
             .await?;
         let solution = values(&solutions).into_iter().next();
+        // Dataverse refuses a component whose name lacks the prefix of the solution's own
+        // publisher, so a solution of another publisher would fail every create later on.
+        let foreign = solution.as_ref().is_some_and(|s| {
+            s.get("_publisherid_value")
+                .and_then(Value::as_str)
+                .is_some_and(|p| !ours.contains(&p.to_ascii_lowercase()))
+        });
         items.push(
             SchemaItem::new(ItemKind::Solution, self.solution.as_str(), "unmanaged")
                 .state(match &solution {
@@ -518,6 +530,9 @@ impl CrmSchema for DataverseSchema {
                             "is a managed solution, which cannot take new components; name an unmanaged one in COSELL_DATAVERSE_SOLUTION".into(),
                         )
                     }
+                    Some(_) if foreign => ItemState::Unusable(format!(
+                        "belongs to a publisher whose prefix is not {prefix}; set COSELL_DATAVERSE_PUBLISHER_PREFIX to its publisher's prefix, or name another solution in COSELL_DATAVERSE_SOLUTION"
+                    )),
                     Some(_) => ItemState::InPlace,
                 })
                 .spec(Spec::Solution),
@@ -788,7 +803,10 @@ impl CrmSchema for DataverseSchema {
                 let mut req =
                     Request::post(self.http.url(&format!("EntityDefinitions({id})")), &def);
                 req.method = reqwest::Method::PUT;
-                req.headers = vec![("MSCRM.MergeLabels", "true".into())];
+                // In the solution too, so the setting travels with an export of it.
+                let mut headers = vec![("MSCRM.MergeLabels", "true".to_string())];
+                headers.extend(in_solution());
+                req.headers = headers;
                 self.http.call(&req).await?;
             }
             Spec::StatusReason {
