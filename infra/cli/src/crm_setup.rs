@@ -86,6 +86,18 @@ pub fn crm_name(kind: CrmKind) -> &'static str {
     }
 }
 
+/// A shape short enough for one table cell (a picklist lists all its values otherwise);
+/// `cosell doctor` prints it whole.
+fn short(detail: &str) -> String {
+    const MAX: usize = 60;
+    if detail.chars().count() <= MAX {
+        detail.to_string()
+    } else {
+        let cut: String = detail.chars().take(MAX - 1).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
 /// What the plan says of an item's state.
 pub fn state_label(state: &ItemState) -> String {
     match state {
@@ -125,7 +137,7 @@ pub async fn run(
         plan.add_row([
             item.kind.label().to_string(),
             item.name.clone(),
-            item.detail.clone(),
+            short(&item.detail),
             state_label(&item.state),
         ]);
     }
