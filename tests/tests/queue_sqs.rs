@@ -216,27 +216,13 @@ async fn long_or_odd_dedup_ids_are_accepted_and_still_deduplicate() {
 async fn the_dead_letter_queue_is_found_through_the_redrive_policy_and_counted() {
     let moto = moto().await;
     let sqs = moto.sqs();
-    let dlq_url = fifo_queue(&sqs, "sync-dlq-found.fifo").await;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("get_queue_attributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("the queue's ARN");
-    let main_url = fifo_queue(&sqs, "sync-with-dlq.fifo").await;
-    sqs.set_queue_attributes()
-        .queue_url(&main_url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}"#),
-        )
-        .send()
-        .await
-        .expect("set_queue_attributes");
+    let (main_url, dlq_url) = cosell_e2e::stack::create_fifo_queues(
+        &sqs,
+        "sync-with-dlq",
+        std::time::Duration::from_secs(30),
+        3,
+    )
+    .await;
     send(
         &SqsQueue::new(moto.sqs(), &dlq_url),
         pc_changed("referral-dead", "referral-created"),

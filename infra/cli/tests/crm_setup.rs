@@ -10,10 +10,10 @@
 
 mod common;
 
-use common::{Cosell, PATIENCE, POLL, control, crm_arg};
-use cosell_e2e::stack::{CrmKind, CrmSide};
+use common::{Cosell, control, crm_arg, incoming_co_sell, opportunities_for, wait_for_write_back};
+use cosell_e2e::stack::CrmKind;
 use cosell_sandbox::{Sandbox, SandboxConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Items a bare org lacks, by the name doctor and setup give them.
 fn some_missing(kind: CrmKind) -> &'static [(&'static str, &'static str)] {
@@ -244,56 +244,9 @@ async fn setting_up_a_bare_crm_takes_one_command(kind: CrmKind) {
         "{c:#}"
     );
 
-    let referral = control(
-        &sandbox,
-        reqwest::Method::POST,
-        "/_sandbox/partner-center/incoming?kind=co-sell",
-        Some(json!({"name": "After setup"})),
-    )
-    .await;
-    let id = referral["id"].as_str().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let crm_id = loop {
-        let referrals = control(
-            &sandbox,
-            reqwest::Method::GET,
-            "/_sandbox/partner-center/referrals",
-            None,
-        )
-        .await;
-        let found = referrals
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| &r["referral"])
-            .find(|r| r["id"] == id.as_str())
-            .and_then(|r| r["externalReferenceId"].as_str().map(str::to_string));
-        if let Some(crm_id) = found {
-            break crm_id;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the referral never synced\n{}",
-            local.output()
-        );
-        tokio::time::sleep(POLL).await;
-    };
-    let side = CrmSide(kind);
-    let body = control(
-        &sandbox,
-        reqwest::Method::GET,
-        &side.control(side.opportunities()),
-        None,
-    )
-    .await;
-    let rows = match kind {
-        CrmKind::Dynamics => body["value"].as_array().cloned().unwrap_or_default(),
-        CrmKind::Salesforce => body.as_array().cloned().unwrap_or_default(),
-    };
-    let synced: Vec<&Value> = rows
-        .iter()
-        .filter(|r| r[side.referral_field()].as_str() == Some(id.as_str()))
-        .collect();
+    let id = incoming_co_sell(&sandbox, "After setup").await;
+    let crm_id = wait_for_write_back(&sandbox, &id).await;
+    let synced = opportunities_for(&sandbox, kind, &id).await;
     assert_eq!(
         synced.len(),
         1,

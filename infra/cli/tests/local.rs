@@ -10,7 +10,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Cosell, PATIENCE, POLL, control, crm_arg};
+use common::{
+    Cosell, PATIENCE, POLL, control, crm_arg, incoming_co_sell, opportunities_for, referral,
+    wait_for_write_back,
+};
 
 use cosell_e2e::stack::{CrmKind, CrmSide, create_state_table, create_sync_queues};
 use cosell_sandbox::{Sandbox, SandboxConfig};
@@ -37,74 +40,12 @@ async fn calls(sandbox: &Sandbox, route: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn incoming_co_sell(sandbox: &Sandbox, name: &str) -> String {
-    let referral = control(
-        sandbox,
-        reqwest::Method::POST,
-        "/_sandbox/partner-center/incoming?kind=co-sell",
-        Some(json!({"name": name})),
-    )
-    .await;
-    referral["id"].as_str().expect("an id").to_string()
-}
-
-async fn referral(sandbox: &Sandbox, id: &str) -> Value {
-    control(
-        sandbox,
-        reqwest::Method::GET,
-        "/_sandbox/partner-center/referrals",
-        None,
-    )
-    .await
-    .as_array()
-    .cloned()
-    .unwrap_or_default()
-    .into_iter()
-    .map(|r| r["referral"].clone())
-    .find(|r| r["id"].as_str() == Some(id))
-    .unwrap_or_else(|| panic!("no referral {id}"))
-}
-
-/// Waits until Partner Center holds the CRM id of the referral's record: its sync finished.
-async fn wait_for_write_back(sandbox: &Sandbox, id: &str) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(crm_id) = referral(sandbox, id).await["externalReferenceId"].as_str() {
-            return crm_id.to_string();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "referral {id} never synced"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 async fn wait_for_calls(sandbox: &Sandbox, route: &str) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while calls(sandbox, route).await == 0 {
         assert!(tokio::time::Instant::now() < deadline, "no {route} call");
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// The opportunities whose referral identifier is `id`, as the CRM holds them.
-async fn opportunities_for(sandbox: &Sandbox, kind: CrmKind, id: &str) -> Vec<Value> {
-    let side = CrmSide(kind);
-    let body = control(
-        sandbox,
-        reqwest::Method::GET,
-        &side.control(side.opportunities()),
-        None,
-    )
-    .await;
-    let rows = match kind {
-        CrmKind::Dynamics => body["value"].as_array().cloned().unwrap_or_default(),
-        CrmKind::Salesforce => body.as_array().cloned().unwrap_or_default(),
-    };
-    rows.into_iter()
-        .filter(|r| r[side.referral_field()].as_str() == Some(id))
-        .collect()
 }
 
 /// The journal lines of a referral, read from a stopped `cosell local`'s data directory.

@@ -45,6 +45,74 @@ pub async fn control(
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+pub async fn incoming_co_sell(sandbox: &cosell_sandbox::Sandbox, name: &str) -> String {
+    let referral = control(
+        sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/partner-center/incoming?kind=co-sell",
+        Some(serde_json::json!({"name": name})),
+    )
+    .await;
+    referral["id"].as_str().expect("an id").to_string()
+}
+
+pub async fn referral(sandbox: &cosell_sandbox::Sandbox, id: &str) -> serde_json::Value {
+    control(
+        sandbox,
+        reqwest::Method::GET,
+        "/_sandbox/partner-center/referrals",
+        None,
+    )
+    .await
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+    .into_iter()
+    .map(|r| r["referral"].clone())
+    .find(|r| r["id"].as_str() == Some(id))
+    .unwrap_or_else(|| panic!("no referral {id}"))
+}
+
+/// Waits until Partner Center holds the CRM id of the referral's record: its sync finished.
+pub async fn wait_for_write_back(sandbox: &cosell_sandbox::Sandbox, id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(crm_id) = referral(sandbox, id).await["externalReferenceId"].as_str() {
+            return crm_id.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "referral {id} never synced"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The opportunities whose referral identifier is `id`, as the CRM holds them.
+pub async fn opportunities_for(
+    sandbox: &cosell_sandbox::Sandbox,
+    kind: cosell_e2e::stack::CrmKind,
+    id: &str,
+) -> Vec<serde_json::Value> {
+    let side = cosell_e2e::stack::CrmSide(kind);
+    let body = control(
+        sandbox,
+        reqwest::Method::GET,
+        &side.control(side.opportunities()),
+        None,
+    )
+    .await;
+    let rows = match kind {
+        cosell_e2e::stack::CrmKind::Dynamics => {
+            body["value"].as_array().cloned().unwrap_or_default()
+        }
+        cosell_e2e::stack::CrmKind::Salesforce => body.as_array().cloned().unwrap_or_default(),
+    };
+    rows.into_iter()
+        .filter(|r| r[side.referral_field()].as_str() == Some(id))
+        .collect()
+}
+
 /// A running `cosell`, its output collected as it comes.
 pub struct Cosell {
     pub child: Child,

@@ -1907,15 +1907,15 @@ fn created(url: String) -> Response {
     resp
 }
 
-/// `POST EntityDefinitions`: a table with its primary name column (docs/dataverse.md,
-/// "Metadata").
-fn create_entity(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response, DvError> {
+/// The body of a POST or PUT of a table definition: JSON, an `EntityMetadata`, and only
+/// properties a table has.
+fn entity_body(ctx: &Ctx<'_>, body: &[u8], verb: &str) -> Result<Map<String, Value>, DvError> {
     let body = json_body(ctx.headers, body)?;
     match odata_type(&body)? {
         None | Some("EntityMetadata") => {}
         Some(t) => {
             return Err(definition_error(format!(
-                "POST EntityDefinitions takes a {NS}EntityMetadata, not '{t}'."
+                "{verb} EntityDefinitions takes a {NS}EntityMetadata, not '{t}'."
             )));
         }
     }
@@ -1924,6 +1924,13 @@ fn create_entity(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response, DvError> {
         &|k: &str| entity_known(k) || ENTITY_NAVIGATION.contains(&k),
         "EntityMetadata",
     )?;
+    Ok(body)
+}
+
+/// `POST EntityDefinitions`: a table with its primary name column (docs/dataverse.md,
+/// "Metadata").
+fn create_entity(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response, DvError> {
+    let body = entity_body(ctx, body, "POST")?;
     let schema_name = required_str(&body, "SchemaName", "A table")?;
     check_schema_name(schema_name, "table")?;
     let logical = schema_name.to_ascii_lowercase();
@@ -2090,20 +2097,7 @@ fn create_attribute(ctx: &Ctx<'_>, key: &DefKey, body: &[u8]) -> Result<Response
 /// `PUT EntityDefinitions(…)`: replaces the definition (docs/dataverse.md, "Metadata"). What
 /// the body leaves out is reset, labels kept with `MSCRM.MergeLabels: true`.
 fn put_entity(ctx: &Ctx<'_>, key: &DefKey, body: &[u8]) -> Result<Response, DvError> {
-    let body = json_body(ctx.headers, body)?;
-    match odata_type(&body)? {
-        None | Some("EntityMetadata") => {}
-        Some(t) => {
-            return Err(definition_error(format!(
-                "PUT EntityDefinitions takes a {NS}EntityMetadata, not '{t}'."
-            )));
-        }
-    }
-    check_known(
-        &body,
-        &|k: &str| entity_known(k) || ENTITY_NAVIGATION.contains(&k),
-        "EntityMetadata",
-    )?;
+    let body = entity_body(ctx, body, "PUT")?;
     let merge = match ctx
         .headers
         .get("MSCRM.MergeLabels")
