@@ -59,10 +59,22 @@ pub struct Config {
     pub sync: SyncOptions,
     pub poller: PollerOptions,
     pub aws: AwsConfig,
+    /// How long journal entries and per-referral reconciliation cursors are kept
+    /// (`COSELL_RETENTION_DAYS`): DynamoDB's TTL removes them; the embedded store deletes them.
+    pub retention: Duration,
+    /// `COSELL_DRY_RUN`: the processor and the poller log what they would write to the CRM and
+    /// Partner Center instead of writing it.
+    pub dry_run: bool,
     /// The Secrets Manager secret of the secret settings (`COSELL_SECRET_ARN`), where a rotated
     /// refresh token is kept too.
     pub secret_arn: Option<String>,
 }
+
+/// Journal entries and reconciliation cursors are kept this many days unless
+/// `COSELL_RETENTION_DAYS` says otherwise.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// Ten years: beyond it a TTL would say "forever" in a roundabout way.
+const MAX_RETENTION_DAYS: u64 = 3650;
 
 /// Reads settings by name; `std::env::var` in the functions, a map in tests.
 pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
@@ -235,6 +247,13 @@ impl Config {
                 .get("AWS_REGION")
                 .unwrap_or_else(|| "us-east-1".to_string()),
         };
+        let retention_days = env.number("COSELL_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?;
+        if !(1..=MAX_RETENTION_DAYS).contains(&retention_days) {
+            return Err(ConfigError::Invalid {
+                name: "COSELL_RETENTION_DAYS".into(),
+                reason: format!("{retention_days} is not between 1 and {MAX_RETENTION_DAYS} days"),
+            });
+        }
         Ok(Config {
             crm,
             partner_center,
@@ -243,6 +262,8 @@ impl Config {
             sync,
             poller,
             aws,
+            retention: Duration::from_secs(retention_days * 24 * 3600),
+            dry_run: env.bool("COSELL_DRY_RUN", false)?,
             secret_arn: env.get(crate::secrets::SECRET_ARN_SETTING),
         })
     }
