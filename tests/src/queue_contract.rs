@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cosell_shared::queue::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, SyncCommand};
+use chrono::{DateTime, Utc};
+use cosell_shared::queue::{
+    DeadLetters, Delivery, Outgoing, Parked, Queue, QueueConsumer, QueueDepth, SyncCommand,
+};
 use tokio::time::Instant;
 
 /// The visibility timeout of the queues for the check that waits for it to pass.
@@ -451,6 +454,186 @@ pub async fn stale_receipt_leaves_the_message_alone(q: &QueueUnderTest) {
     );
     delete(q, &current).await;
     assert_empty(q, "deleted with the current receipt").await;
+}
+
+/// The queues [`dead_letters_are_peeked_and_redriven`] asks for, apart from the contract's
+/// checks since not every adapter reads its dead-letter queue.
+pub const REDRIVE: QueueSpec = QueueSpec {
+    name: "redrive",
+    visibility_timeout: LONG_VISIBILITY,
+    max_receive_count: MAX_RECEIVE_COUNT,
+};
+
+/// Messages that failed `max_receive_count` times are seen in the dead-letter queue `dead` (of
+/// `q`), oldest first, by a peek that moves nothing. A redrive moves back only those picked, each
+/// to the end of its own group with its receive count starting again, and a second one moves
+/// nothing. Deliveries say when their message was sent.
+pub async fn dead_letters_are_peeked_and_redriven(q: &QueueUnderTest, dead: &dyn DeadLetters) {
+    let started = Utc::now();
+    let (a, b) = (unique("referral-a"), unique("referral-b"));
+    send(q, pc_changed(&a, "a-poison"), &unique("dedup")).await;
+    send(q, pc_changed(&b, "b-poison"), &unique("dedup")).await;
+    for receive in 1..=q.max_receive_count {
+        let mut batch = Vec::new();
+        while batch.len() < 2 {
+            batch.extend(receive_within(q.consumer.as_ref(), 10, "both poison messages").await);
+        }
+        batch.sort_by_key(|delivery| events(std::slice::from_ref(delivery)));
+        assert_eq!(
+            events(&batch),
+            ["a-poison", "b-poison"],
+            "receive {receive}"
+        );
+        for delivery in &batch {
+            assert_eq!(delivery.receive_count, receive);
+            let sent_at = delivery.sent_at.unwrap_or_else(|| {
+                panic!(
+                    "{:?} says when it was sent",
+                    events(std::slice::from_ref(delivery))
+                )
+            });
+            assert_sent_since(sent_at, started, "a delivery");
+            release(q, delivery, Duration::ZERO).await;
+        }
+    }
+    send(q, pc_changed(&a, "a-next"), &unique("dedup")).await;
+    send(q, pc_changed(&a, "a-last"), &unique("dedup")).await;
+    // This receive finds both poison messages past their count, and moves them.
+    let next = receive_within(q.consumer.as_ref(), 1, "a-next").await;
+    assert_eq!(events(&next), ["a-next"]);
+
+    let deadline = Instant::now() + PATIENCE;
+    let parked = loop {
+        let parked = peek(dead, 10).await;
+        if parked.len() >= 2 {
+            break parked;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison messages not dead-lettered within {PATIENCE:?}: {:?}",
+            parked_events(&parked)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        parked_events(&parked),
+        ["a-poison", "b-poison"],
+        "oldest first"
+    );
+    for (message, referral) in parked.iter().zip([&a, &b]) {
+        assert_eq!(message.group, pc_changed(referral, "").group());
+        assert_eq!(message.receive_count, q.max_receive_count, "{message:?}");
+        assert!(!message.in_flight, "{message:?}");
+        assert_sent_since(message.sent_at, started, "a dead letter");
+    }
+
+    // Looking moves nothing. (Receive counts are left out: SQS counts a look as a receive.)
+    let identity = |parked: &[Parked]| -> Vec<(String, String, String)> {
+        parked
+            .iter()
+            .map(|p| (p.message_id.clone(), p.group.clone(), p.body.clone()))
+            .collect()
+    };
+    assert_eq!(identity(&peek(dead, 10).await), identity(&parked));
+    assert_eq!(identity(&peek(dead, 1).await), identity(&parked[..1]));
+    assert_eq!(dead_depth(dead).await.total(), 2);
+    assert_eq!(
+        depth(q).await,
+        QueueDepth {
+            waiting: 1,
+            in_flight: 1
+        },
+        "a-next in flight, a-last waiting"
+    );
+
+    let a_poison = |parked: &Parked| parked_events(std::slice::from_ref(parked)) == ["a-poison"];
+    let moved = dead
+        .redrive(&a_poison)
+        .await
+        .unwrap_or_else(|err| panic!("redrive a-poison: {err}"));
+    assert_eq!(moved, 1, "only the one picked");
+    assert_eq!(parked_events(&peek(dead, 10).await), ["b-poison"]);
+    assert_eq!(
+        depth(q).await,
+        QueueDepth {
+            waiting: 2,
+            in_flight: 1
+        },
+        "a-poison is back"
+    );
+    assert_nothing_delivered(q, "a-last and a-poison wait behind a-next").await;
+    delete(q, &next[0]).await;
+    let last = receive_within(q.consumer.as_ref(), 1, "a-last").await;
+    assert_eq!(events(&last), ["a-last"], "a-poison is behind what waited");
+    delete(q, &last[0]).await;
+    let redriven = receive_within(q.consumer.as_ref(), 1, "a-poison again").await;
+    assert_eq!(events(&redriven), ["a-poison"]);
+    assert_eq!(
+        redriven[0].group,
+        pc_changed(&a, "").group(),
+        "in its group"
+    );
+    assert_eq!(
+        redriven[0].receive_count, 1,
+        "its receive count starts again"
+    );
+    assert!(redriven[0].sent_at.is_some());
+    delete(q, &redriven[0]).await;
+
+    let again = dead
+        .redrive(&a_poison)
+        .await
+        .unwrap_or_else(|err| panic!("redrive a-poison again: {err}"));
+    assert_eq!(again, 0, "nothing moved twice");
+    assert_empty(q, "a-poison was not moved twice").await;
+
+    let rest = dead
+        .redrive(&|_: &Parked| true)
+        .await
+        .unwrap_or_else(|err| panic!("redrive the rest: {err}"));
+    assert_eq!(rest, 1);
+    assert_eq!(dead_depth(dead).await.total(), 0);
+    let b_again = drain(q, 1, "b-poison").await;
+    assert_eq!(events(&b_again), ["b-poison"]);
+    assert_eq!(b_again[0].receive_count, 1);
+    assert_empty(q, "all deleted").await;
+}
+
+/// `sent_at` lies between `started` and now, give or take a clock that is a little off (the
+/// queue's, in another process).
+fn assert_sent_since(sent_at: DateTime<Utc>, started: DateTime<Utc>, what: &str) {
+    let slack = chrono::Duration::seconds(5);
+    assert!(
+        started - slack <= sent_at && sent_at <= Utc::now() + slack,
+        "{what} sent at {sent_at}, the check started at {started}"
+    );
+}
+
+async fn peek(dead: &dyn DeadLetters, limit: usize) -> Vec<Parked> {
+    let parked = dead
+        .peek(limit)
+        .await
+        .unwrap_or_else(|err| panic!("peek {}: {err}", dead.describe()));
+    assert!(parked.len() <= limit, "asked for {limit}, got {parked:?}");
+    parked
+}
+
+async fn dead_depth(dead: &dyn DeadLetters) -> QueueDepth {
+    dead.depth()
+        .await
+        .unwrap_or_else(|err| panic!("depth of {}: {err}", dead.describe()))
+}
+
+/// [`events`] of parked messages.
+pub fn parked_events(parked: &[Parked]) -> Vec<String> {
+    parked
+        .iter()
+        .map(|p| match SyncCommand::from_body(&p.body) {
+            Ok(SyncCommand::PartnerCenterChanged { event, .. }) => event,
+            Ok(SyncCommand::CrmChanged { crm_id, .. }) => crm_id,
+            Err(err) => panic!("body {:?} does not parse: {err}", p.body),
+        })
+        .collect()
 }
 
 /// Receives the only message in `q` twice (releasing it in between): the first receipt, stale

@@ -18,7 +18,7 @@ use cosell_e2e::queue_contract::{
 };
 use cosell_e2e::stack::create_fifo_queues;
 use cosell_localaws::Moto;
-use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
+use cosell_shared::queue::embedded::{EmbeddedDeadLetters, EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Outgoing, Queue, QueueConsumer, QueueDepth};
 use tokio::time::Instant;
@@ -118,8 +118,16 @@ fn open(path: &Path, name: &str, settings: EmbeddedQueueSettings) -> EmbeddedQue
 /// The checks' queues share one file, as `sync` and `sync-dlq` do in `cosell local`: that each
 /// check still sees only its own messages is part of what is tested.
 fn embedded_under_test(path: &Path, spec: QueueSpec) -> QueueUnderTest {
+    embedded_with_dead_letters(path, spec).0
+}
+
+/// [`embedded_under_test`], and the dead-letter queue to peek and redrive.
+fn embedded_with_dead_letters(
+    path: &Path,
+    spec: QueueSpec,
+) -> (QueueUnderTest, EmbeddedDeadLetters) {
     let dlq_name = format!("{}-dlq", spec.name);
-    let queue = Arc::new(open(
+    let queue = open(
         path,
         spec.name,
         EmbeddedQueueSettings {
@@ -128,19 +136,25 @@ fn embedded_under_test(path: &Path, spec: QueueSpec) -> QueueUnderTest {
             dead_letter_queue: Some(dlq_name.clone()),
             ..EmbeddedQueueSettings::default()
         },
-    ));
+    );
+    let redrive = queue
+        .dead_letters()
+        .expect("a queue with a dead_letter_queue has dead letters");
+    assert_eq!(redrive.name(), dlq_name);
+    let queue = Arc::new(queue);
     let dead_letters = Arc::new(open(
         path,
         &dlq_name,
         settings(spec.visibility_timeout, None),
     ));
-    QueueUnderTest {
+    let q = QueueUnderTest {
         queue: queue.clone(),
         consumer: queue,
         dead_letters,
         visibility_timeout: spec.visibility_timeout,
         max_receive_count: spec.max_receive_count,
-    }
+    };
+    (q, redrive)
 }
 
 fn temp_dir() -> tempfile::TempDir {
@@ -152,6 +166,14 @@ async fn the_embedded_queue_keeps_the_queue_contract() {
     let dir = temp_dir();
     let path = dir.path().join("queue.sqlite");
     queue_contract::run_all(async |spec| embedded_under_test(&path, spec)).await;
+}
+
+#[tokio::test]
+async fn the_embedded_dead_letters_are_peeked_and_redriven() {
+    let dir = temp_dir();
+    let path = dir.path().join("queue.sqlite");
+    let (q, dead) = embedded_with_dead_letters(&path, queue_contract::REDRIVE);
+    queue_contract::dead_letters_are_peeked_and_redriven(&q, &dead).await;
 }
 
 async fn send(queue: &dyn Queue, referral_id: &str, event: &str, dedup_id: &str) {

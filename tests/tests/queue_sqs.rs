@@ -4,10 +4,13 @@
 //! Every test starts its own `Moto` (see `aws_harness.rs`); without `moto_server` they fail with
 //! the install hint.
 
+use std::sync::Arc;
+
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use cosell_e2e::queue_contract::{self, QueueUnderTest};
 use cosell_localaws::Moto;
 use cosell_shared::queue::sqs::SqsQueue;
-use cosell_shared::queue::{Outgoing, Queue, QueueConsumer, QueueError, SyncCommand};
+use cosell_shared::queue::{DeadLetters, Outgoing, Queue, QueueConsumer, QueueError, SyncCommand};
 
 async fn moto() -> Moto {
     Moto::start()
@@ -241,6 +244,43 @@ async fn the_dead_letter_queue_is_found_through_the_redrive_policy_and_counted()
 
     let lonely = SqsQueue::new(moto.sqs(), fifo_queue(&sqs, "sync-no-dlq.fifo").await);
     assert!(lonely.dead_letter_queue().await.expect("reads").is_none());
+}
+
+#[tokio::test]
+async fn dead_letters_are_peeked_and_redriven_into_their_group() {
+    let moto = moto().await;
+    let sqs = moto.sqs();
+    let spec = queue_contract::REDRIVE;
+    let (main_url, dlq_url) = cosell_e2e::stack::create_fifo_queues(
+        &sqs,
+        spec.name,
+        spec.visibility_timeout,
+        spec.max_receive_count,
+    )
+    .await;
+    let main = Arc::new(SqsQueue::new(sqs.clone(), &main_url));
+    let dead = main
+        .dead_letters()
+        .await
+        .expect("the redrive policy reads")
+        .expect("the queue has a dead-letter queue");
+    assert_eq!(dead.url(), dlq_url);
+    assert_eq!(dead.source_url(), main_url);
+    assert!(dead.describe().contains(&dlq_url), "{}", dead.describe());
+    let q = QueueUnderTest {
+        queue: main.clone(),
+        consumer: main,
+        dead_letters: Arc::new(SqsQueue::new(sqs, &dlq_url)),
+        visibility_timeout: spec.visibility_timeout,
+        max_receive_count: spec.max_receive_count,
+    };
+    queue_contract::dead_letters_are_peeked_and_redriven(&q, &dead).await;
+
+    let lonely = SqsQueue::new(
+        moto.sqs(),
+        fifo_queue(&moto.sqs(), "redrive-no-dlq.fifo").await,
+    );
+    assert!(lonely.dead_letters().await.expect("reads").is_none());
 }
 
 #[tokio::test]

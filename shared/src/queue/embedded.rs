@@ -12,7 +12,8 @@
 //!   even after their message is deleted; expired ones are pruned on each send.
 //!
 //! Several named queues share one file (the `queue` column): the dead-letter queue is just
-//! another name in the same file, read by opening it with [`EmbeddedQueue::open`]. The file's
+//! another name in the same file, read by opening it with [`EmbeddedQueue::open`], or through
+//! [`EmbeddedQueue::dead_letters`] to look at its messages and move them back. The file's
 //! `user_version` is the queue's schema version, so give the queue a file of its own.
 //!
 //! # Semantics
@@ -48,11 +49,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use chrono::DateTime;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, QueueError};
+use super::{
+    DeadLetters, Delivery, Outgoing, Parked, Queue, QueueConsumer, QueueDepth, QueueError,
+};
 
 /// The schema this code reads and writes, kept in the file's `user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -254,6 +258,39 @@ impl EmbeddedQueue {
         .await
     }
 
+    /// Up to `limit` of the queue's messages in the order they would be delivered, waiting and
+    /// in flight alike (`in_flight` tells them apart), read without receiving them: nothing
+    /// about their delivery changes.
+    pub async fn peek(&self, limit: usize) -> Result<Vec<Parked>, QueueError> {
+        let queue = Arc::clone(&self.name);
+        self.blocking("peek", move |connection| {
+            peek_messages(connection, &queue, limit)
+        })
+        .await
+    }
+
+    /// The dead-letter queue of the settings' `dead_letter_queue`, in the same file, or `None`
+    /// when the queue has none.
+    pub fn dead_letters(&self) -> Option<EmbeddedDeadLetters> {
+        let name = self.settings.dead_letter_queue.as_deref()?;
+        // The dead-letter queue's own view of the file, on the same connection; its settings
+        // never deliver anything onwards.
+        let queue = EmbeddedQueue {
+            connection: Arc::clone(&self.connection),
+            name: Arc::from(name),
+            path: Arc::clone(&self.path),
+            settings: Arc::new(EmbeddedQueueSettings {
+                dead_letter_queue: None,
+                ..(*self.settings).clone()
+            }),
+            sent: Arc::new(Notify::new()),
+        };
+        Some(EmbeddedDeadLetters {
+            queue,
+            source: self.clone(),
+        })
+    }
+
     /// One receive attempt: whatever is ready now, possibly nothing.
     async fn receive_now(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
         let queue = Arc::clone(&self.name);
@@ -343,7 +380,7 @@ fn receive_ready(
         // Every message of a group without one in flight, oldest first: since a group's messages
         // come in order, whatever is taken of a group is its head and the ones right behind it.
         let mut ready = transaction.prepare_cached(
-            "SELECT seq, message_id, group_id, body, receive_count FROM queue_messages AS m
+            "SELECT seq, message_id, group_id, body, receive_count, sent_at FROM queue_messages AS m
              WHERE queue = ?1 AND NOT EXISTS (
                  SELECT 1 FROM queue_messages AS f
                  WHERE f.queue = m.queue AND f.group_id = m.group_id AND f.visible_at > ?2)
@@ -366,6 +403,9 @@ fn receive_ready(
                     body: row.get(3)?,
                     receipt: uuid::Uuid::new_v4().to_string(),
                     receive_count: receive_count.saturating_add(1),
+                    // Out of range is impossible for what `send_one` writes; a delivery does
+                    // without it rather than hold up the queue.
+                    sent_at: DateTime::from_timestamp_millis(row.get(5)?),
                 },
             ));
         }
@@ -394,6 +434,127 @@ fn receive_ready(
         .into_iter()
         .map(|(_, delivery)| delivery)
         .collect())
+}
+
+/// Up to `limit` of `queue`'s messages in queue order.
+fn peek_messages(
+    connection: &mut Connection,
+    queue: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Parked>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT message_id, group_id, body, sent_at, receive_count, visible_at > ?2
+         FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![queue, now_millis(), limit], |row| {
+        let sent_at: i64 = row.get(3)?;
+        Ok(Parked {
+            message_id: row.get(0)?,
+            group: row.get(1)?,
+            body: row.get(2)?,
+            sent_at: DateTime::from_timestamp_millis(sent_at)
+                .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, sent_at))?,
+            receive_count: row.get(4)?,
+            in_flight: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Moves the messages `message_ids` of `dead_letter_queue` to the end of `queue`, as if sent
+/// now but keeping their id and first send time; answers how many were still there to move.
+fn move_back(
+    connection: &mut Connection,
+    dead_letter_queue: &str,
+    queue: &str,
+    message_ids: &[String],
+) -> rusqlite::Result<usize> {
+    let now = now_millis();
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut moved = 0;
+    {
+        // In flight or not: nobody receives from the dead-letter queue in this product, and a
+        // receipt someone might hold there goes stale, as it should.
+        let mut statement = transaction.prepare_cached(
+            "UPDATE queue_messages
+             SET queue = ?3, seq = (SELECT MAX(seq) FROM queue_messages) + 1,
+                 receive_count = 0, visible_at = ?4, receipt = NULL
+             WHERE queue = ?1 AND message_id = ?2",
+        )?;
+        // In the order they were dead-lettered, so a group's messages keep theirs.
+        for message_id in message_ids {
+            moved += statement.execute(params![dead_letter_queue, message_id, queue, now])?;
+        }
+    }
+    transaction.commit()?;
+    Ok(moved)
+}
+
+/// The dead-letter queue of an [`EmbeddedQueue`], from [`EmbeddedQueue::dead_letters`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedDeadLetters {
+    queue: EmbeddedQueue,
+    source: EmbeddedQueue,
+}
+
+impl EmbeddedDeadLetters {
+    /// The dead-letter queue's name in its file.
+    pub fn name(&self) -> &str {
+        self.queue.name()
+    }
+}
+
+#[async_trait]
+impl DeadLetters for EmbeddedDeadLetters {
+    fn describe(&self) -> String {
+        format!(
+            "embedded queue {:?} in {}",
+            self.queue.name(),
+            self.queue.path.display()
+        )
+    }
+
+    async fn peek(&self, limit: usize) -> Result<Vec<Parked>, QueueError> {
+        self.queue.peek(limit).await
+    }
+
+    /// Selects on what one read shows, then moves the picked messages in one transaction; one
+    /// dead-lettered between the two stays where it is.
+    async fn redrive(
+        &self,
+        select: &(dyn for<'p> Fn(&'p Parked) -> bool + Send + Sync),
+    ) -> Result<usize, QueueError> {
+        // `select` borrows from the caller, so it cannot go to the blocking thread: it runs
+        // here, between a read and the move, and the move skips whatever left meanwhile.
+        let picked: Vec<String> = self
+            .queue
+            .peek(usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|parked| select(parked))
+            .map(|parked| parked.message_id)
+            .collect();
+        if picked.is_empty() {
+            return Ok(0);
+        }
+        let dead_letter_queue = Arc::clone(&self.queue.name);
+        let queue = Arc::clone(&self.source.name);
+        let moved = self
+            .queue
+            .blocking("redrive", move |connection| {
+                move_back(connection, &dead_letter_queue, &queue, &picked)
+            })
+            .await?;
+        if moved > 0 {
+            self.source.sent.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        QueueConsumer::depth(&self.queue).await
+    }
 }
 
 #[async_trait]
@@ -722,6 +883,114 @@ mod tests {
             .expect("receive");
         send.await.expect("join").expect("send");
         assert_eq!(batch.iter().map(event_of).collect::<Vec<_>>(), ["late"]);
+    }
+
+    fn parked_event(parked: &Parked) -> String {
+        match SyncCommand::from_body(&parked.body) {
+            Ok(SyncCommand::PartnerCenterChanged { event, .. }) => event,
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peek_shows_waiting_and_in_flight_messages_and_changes_nothing() {
+        let file = TempFile::new();
+        let queue = EmbeddedQueue::open(&file.path, "sync", EmbeddedQueueSettings::default())
+            .expect("open");
+        for (referral, event) in [("a", "a1"), ("a", "a2"), ("b", "b1")] {
+            queue
+                .send(&outgoing(referral, event, event))
+                .await
+                .expect("send");
+        }
+        let a1 = queue.receive(1, Duration::ZERO).await.expect("receive");
+        assert!(a1[0].sent_at.is_some());
+
+        let parked = queue.peek(10).await.expect("peek");
+        let seen: Vec<(String, bool, u32)> = parked
+            .iter()
+            .map(|p| (parked_event(p), p.in_flight, p.receive_count))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a1".to_owned(), true, 1),
+                ("a2".to_owned(), false, 0),
+                ("b1".to_owned(), false, 0)
+            ]
+        );
+        assert_eq!(parked[0].message_id, a1[0].message_id);
+        assert_eq!(Some(parked[0].sent_at), a1[0].sent_at);
+        assert_eq!(queue.peek(2).await.expect("peek").len(), 2);
+        assert_eq!(
+            queue.depth().await.expect("depth"),
+            QueueDepth {
+                waiting: 2,
+                in_flight: 1
+            }
+        );
+        let next = queue.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(next.iter().map(event_of).collect::<Vec<_>>(), ["b1"]);
+        assert_eq!(next[0].receive_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_in_flight_is_moved_back_too() {
+        let file = TempFile::new();
+        let settings = EmbeddedQueueSettings {
+            max_receive_count: 1,
+            ..EmbeddedQueueSettings::default()
+        };
+        let queue = EmbeddedQueue::open(&file.path, "sync", settings).expect("open");
+        queue.send(&outgoing("a", "a1", "a1")).await.expect("send");
+        let first = queue.receive(1, Duration::ZERO).await.expect("receive");
+        queue
+            .release(&first[0].receipt, Duration::ZERO)
+            .await
+            .expect("release");
+        assert!(
+            queue
+                .receive(10, Duration::ZERO)
+                .await
+                .expect("receive")
+                .is_empty(),
+            "moved to the dead-letter queue"
+        );
+        let dlq = EmbeddedQueue::open(
+            &file.path,
+            "sync-dlq",
+            EmbeddedQueueSettings {
+                dead_letter_queue: None,
+                ..EmbeddedQueueSettings::default()
+            },
+        )
+        .expect("open the dead-letter queue");
+        let held = dlq.receive(1, Duration::ZERO).await.expect("receive");
+        assert_eq!(held.len(), 1);
+
+        let dead = queue.dead_letters().expect("a dead-letter queue");
+        assert_eq!(dead.name(), "sync-dlq");
+        assert!(dead.describe().contains("sync-dlq"), "{}", dead.describe());
+        let parked = dead.peek(10).await.expect("peek");
+        assert_eq!(parked.len(), 1);
+        assert!(parked[0].in_flight);
+        assert_eq!(dead.redrive(&|_: &Parked| true).await.expect("redrive"), 1);
+        dlq.delete(&held[0].receipt).await.expect("a stale delete");
+        assert_eq!(dead.depth().await.expect("depth"), QueueDepth::default());
+        let back = queue.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(back.iter().map(event_of).collect::<Vec<_>>(), ["a1"]);
+        assert_eq!(back[0].receive_count, 1);
+
+        let without = EmbeddedQueue::open(
+            &file.path,
+            "other",
+            EmbeddedQueueSettings {
+                dead_letter_queue: None,
+                ..EmbeddedQueueSettings::default()
+            },
+        )
+        .expect("open");
+        assert!(without.dead_letters().is_none());
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -98,6 +99,24 @@ pub struct Delivery {
     pub receipt: String,
     /// How many times the message was received, this time included.
     pub receive_count: u32,
+    /// When the message was first sent; `None` when the queue did not say.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A message as it waits in a queue, read without taking it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub message_id: String,
+    pub group: String,
+    pub body: String,
+    /// When the message was first sent (for a dead letter: to the queue it failed in, as far as
+    /// the queue keeps that).
+    pub sent_at: DateTime<Utc>,
+    /// How many times it was received before this look. A dead letter keeps the count it had in
+    /// the queue it failed in, where the queue keeps that.
+    pub receive_count: u32,
+    /// Received and neither deleted nor visible again yet.
+    pub in_flight: bool,
 }
 
 /// Messages in a queue, as SQS's approximate counts report them.
@@ -132,6 +151,24 @@ pub trait QueueConsumer: Send + Sync {
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
     /// Makes an in-flight message visible again after `delay` (zero: at once).
     async fn release(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+}
+
+/// A dead-letter queue, for people: what failed past the maximum receive count, and putting it
+/// back once the cause is fixed. Nothing here is on the processor's path.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Where the messages are, for people: the queue's name or URL.
+    fn describe(&self) -> String;
+    /// Up to `limit` dead-lettered messages, oldest first (in the order they were dead-lettered).
+    async fn peek(&self, limit: usize) -> Result<Vec<Parked>, QueueError>;
+    /// Moves every dead-lettered message `select` picks back to the queue it failed in, at the
+    /// end of its own group (the same group id), its receive count starting again; the others
+    /// stay. Answers how many moved. Running it again moves nothing already moved.
+    async fn redrive(
+        &self,
+        select: &(dyn for<'p> Fn(&'p Parked) -> bool + Send + Sync),
+    ) -> Result<usize, QueueError>;
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 }
 

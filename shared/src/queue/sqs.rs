@@ -13,16 +13,26 @@
 //! queue are the queue's own attributes (`VisibilityTimeout`, `RedrivePolicy`): SQS moves a
 //! message past its `maxReceiveCount` itself, so the client has nothing to do for it. A
 //! delivery's group is the id as sent, i.e. after [`sqs_id`].
+//!
+//! [`SqsDeadLetters`] reads the dead-letter queue and moves its messages back. SQS has no way to
+//! read a queue but receiving from it, so it receives: see there for what that implies.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
+use chrono::DateTime;
 
-use super::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, QueueError};
+use super::{
+    DeadLetters, Delivery, Outgoing, Parked, Queue, QueueConsumer, QueueDepth, QueueError,
+};
 
 /// The longest group or deduplication id SQS accepts.
 const MAX_ID_LEN: usize = 128;
@@ -32,6 +42,12 @@ const MAX_RECEIVE_BATCH: usize = 10;
 const MAX_WAIT_SECONDS: u64 = 20;
 /// ChangeMessageVisibility's longest timeout (12 hours).
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+/// How long a look at the dead-letter queue holds what it received: enough to page through it
+/// and move what is picked, short enough that a look cut off hides nothing for long.
+const LOOK_VISIBILITY_SECONDS: i32 = 30;
+/// A look's long poll. Not 0: a short poll asks only some of SQS's servers, so it may answer
+/// nothing while the queue has messages, and the look would stop early.
+const LOOK_WAIT_SECONDS: i32 = 1;
 
 /// The [`Queue`] and [`QueueConsumer`] adapter for an SQS FIFO queue.
 #[derive(Debug, Clone)]
@@ -94,6 +110,7 @@ impl QueueConsumer for SqsQueue {
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|err| self.unavailable("ReceiveMessage", &err))?;
@@ -239,6 +256,19 @@ impl SqsQueue {
         Ok(Some(SqsQueue::new(self.client.clone(), url)))
     }
 
+    /// This queue's dead-letter queue (see [`SqsQueue::dead_letter_queue`]) to look at and
+    /// move back from, or `None` when it has none.
+    ///
+    /// There is no look at this queue itself, on purpose: reading an SQS queue means receiving
+    /// from it, which would take messages from the processor while they are held and count
+    /// towards their `maxReceiveCount`. Only its [`QueueConsumer::depth`] can be read.
+    pub async fn dead_letters(&self) -> Result<Option<SqsDeadLetters>, QueueError> {
+        Ok(self.dead_letter_queue().await?.map(|queue| SqsDeadLetters {
+            queue,
+            source: self.clone(),
+        }))
+    }
+
     /// Where this queue is.
     pub fn url(&self) -> &str {
         &self.queue_url
@@ -275,6 +305,9 @@ impl SqsQueue {
         let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
             .and_then(|count| count.parse().ok())
             .ok_or_else(|| missing("an ApproximateReceiveCount"))?;
+        let sent_at = attribute(MessageSystemAttributeName::SentTimestamp)
+            .and_then(|millis| millis.parse().ok())
+            .and_then(DateTime::from_timestamp_millis);
         let receipt = message
             .receipt_handle
             .ok_or_else(|| missing("a receipt handle"))?;
@@ -285,7 +318,248 @@ impl SqsQueue {
             body: message.body.unwrap_or_default(),
             receipt,
             receive_count,
+            sent_at,
         })
+    }
+}
+
+/// The dead-letter queue of an [`SqsQueue`], from [`SqsQueue::dead_letters`].
+///
+/// SQS reads a queue only by receiving from it, so a look receives every message it reads
+/// (holding each for 30 s), then makes them all visible again at once. That has costs:
+///
+/// - Each look counts as a receive in the messages' `ApproximateReceiveCount` (a look answers
+///   the count before itself, so it does not see its own).
+/// - A FIFO queue answers no message of a group while one of the group is in flight, and a
+///   look's own receives put messages in flight: a group's messages beyond those one receive
+///   answered are not seen, until the look is over. The same goes for another look at the same
+///   time, which sees nothing of what this one holds.
+/// - A look cut off (a crash) leaves what it held hidden until the 30 s pass.
+///
+/// Nothing receives from the dead-letter queue but these looks, so none of it touches the
+/// processor.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetters {
+    queue: SqsQueue,
+    source: SqsQueue,
+}
+
+impl SqsDeadLetters {
+    /// Where the dead letters are.
+    pub fn url(&self) -> &str {
+        self.queue.url()
+    }
+
+    /// Where they are moved back to.
+    pub fn source_url(&self) -> &str {
+        self.source.url()
+    }
+
+    /// One receive of up to `max` dead letters, with their receipts.
+    async fn look(&self, max: usize) -> Result<Vec<(Parked, String)>, QueueError> {
+        let max = i32::try_from(max.clamp(1, MAX_RECEIVE_BATCH)).unwrap_or(1);
+        let output = self
+            .queue
+            .client
+            .receive_message()
+            .queue_url(&self.queue.queue_url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(LOOK_WAIT_SECONDS)
+            .visibility_timeout(LOOK_VISIBILITY_SECONDS)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|err| self.queue.unavailable("ReceiveMessage", &err))?;
+        output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|message| {
+                let delivery = self.queue.delivery(message)?;
+                let sent_at = delivery.sent_at.ok_or_else(|| {
+                    QueueError::Unavailable(format!(
+                        "SQS ReceiveMessage on {} answered message {} without a SentTimestamp",
+                        self.queue.queue_url, delivery.message_id
+                    ))
+                })?;
+                let parked = Parked {
+                    message_id: delivery.message_id,
+                    group: delivery.group,
+                    body: delivery.body,
+                    sent_at,
+                    receive_count: delivery.receive_count.saturating_sub(1),
+                    in_flight: false,
+                };
+                Ok((parked, delivery.receipt))
+            })
+            .collect()
+    }
+
+    /// Makes the messages of `receipts` visible again at once. Tries them all, answering the
+    /// first failure; a receipt gone stale (its message visible again already) is no failure.
+    async fn make_visible(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let mut first_failure = None;
+        for chunk in receipts.chunks(MAX_RECEIVE_BATCH) {
+            if let Err(err) = self.make_visible_batch(chunk).await {
+                first_failure.get_or_insert(err);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    async fn make_visible_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(n, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| self.queue.unavailable("ChangeMessageVisibilityBatch", &err))?;
+        let output = self
+            .queue
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|err| self.queue.unavailable("ChangeMessageVisibilityBatch", &err))?;
+        let failed: Vec<String> = output
+            .failed()
+            .iter()
+            .filter(|entry| !is_stale_receipt_code(&entry.code, entry.message.as_deref()))
+            .map(|entry| {
+                format!(
+                    "{}: {}",
+                    entry.code,
+                    entry.message.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::Unavailable(format!(
+                "SQS ChangeMessageVisibilityBatch on {} left messages hidden for up to \
+                 {LOOK_VISIBILITY_SECONDS} s: {}",
+                self.queue.queue_url,
+                failed.join("; ")
+            )))
+        }
+    }
+
+    /// Sends `parked` to the end of its group in the source queue, then deletes it here.
+    async fn move_back(&self, parked: &Parked, receipt: &str) -> Result<(), QueueError> {
+        // A crash (or a failure) between the send and the delete leaves the message in both
+        // queues, and that is harmless: a redrive within SQS's five-minute deduplication window
+        // sends it again under the same id, which SQS drops, and then deletes it; later, the
+        // processor gets the command twice, and a repeated command does no harm (see
+        // `SyncCommand`).
+        self.source
+            .client
+            .send_message()
+            .queue_url(&self.source.queue_url)
+            .message_group_id(sqs_id(&parked.group))
+            .message_deduplication_id(sqs_id(&format!("redrive:{}", parked.message_id)))
+            .message_body(&parked.body)
+            .send()
+            .await
+            .map_err(|err| self.source.unavailable("SendMessage", &err))?;
+        QueueConsumer::delete(&self.queue, receipt).await
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqsDeadLetters {
+    fn describe(&self) -> String {
+        format!("SQS queue {}", self.queue.queue_url)
+    }
+
+    /// Receives until a receive answers nothing or `limit` are read, then makes them all
+    /// visible again; see [`SqsDeadLetters`] for what that implies.
+    async fn peek(&self, limit: usize) -> Result<Vec<Parked>, QueueError> {
+        let mut parked = Vec::new();
+        let mut held = Vec::new();
+        let mut seen = HashSet::new();
+        let looked = async {
+            while parked.len() < limit {
+                let batch = self.look(limit - parked.len()).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let mut new = false;
+                for (message, receipt) in batch {
+                    held.push(receipt);
+                    if seen.insert(message.message_id.clone()) {
+                        new = true;
+                        parked.push(message);
+                    }
+                }
+                // Only messages seen already: the look took longer than its visibility timeout
+                // and went round again.
+                if !new {
+                    break;
+                }
+            }
+            Ok::<(), QueueError>(())
+        }
+        .await;
+        let released = self.make_visible(&held).await;
+        looked.and(released)?;
+        Ok(parked)
+    }
+
+    /// Receives as [`DeadLetters::peek`] does, moving each picked message as it comes (sent to
+    /// the source queue with the deduplication id `redrive:<its message id>`, then deleted), and
+    /// makes the others visible again at the end. A picked message behind one not picked in the
+    /// same group is not seen, so it stays (see [`SqsDeadLetters`]).
+    async fn redrive(
+        &self,
+        select: &(dyn for<'p> Fn(&'p Parked) -> bool + Send + Sync),
+    ) -> Result<usize, QueueError> {
+        let mut moved = 0;
+        let mut held = Vec::new();
+        let mut seen = HashSet::new();
+        let redriven = async {
+            loop {
+                let batch = self.look(MAX_RECEIVE_BATCH).await?;
+                if batch.is_empty() {
+                    return Ok::<(), QueueError>(());
+                }
+                let mut new = false;
+                for (message, receipt) in batch {
+                    if !seen.insert(message.message_id.clone()) {
+                        held.push(receipt);
+                        continue;
+                    }
+                    new = true;
+                    if select(&message) {
+                        self.move_back(&message, &receipt).await?;
+                        moved += 1;
+                    } else {
+                        held.push(receipt);
+                    }
+                }
+                if !new {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let released = self.make_visible(&held).await;
+        redriven.and(released)?;
+        Ok(moved)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        QueueConsumer::depth(&self.queue).await
     }
 }
 
@@ -307,10 +581,12 @@ fn visibility_seconds(delay: Duration) -> i32 {
 /// `InvalidParameterValue` ("Value … for parameter ReceiptHandle is invalid. Reason: …") rather
 /// than as the modelled `ReceiptHandleIsInvalid`.
 fn is_stale_receipt(error: &impl ProvideErrorMetadata) -> bool {
-    let code = error.code().unwrap_or_default();
-    let refused_receipt = error
-        .message()
-        .is_some_and(|message| message.contains("ReceiptHandle"));
+    is_stale_receipt_code(error.code().unwrap_or_default(), error.message())
+}
+
+/// [`is_stale_receipt`] for an error's code and message, as a batch answers them per entry.
+fn is_stale_receipt_code(code: &str, message: Option<&str>) -> bool {
+    let refused_receipt = message.is_some_and(|message| message.contains("ReceiptHandle"));
     code.ends_with("ReceiptHandleIsInvalid")
         || code.ends_with("MessageNotInflight")
         || (code.ends_with("InvalidParameterValue") && refused_receipt)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::queue::{Delivery, Outgoing, Queue, QueueConsumer, QueueDepth, QueueError};
@@ -21,6 +22,7 @@ struct Message {
     id: String,
     group: String,
     body: String,
+    sent_at: DateTime<Utc>,
     receive_count: u32,
     visible_at: Instant,
     /// The receipt of the latest receive; `None` before the first.
@@ -121,6 +123,7 @@ impl MemoryQueue {
                 body: m.body.clone(),
                 receipt,
                 receive_count: m.receive_count,
+                sent_at: Some(m.sent_at),
             });
             i += 1;
         }
@@ -157,6 +160,7 @@ impl Queue for MemoryQueue {
             id,
             group: message.command.group(),
             body,
+            sent_at: Utc::now(),
             receive_count: 0,
             visible_at: now,
             receipt: None,
