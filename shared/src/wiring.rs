@@ -186,7 +186,10 @@ pub fn store(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Sto
     })?;
     Ok(Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
-        DynamoStoreConfig { table_name },
+        DynamoStoreConfig {
+            table_name,
+            retention: config.retention,
+        },
     )))
 }
 

@@ -1845,7 +1845,13 @@ async fn aws_backend() -> BackendParts {
         .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
     let dynamodb = moto.dynamodb();
     let table_name = create_state_table(&dynamodb).await.to_string();
-    let store = Arc::new(DynamoStore::new(dynamodb, DynamoStoreConfig { table_name }));
+    let store = Arc::new(DynamoStore::new(
+        dynamodb,
+        DynamoStoreConfig {
+            table_name,
+            retention: cosell_shared::store::DEFAULT_RETENTION,
+        },
+    ));
     let sqs = moto.sqs();
     let (queue_url, dlq_url) = create_sync_queues(&sqs).await;
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url));

@@ -8,6 +8,9 @@
 //! Beyond the port's doc comments the contract fixes two things the engine relies on: referral
 //! ids are found whatever their case (Partner Center's payloads vary it), and a CRM record is
 //! linked to at most one referral (a second referral claiming it is a `Conflict`).
+//!
+//! The store under test keeps the default retention ([`DEFAULT_RETENTION`]): the retention
+//! promises write entries on either side of it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,8 +19,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use cosell_shared::crm::CrmKind;
 use cosell_shared::domain::projection::Projection;
 use cosell_shared::store::{
-    Claim, JournalEntry, Link, LinkState, Outcome, RecordKind, Seen, Store, StoreError,
-    StoreResult, Timer,
+    Claim, DEFAULT_RETENTION, JournalEntry, Link, LinkState, Outcome, RecordKind, Seen, Store,
+    StoreError, StoreResult, Timer,
 };
 
 /// Unique ids for one run: a per-process seed plus a counter, so runs against a store that
@@ -75,6 +78,9 @@ macro_rules! store_contract_tests {
             cursors_round_trip_and_overwrite,
             timers_come_due_in_order_and_are_replaced_by_key,
             a_links_state_round_trips,
+            an_expired_cursor_reads_nothing_and_a_fresh_one_its_value,
+            journal_entries_past_the_retention_are_not_answered,
+            links_are_listed_in_pages_in_order,
         );
     };
     (@each $store:expr; $($name:ident),* $(,)?) => {$(
@@ -115,6 +121,9 @@ pub async fn run_all_but_concurrency(store: &dyn Store) {
     a_released_claim_is_free_at_once(store, &ids).await;
     the_journal_is_newest_first_and_limited(store, &ids).await;
     cursors_round_trip_and_overwrite(store, &ids).await;
+    an_expired_cursor_reads_nothing_and_a_fresh_one_its_value(store, &ids).await;
+    journal_entries_past_the_retention_are_not_answered(store, &ids).await;
+    links_are_listed_in_pages_in_order(store, &ids).await;
 }
 
 /// A link with every field filled, so a store that drops one fails the round trip.
@@ -692,4 +701,195 @@ pub async fn a_links_state_round_trips(store: &dyn Store, ids: &Ids) {
     };
     ok(store.put_link(&emptied).await, "put_link");
     assert_eq!(by_referral(store, &referral_id).await, Some(emptied));
+}
+
+/// A cursor put with an expiry reads as its value until then and as nothing after; a plain
+/// `put_cursor` of the same name keeps it for good again.
+pub async fn an_expired_cursor_reads_nothing_and_a_fresh_one_its_value(
+    store: &dyn Store,
+    ids: &Ids,
+) {
+    let now = Utc::now();
+    let (fresh, expired) = (ids.next("reconciled"), ids.next("reconciled"));
+    ok(
+        store
+            .put_cursor_until(&fresh, "etag-1", now + Duration::hours(1))
+            .await,
+        "put_cursor_until",
+    );
+    ok(
+        store
+            .put_cursor_until(&expired, "etag-2", now - Duration::minutes(1))
+            .await,
+        "put_cursor_until",
+    );
+    assert_eq!(
+        ok(store.cursor(&fresh).await, "cursor").as_deref(),
+        Some("etag-1"),
+        "a cursor before its expiry reads its value"
+    );
+    assert_eq!(
+        ok(store.cursor(&expired).await, "cursor"),
+        None,
+        "a cursor past its expiry reads nothing"
+    );
+
+    ok(store.put_cursor(&expired, "etag-3").await, "put_cursor");
+    assert_eq!(
+        ok(store.cursor(&expired).await, "cursor").as_deref(),
+        Some("etag-3"),
+        "a plain put_cursor keeps the cursor for good"
+    );
+
+    // And an expiry put later replaces the permanent value's.
+    let permanent = ids.next("cursor");
+    ok(store.put_cursor(&permanent, "v1").await, "put_cursor");
+    ok(
+        store
+            .put_cursor_until(&permanent, "v2", now - Duration::seconds(5))
+            .await,
+        "put_cursor_until",
+    );
+    assert_eq!(ok(store.cursor(&permanent).await, "cursor"), None);
+}
+
+/// A journal entry whose `at` lies further back than the retention is not answered; one just
+/// inside it is, and `limit` counts only the entries still kept.
+pub async fn journal_entries_past_the_retention_are_not_answered(store: &dyn Store, ids: &Ids) {
+    let retention = Duration::from_std(DEFAULT_RETENTION).unwrap_or_else(|err| panic!("{err}"));
+    let now = Utc::now();
+    let referral_id = ids.next("Referral");
+    let entry = |at: DateTime<Utc>, message: &str| JournalEntry {
+        at,
+        referral_id: referral_id.clone(),
+        outcome: Outcome::Synced,
+        message: message.to_owned(),
+    };
+    let kept = [
+        entry(now, "today"),
+        entry(
+            now - retention + Duration::days(1),
+            "a day inside the retention",
+        ),
+    ];
+    let expired = [
+        entry(
+            now - retention - Duration::days(1),
+            "a day past the retention",
+        ),
+        entry(now - retention - Duration::days(2), "two days past"),
+        entry(now - retention - Duration::days(400), "long ago"),
+    ];
+    for e in expired.iter().chain(&kept) {
+        ok(store.append_journal(e).await, "append_journal");
+    }
+
+    assert_eq!(
+        ok(store.journal(&referral_id, 10).await, "journal"),
+        kept,
+        "only the entries inside the retention, newest first"
+    );
+    assert_eq!(
+        ok(store.journal(&referral_id, 2).await, "journal"),
+        kept,
+        "a limit as large as the kept entries answers them all"
+    );
+    assert_eq!(
+        ok(store.journal(&referral_id, 1).await, "journal"),
+        kept[..1]
+    );
+
+    let only_old = ids.next("referral");
+    ok(
+        store
+            .append_journal(&JournalEntry {
+                referral_id: only_old.clone(),
+                ..expired[0].clone()
+            })
+            .await,
+        "append_journal",
+    );
+    assert!(ok(store.journal(&only_old, 10).await, "journal").is_empty());
+}
+
+/// Paging through every link with `links`: ordered by lowercased referral id, each link once,
+/// none left out, `after` in any case, and a short page only at the end.
+pub async fn links_are_listed_in_pages_in_order(store: &dyn Store, ids: &Ids) {
+    const LINKS: usize = 25;
+    const PAGE: usize = 10;
+    let mut ours = Vec::new();
+    for i in 0..LINKS {
+        let mut link = sample_link(&ids.next("Listed"), &ids.next("crm"), 1);
+        if i % 3 == 0 {
+            link.last_error = Some(format!("error {i}"));
+        }
+        put(store, &link).await;
+        ours.push(link);
+    }
+    // A second version must be listed as such, not as what was first written.
+    let changed = next_version(&ours[7], "changed");
+    put(store, &changed).await;
+    ours[7] = changed;
+    ours.sort_by_key(|link| link.referral_id.to_ascii_lowercase());
+
+    let mut listed: Vec<Link> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ok(store.links(after.as_deref(), PAGE).await, "links");
+        assert!(page.len() <= PAGE, "a page holds at most the limit");
+        let done = page.len() < PAGE;
+        after = page.last().map(|link| link.referral_id.clone());
+        listed.extend(page);
+        if done || after.is_none() {
+            break;
+        }
+        assert!(
+            listed.len() <= 100 * 1000,
+            "the listing does not end: a page comes back again"
+        );
+    }
+    let keys: Vec<String> = listed
+        .iter()
+        .map(|link| link.referral_id.to_ascii_lowercase())
+        .collect();
+    assert!(
+        keys.windows(2).all(|pair| pair[0] < pair[1]),
+        "every link once, ordered by lowercased referral id"
+    );
+    let found: Vec<Link> = listed
+        .into_iter()
+        .filter(|link| ours.iter().any(|o| o.referral_id == link.referral_id))
+        .collect();
+    assert_eq!(found, ours, "each of ours, as last written, none left out");
+    assert_eq!(
+        found
+            .iter()
+            .filter(|link| link.last_error.is_some())
+            .count(),
+        10,
+        "the links with an error, for the summary"
+    );
+
+    // `after` is a referral id in any case, and need not be a link's.
+    let from_fourth = ok(
+        store
+            .links(Some(&ours[3].referral_id.to_ascii_uppercase()), 2)
+            .await,
+        "links after an upper-case referral id",
+    );
+    let from_fourth: Vec<&str> = from_fourth.iter().map(|l| l.referral_id.as_str()).collect();
+    let next_two: Vec<&str> = ours[4..6].iter().map(|l| l.referral_id.as_str()).collect();
+    assert_eq!(
+        from_fourth, next_two,
+        "the page after {}",
+        ours[3].referral_id
+    );
+    let between = format!("{}-", ours[3].referral_id);
+    let from_between = ok(store.links(Some(&between), 1).await, "links");
+    assert_eq!(
+        from_between.first().map(|l| l.referral_id.as_str()),
+        Some(next_two[0]),
+        "after an id that is no link's"
+    );
+    assert!(ok(store.links(None, 0).await, "links with limit 0").is_empty());
 }

@@ -12,7 +12,7 @@ use cosell_e2e::stack::create_state_table;
 use cosell_e2e::store_contract;
 use cosell_localaws::Moto;
 use cosell_shared::store::dynamodb::{DynamoStore, DynamoStoreConfig};
-use cosell_shared::store::{Claim, Store, StoreError};
+use cosell_shared::store::{Claim, DEFAULT_RETENTION, JournalEntry, Outcome, Store, StoreError};
 
 const TABLE: &str = "cosell-state";
 
@@ -31,6 +31,7 @@ async fn store() -> (Moto, DynamoStore) {
         moto.dynamodb(),
         DynamoStoreConfig {
             table_name: TABLE.to_owned(),
+            retention: DEFAULT_RETENTION,
         },
     );
     (moto, store)
@@ -131,6 +132,7 @@ async fn a_missing_table_is_unavailable_and_says_which() {
         moto.dynamodb(),
         DynamoStoreConfig {
             table_name: "no-such-table".to_owned(),
+            retention: DEFAULT_RETENTION,
         },
     );
     match store.cursor("poller").await {
@@ -186,4 +188,150 @@ async fn idempotency_records_carry_their_ttl_in_epoch_seconds() {
         ttl == wanted || ttl == wanted + 1,
         "expiresAt {ttl} should be {wanted} (rounded up to the second)"
     );
+}
+
+async fn expires_at(moto: &Moto, pk: &str, sk: &str) -> Option<i64> {
+    let item = moto
+        .dynamodb()
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .unwrap_or_else(|| panic!("{pk} {sk} exists"));
+    match item.get("expiresAt") {
+        None => None,
+        Some(AttributeValue::N(n)) => Some(n.parse().expect("expiresAt is a whole number")),
+        other => panic!("expiresAt should be a number, got {other:?}"),
+    }
+}
+
+/// Journal entries and expiring cursors carry TTL's `expiresAt` in epoch seconds; a plain
+/// `put_cursor` takes it away again.
+#[tokio::test]
+async fn journal_entries_and_expiring_cursors_carry_their_ttl_in_epoch_seconds() {
+    let (moto, store) = store().await;
+    let at = Utc::now();
+    store
+        .append_journal(&JournalEntry {
+            at,
+            referral_id: "Referral-T".to_owned(),
+            outcome: Outcome::Synced,
+            message: "synced".to_owned(),
+        })
+        .await
+        .expect("append_journal");
+    let sk = moto
+        .dynamodb()
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s("REF#referral-t"))
+        .send()
+        .await
+        .expect("query")
+        .items()
+        .first()
+        .and_then(|item| item.get("sk"))
+        .and_then(|sk| sk.as_s().ok())
+        .cloned()
+        .expect("the journal item");
+    let retention = Duration::from_std(DEFAULT_RETENTION).expect("a retention");
+    let wanted = (at + retention).timestamp();
+    let ttl = expires_at(&moto, "REF#referral-t", &sk).await;
+    assert!(
+        ttl == Some(wanted) || ttl == Some(wanted + 1),
+        "the journal's expiresAt {ttl:?} should be {wanted}"
+    );
+
+    let until = at + Duration::hours(2);
+    store
+        .put_cursor_until("reconciled:r", "etag", until)
+        .await
+        .expect("put_cursor_until");
+    let ttl = expires_at(&moto, "CURSOR#reconciled:r", "CURSOR").await;
+    assert!(
+        ttl == Some(until.timestamp()) || ttl == Some(until.timestamp() + 1),
+        "the cursor's expiresAt {ttl:?}"
+    );
+    store
+        .put_cursor("reconciled:r", "etag-2")
+        .await
+        .expect("put_cursor");
+    assert_eq!(
+        expires_at(&moto, "CURSOR#reconciled:r", "CURSOR").await,
+        None
+    );
+}
+
+/// A cursor TTL has not deleted yet is still expired.
+#[tokio::test]
+async fn an_expired_cursor_that_ttl_left_behind_reads_nothing() {
+    let (moto, store) = store().await;
+    put_raw(
+        &moto.dynamodb(),
+        HashMap::from([
+            ("pk".to_owned(), s("CURSOR#left-behind")),
+            ("sk".to_owned(), s("CURSOR")),
+            ("value".to_owned(), s("v")),
+            (
+                "expiresAt".to_owned(),
+                AttributeValue::N((Utc::now().timestamp() - 60).to_string()),
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(store.cursor("left-behind").await, Ok(None));
+}
+
+/// The listing follows Scan's `LastEvaluatedKey`: links of 100 KB each fill more than one 1 MB
+/// page, and every one comes back, in order, with the other items left out.
+#[tokio::test]
+async fn links_are_listed_across_scan_pages() {
+    let (moto, store) = store().await;
+    let big = "x".repeat(100 * 1024);
+    let mut ids = Vec::new();
+    for i in 0..14 {
+        let mut link =
+            store_contract::sample_link(&format!("Referral-{i:02}"), &format!("crm-{i}"), 1);
+        link.last_error = Some(big.clone());
+        store.put_link(&link).await.expect("put_link");
+        store
+            .append_journal(&JournalEntry {
+                at: Utc::now(),
+                referral_id: link.referral_id.clone(),
+                outcome: Outcome::Failed,
+                message: "failed".to_owned(),
+            })
+            .await
+            .expect("append_journal");
+        ids.push(link.referral_id);
+    }
+    store
+        .put_cursor("crm-opportunities", "t")
+        .await
+        .expect("put_cursor");
+
+    let first_page = moto
+        .dynamodb()
+        .scan()
+        .table_name(TABLE)
+        .send()
+        .await
+        .expect("scan");
+    assert!(
+        first_page.last_evaluated_key.is_some(),
+        "the table should take more than one Scan page"
+    );
+
+    let listed = store.links(None, 100).await.expect("links");
+    let listed: Vec<&str> = listed.iter().map(|l| l.referral_id.as_str()).collect();
+    assert_eq!(listed, ids);
+    let tail = store.links(Some("referral-10"), 2).await.expect("links");
+    let tail: Vec<&str> = tail.iter().map(|l| l.referral_id.as_str()).collect();
+    assert_eq!(tail, ["Referral-11", "Referral-12"]);
 }

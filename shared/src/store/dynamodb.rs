@@ -5,15 +5,22 @@
 //!
 //! | item | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | link | `REF#<referral id, lowercased>` | `LINK` | `referralId`, `crmId`, `record`, `crmKind`, `engagementId`?, `referralEtag`?, `crmModifiedAt`? (RFC 3339), `terminal` (BOOL), `lastError`?, `version` (N), `synced`? (the projection as JSON) |
+//! | link | `REF#<referral id, lowercased>` | `LINK` | `referralId`, `crmId`, `record`, `crmKind`, `engagementId`?, `referralEtag`?, `crmModifiedAt`? (RFC 3339), `terminal` (BOOL), `lastError`?, `version` (N), `synced`? (the projection as JSON), `state`? (JSON) |
 //! | reverse lookup | `CRM#<crm id>` | `LINK` | `referralId` (lowercased) |
 //! | idempotency | `IDEM#<key>` | `IDEM` | `status` (`INPROGRESS`\|`COMPLETED`), `inProgressUntil` (N, epoch ms, in progress only), `expiresAt` (N, epoch s) |
-//! | journal | `REF#<referral id, lowercased>` | `JOURNAL#<at, RFC 3339 with nanoseconds>#<uuid>` | `at`, `referralId`, `outcome`, `message` |
-//! | cursor | `CURSOR#<name>` | `CURSOR` | `value` |
+//! | journal | `REF#<referral id, lowercased>` | `JOURNAL#<at, RFC 3339 with nanoseconds>#<uuid>` | `at`, `referralId`, `outcome`, `message`, `expiresAt` (N, epoch s: `at` plus the retention) |
+//! | cursor | `CURSOR#<name>` | `CURSOR` | `value`, `expiresAt`? (N, epoch s, only when put with an expiry) |
 //! | timer | `TIMER#<key>` | `TIMER` | `due` (RFC 3339), `crmId`, `referralId`? |
 //! | timer index | `TIMERS` | `<due, RFC 3339 with nanoseconds>#<key>` | `key` |
 //!
 //! Links keep what the sync remembers beyond the projection in `state` (JSON), absent when empty.
+//! Listing the links ([`Store::links`]) scans the whole table for the link items (`sk = LINK`,
+//! `pk` beginning `REF#`) on every page and sorts them: the links have no partition of their
+//! own, and the listing is for `cosell status` and backfills, never the sync path.
+//!
+//! Journal entries and expiring cursors carry `expiresAt`, so TTL removes them. TTL deletes
+//! lazily, days late at times, so reads leave out whatever has expired by the clock. Journal
+//! entries written before retention existed have no `expiresAt` and stay until deleted by hand.
 //! Timers are few (a Won held for a few days), so one index partition ordered by due time is
 //! enough to find the due ones with a single query.
 //!
@@ -33,7 +40,8 @@
 //! with back-off); a failure that outlasts it is [`StoreError::Unavailable`]. Timeouts are the
 //! client's configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -47,7 +55,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer};
+use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer, expiry};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -59,6 +67,8 @@ const SK_CURSOR: &str = "CURSOR";
 const SK_TIMER: &str = "TIMER";
 const PK_TIMERS: &str = "TIMERS";
 const JOURNAL_PREFIX: &str = "JOURNAL#";
+const REF_PREFIX: &str = "REF#";
+const EXPIRES_AT: &str = "expiresAt";
 
 const STATUS_IN_PROGRESS: &str = "INPROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
@@ -72,6 +82,9 @@ const CLAIM_ATTEMPTS: usize = 3;
 pub struct DynamoStoreConfig {
     /// The state table (`StateTableName` in the SAM outputs).
     pub table_name: String,
+    /// How long a journal entry is kept after its `at` (`COSELL_RETENTION_DAYS`;
+    /// [`super::DEFAULT_RETENTION`] where nothing is configured).
+    pub retention: Duration,
 }
 
 /// The [`Store`] adapter for DynamoDB.
@@ -79,6 +92,7 @@ pub struct DynamoStoreConfig {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    retention: Duration,
 }
 
 impl DynamoStore {
@@ -87,6 +101,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: config.table_name,
+            retention: config.retention,
         }
     }
 
@@ -329,6 +344,59 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn links(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<Link>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after_pk = after.map(|after| ref_pk(&after.to_ascii_lowercase()));
+        // Only the `limit` smallest keys past `after` are kept while scanning, so a large table
+        // costs reads but not memory.
+        let mut page: BTreeMap<String, Item> = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":link", s(SK_LINK))
+                .expression_attribute_values(":ref", s(REF_PREFIX))
+                // Strongly consistent, like the reads of a single link: a link just written
+                // must not be missing from the listing.
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            scan = match &after_pk {
+                Some(after_pk) => scan
+                    .filter_expression("#sk = :link AND begins_with(#pk, :ref) AND #pk > :after")
+                    .expression_attribute_values(":after", s(after_pk)),
+                None => scan.filter_expression("#sk = :link AND begins_with(#pk, :ref)"),
+            };
+            let out = scan
+                .send()
+                .await
+                .map_err(|err| self.unavailable("Scan", &err))?;
+            for item in out.items.unwrap_or_default() {
+                let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()).cloned() else {
+                    continue;
+                };
+                if page.len() == limit && page.last_key_value().is_some_and(|(last, _)| pk > *last)
+                {
+                    continue;
+                }
+                page.insert(pk, item);
+                if page.len() > limit {
+                    page.pop_last();
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        page.values().map(decode_link).collect()
+    }
+
     async fn claim(
         &self,
         key: &str,
@@ -421,7 +489,7 @@ impl Store for DynamoStore {
 
     async fn append_journal(&self, entry: &JournalEntry) -> StoreResult<()> {
         let at = entry.at.to_rfc3339_opts(SecondsFormat::Nanos, true);
-        self.put(HashMap::from([
+        let mut item = HashMap::from([
             (
                 PK.to_owned(),
                 s(ref_pk(&entry.referral_id.to_ascii_lowercase())),
@@ -434,15 +502,21 @@ impl Store for DynamoStore {
             ("referralId".to_owned(), s(&entry.referral_id)),
             ("outcome".to_owned(), s(enum_name(&entry.outcome)?)),
             ("message".to_owned(), s(&entry.message)),
-        ]))
-        .await
+        ]);
+        if let Some(expires_at) = expiry(entry.at, self.retention) {
+            item.insert(EXPIRES_AT.to_owned(), n(ceil_secs(expires_at)));
+        }
+        self.put(item).await
     }
 
     async fn journal(&self, referral_id: &str, limit: usize) -> StoreResult<Vec<JournalEntry>> {
         let pk = ref_pk(&referral_id.to_ascii_lowercase());
+        let now = Utc::now().timestamp();
         let mut entries = Vec::new();
         let mut start = None;
-        // A page can end early at 1 MB, so keep asking until `limit` entries or the end.
+        // A page can end early at 1 MB, and `Limit` counts the items read before the filter
+        // drops the expired ones, so keep asking until `limit` entries or the end. Expired
+        // entries are the oldest, and TTL removes them within days, so few pages are wasted.
         while entries.len() < limit {
             let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
             let page = self
@@ -450,8 +524,11 @@ impl Store for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :journal)")
+                .filter_expression("attribute_not_exists(#expiresAt) OR #expiresAt > :now")
+                .expression_attribute_names("#expiresAt", EXPIRES_AT)
                 .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":journal", s(JOURNAL_PREFIX))
+                .expression_attribute_values(":now", n(now))
                 .scan_index_forward(false)
                 .limit(wanted)
                 .set_exclusive_start_key(start)
@@ -471,21 +548,34 @@ impl Store for DynamoStore {
     }
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<String>> {
-        match self.get(cursor_pk(name), SK_CURSOR).await? {
-            Some(item) => Fields::new(&item, || format!("the cursor {name}"))
-                .string("value")
-                .map(Some),
-            None => Ok(None),
+        let Some(item) = self.get(cursor_pk(name), SK_CURSOR).await? else {
+            return Ok(None);
+        };
+        let fields = Fields::new(&item, || format!("the cursor {name}"));
+        // TTL may not have deleted an expired cursor yet.
+        if fields
+            .opt_i64(EXPIRES_AT)?
+            .is_some_and(|expires_at| expires_at <= Utc::now().timestamp())
+        {
+            return Ok(None);
         }
+        fields.string("value").map(Some)
     }
 
     async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()> {
-        self.put(HashMap::from([
-            (PK.to_owned(), s(cursor_pk(name))),
-            (SK.to_owned(), s(SK_CURSOR)),
-            ("value".to_owned(), s(value)),
-        ]))
-        .await
+        // A whole-item put: an expiry from an earlier `put_cursor_until` goes with it.
+        self.put(cursor_item(name, value)).await
+    }
+
+    async fn put_cursor_until(
+        &self,
+        name: &str,
+        value: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut item = cursor_item(name, value);
+        item.insert(EXPIRES_AT.to_owned(), n(ceil_secs(expires_at)));
+        self.put(item).await
     }
 
     async fn put_timer(&self, timer: &Timer) -> StoreResult<()> {
@@ -649,7 +739,7 @@ impl Condition {
 }
 
 fn ref_pk(referral_key: &str) -> String {
-    format!("REF#{referral_key}")
+    format!("{REF_PREFIX}{referral_key}")
 }
 
 fn crm_pk(crm_id: &str) -> String {
@@ -662,6 +752,14 @@ fn idem_pk(key: &str) -> String {
 
 fn cursor_pk(name: &str) -> String {
     format!("CURSOR#{name}")
+}
+
+fn cursor_item(name: &str, value: &str) -> Item {
+    HashMap::from([
+        (PK.to_owned(), s(cursor_pk(name))),
+        (SK.to_owned(), s(SK_CURSOR)),
+        ("value".to_owned(), s(value)),
+    ])
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -820,6 +918,17 @@ impl<'a, F: Fn() -> String> Fields<'a, F> {
             None => Err(self.corrupt(name, "is missing")),
             Some(AttributeValue::N(value)) => value
                 .parse()
+                .map_err(|_| self.corrupt(name, "is not a whole number")),
+            Some(_) => Err(self.corrupt(name, "is not a number")),
+        }
+    }
+
+    fn opt_i64(&self, name: &str) -> StoreResult<Option<i64>> {
+        match self.item.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(value)) => value
+                .parse()
+                .map(Some)
                 .map_err(|_| self.corrupt(name, "is not a whole number")),
             Some(_) => Err(self.corrupt(name, "is not a number")),
         }

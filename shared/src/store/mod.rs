@@ -1,9 +1,15 @@
 //! The store port: links between referrals and CRM records, idempotency claims, the per-referral
 //! journal and the pollers' cursors. DynamoDB in AWS; an embedded store locally.
+//!
+//! Each adapter is built with a retention (`COSELL_RETENTION_DAYS`): a journal entry expires at
+//! its `at` plus the retention, and a cursor written with [`Store::put_cursor_until`] at the time
+//! it was given. Expired records are never answered, whether or not they are gone yet (DynamoDB's
+//! TTL deletes up to days late; the embedded store deletes them on open and at most hourly).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +144,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The retention of a store built without one: [`crate::config::DEFAULT_RETENTION_DAYS`].
+pub const DEFAULT_RETENTION: Duration =
+    Duration::from_secs(crate::config::DEFAULT_RETENTION_DAYS * 24 * 3600);
+
+/// When a journal entry written at `at` expires under `retention`; `None` (kept for ever) only
+/// for a retention beyond any representable time, which the settings never allow.
+pub(crate) fn expiry(at: DateTime<Utc>, retention: Duration) -> Option<DateTime<Utc>> {
+    TimeDelta::from_std(retention)
+        .ok()
+        .and_then(|retention| at.checked_add_signed(retention))
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn link_by_referral(&self, referral_id: &str) -> StoreResult<Option<Link>>;
@@ -145,6 +163,11 @@ pub trait Store: Send + Sync {
     /// Writes `link` if the stored version is `link.version - 1` (or none is stored when
     /// `link.version == 1`); otherwise `Conflict`.
     async fn put_link(&self, link: &Link) -> StoreResult<()>;
+    /// Every link, ordered by referral id as the keys hold it (lowercased), at most `limit`,
+    /// starting after the referral id `after` (in any case): pass the last referral id of a page
+    /// to get the next one; a page shorter than `limit` is the last. For `cosell status` and
+    /// backfills, not the sync path: DynamoDB answers each page by reading the whole table.
+    async fn links(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<Link>>;
 
     /// Powertools-style idempotency: a conditional put claims `key` until `in_progress_until`;
     /// a completed key is skipped until `expires_at`; an in-progress claim whose time has passed
@@ -159,12 +182,26 @@ pub trait Store: Send + Sync {
     /// Gives a claim back after a failure, so the retry can take it at once.
     async fn release(&self, key: &str) -> StoreResult<()>;
 
+    /// Keeps `entry` until `entry.at` plus the store's retention.
     async fn append_journal(&self, entry: &JournalEntry) -> StoreResult<()>;
-    /// Newest first.
+    /// Newest first, at most `limit`; entries past their retention are never answered (the
+    /// system clock decides), so `limit` counts only entries still kept.
     async fn journal(&self, referral_id: &str, limit: usize) -> StoreResult<Vec<JournalEntry>>;
 
+    /// The value last put under `name`, unless it was put with an expiry that has passed by the
+    /// system clock.
     async fn cursor(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` under `name` for good, replacing any value and expiry.
     async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()>;
+    /// Like [`Store::put_cursor`], but `cursor(name)` answers `None` once `expires_at` has
+    /// passed (DynamoDB keeps the expiry to the second, rounded up), and the store may delete it
+    /// from then on. A later `put_cursor` of the same name keeps it for good again.
+    async fn put_cursor_until(
+        &self,
+        name: &str,
+        value: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
 
     /// Stores `timer`, replacing any timer with the same key.
     async fn put_timer(&self, timer: &Timer) -> StoreResult<()>;

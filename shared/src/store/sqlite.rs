@@ -1,18 +1,19 @@
 //! The [`Store`] in one SQLite file, for `cosell local`: the same promises as the DynamoDB
 //! adapter ([`super::dynamodb`]), held by SQLite transactions instead of conditional writes.
 //!
-//! Schema (version 1, recorded in `PRAGMA user_version`; every table is `STRICT`):
+//! Schema (version 3, recorded in `PRAGMA user_version`; every table is `STRICT`):
 //!
 //! | table | key | other columns | indexes |
 //! |---|---|---|---|
 //! | `links` | `referral_key` (the referral id, lowercased) | `referral_id`, `crm_id`, `record`, `crm_kind`, `engagement_id`?, `synced`? (the projection as JSON), `referral_etag`?, `crm_modified_at`? (RFC 3339), `terminal` (0/1), `last_error`?, `version` | `links_by_crm` (unique, `crm_id`) |
 //! | `claims` | `key` | `status` (`INPROGRESS`\|`COMPLETED`), `in_progress_until`? (epoch ms, in progress only), `expires_at` (epoch ms) | `claims_by_expiry` (`expires_at`) |
-//! | `journal` | `seq` (the rowid, in order of arrival) | `referral_key`, `referral_id`, `at_secs` + `at_nanos` (epoch seconds and their nanoseconds), `outcome`, `message` | `journal_by_referral` (`referral_key`, `at_secs`, `at_nanos`, `seq`) |
-//! | `cursors` | `name` | `value` | |
+//! | `journal` | `seq` (the rowid, in order of arrival) | `referral_key`, `referral_id`, `at_secs` + `at_nanos` (epoch seconds and their nanoseconds), `outcome`, `message`, `expires_at`? (epoch ms) | `journal_by_referral` (`referral_key`, `at_secs`, `at_nanos`, `seq`), `journal_by_expiry` (`expires_at`) |
+//! | `cursors` | `name` | `value`, `expires_at`? (epoch ms, only when put with an expiry) | `cursors_by_expiry` (`expires_at`) |
 //! | `timers` | `key` | `due` (RFC 3339 with nanoseconds, fixed width, so text order is time order), `crm_id`, `referral_id`? | `timers_by_due` (`due`) |
 //!
 //! Schema version 2 adds `links.state` (what the sync remembers beyond the projection, as JSON;
-//! null when empty) and the `timers` table.
+//! null when empty) and the `timers` table. Version 3 adds `journal.expires_at` (the entry's `at`
+//! plus the store's retention) and `cursors.expires_at`, each with an index.
 //!
 //! Why this shape:
 //! - Referral ids are lowercased in keys, as in DynamoDB (Partner Center varies their case); CRM
@@ -27,7 +28,10 @@
 //!   Journal times must order entries *and* come back unchanged to the nanosecond, hence seconds
 //!   plus nanoseconds. `crm_modified_at` is only carried, so it is RFC 3339 text, as in DynamoDB.
 //! - There is no TTL: `complete` deletes the claims whose `expires_at` has passed by the clock, as
-//!   DynamoDB's TTL would (the index keeps that cheap). Journal rows are kept, as in DynamoDB.
+//!   DynamoDB's TTL would (the index keeps that cheap). Expired journal rows and cursors are
+//!   deleted when the store opens and by the first write after an hour has passed since the last
+//!   time: a local connector runs for days, and hourly keeps the deletes small without a timer
+//!   of their own. Reads leave out expired rows meanwhile, so the deletes only reclaim space.
 //!
 //! Every read-modify-write (a link write, a claim) runs in a `BEGIN IMMEDIATE` transaction, which
 //! takes SQLite's write lock before reading: the reads a decision rests on cannot go stale before
@@ -46,6 +50,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,7 +61,7 @@ use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior, params
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer};
+use super::{Claim, JournalEntry, Link, LinkState, Store, StoreError, StoreResult, Timer, expiry};
 
 /// Schema steps: step `i` takes the file from schema version `i` to `i + 1`, and
 /// `user_version` records how many have run. A later schema appends a step; never edit one.
@@ -111,7 +116,20 @@ const MIGRATIONS: &[&str] = &[
         referral_id TEXT
     ) STRICT;
     CREATE INDEX timers_by_due ON timers (due);",
+    // 3: expiry of journal rows and cursors. The journal's existing rows get theirs from
+    // `backfill_journal_expiry`, which needs the store's retention.
+    "ALTER TABLE journal ADD COLUMN expires_at INTEGER;
+    CREATE INDEX journal_by_expiry ON journal (expires_at);
+
+    ALTER TABLE cursors ADD COLUMN expires_at INTEGER;
+    CREATE INDEX cursors_by_expiry ON cursors (expires_at);",
 ];
+
+/// The step (its index in [`MIGRATIONS`]) after which the journal's existing rows get an expiry.
+const JOURNAL_EXPIRY_STEP: usize = 2;
+
+/// How often a write deletes what has expired.
+const PURGE_EVERY_MS: i64 = 3600 * 1000;
 
 /// How long a call waits for another connection (another process) to let go of the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,29 +163,57 @@ const UPSERT_LINK: &str = concat!(
         version = excluded.version, state = excluded.state"
 );
 const JOURNAL: &str = "SELECT seq, referral_key, referral_id, at_secs, at_nanos, outcome, message
-     FROM journal WHERE referral_key = ?1
+     FROM journal WHERE referral_key = ?1 AND (expires_at IS NULL OR expires_at > ?3)
      ORDER BY at_secs DESC, at_nanos DESC, seq DESC LIMIT ?2";
+const LINKS_FIRST: &str = concat!(
+    "SELECT ",
+    link_columns!(),
+    " FROM links ORDER BY referral_key LIMIT ?1"
+);
+const LINKS_AFTER: &str = concat!(
+    "SELECT ",
+    link_columns!(),
+    " FROM links WHERE referral_key > ?1 ORDER BY referral_key LIMIT ?2"
+);
+const PURGE_JOURNAL: &str = "DELETE FROM journal WHERE expires_at <= ?1";
+const PURGE_CURSORS: &str = "DELETE FROM cursors WHERE expires_at <= ?1";
 
 /// The [`Store`] adapter for one SQLite file. Clones share the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: Arc<Path>,
+    retention: Duration,
+    /// When (epoch ms, system clock) the next write deletes expired rows; read and written only
+    /// while holding the connection.
+    next_purge_ms: Arc<AtomicI64>,
 }
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
 
 impl SqliteStore {
-    /// Opens the store in the file at `path`, creating the file and its directory when missing
-    /// and bringing an older schema up to date. Refuses a file written by a newer schema, or a
-    /// database that is not a cosell store. Blocks: call it at start-up (or on the blocking pool).
+    /// Opens the store in the file at `path`, keeping journal entries for
+    /// [`super::DEFAULT_RETENTION`]; see [`SqliteStore::open_with_retention`].
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_retention(path, super::DEFAULT_RETENTION)
+    }
+
+    /// Opens the store in the file at `path`, creating the file and its directory when missing
+    /// and bringing an older schema up to date, then deletes what has expired. Journal entries
+    /// are kept `retention` after their `at` (`COSELL_RETENTION_DAYS`). Refuses a file written by
+    /// a newer schema, or a database that is not a cosell store. Blocks: call it at start-up (or
+    /// on the blocking pool).
+    pub fn open_with_retention(
+        path: &Path,
+        retention: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         let failed = |doing: &str, err: &dyn fmt::Display| {
             StoreError::Unavailable(format!(
                 "the SQLite store at {}: {doing}: {err}",
@@ -193,11 +239,23 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .doing(path, "setting synchronous=FULL")?;
-        migrate(&mut conn, path)?;
+        migrate(&mut conn, path, retention)?;
+        let next_purge_ms = AtomicI64::new(0);
+        purge_if_due(&mut conn, path, &next_purge_ms)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::from(path),
+            retention,
+            next_purge_ms: Arc::new(next_purge_ms),
         })
+    }
+
+    /// The same store keeping the journal entries it writes from now on for `retention`. Rows
+    /// it finds are judged by the expiry they were written with; a file migrated by this
+    /// store's `open` took [`super::DEFAULT_RETENTION`] for its older rows, so open with
+    /// [`SqliteStore::open_with_retention`] where that matters.
+    pub fn with_retention(self, retention: Duration) -> SqliteStore {
+        SqliteStore { retention, ..self }
     }
 
     /// The file this store lives in.
@@ -213,6 +271,21 @@ impl SqliteStore {
         self.run(move |conn, path| {
             conn.execute("DELETE FROM claims WHERE status = 'INPROGRESS'", [])
                 .doing(path, "releasing abandoned claims")
+        })
+        .await
+    }
+
+    /// Runs `work` on the connection, on the blocking pool, after deleting what has expired if
+    /// that is due.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Path) -> StoreResult<T> + Send + 'static,
+    {
+        let next_purge_ms = Arc::clone(&self.next_purge_ms);
+        self.run(move |conn, path| {
+            purge_if_due(conn, path, &next_purge_ms)?;
+            work(conn, path)
         })
         .await
     }
@@ -244,9 +317,52 @@ impl SqliteStore {
     }
 }
 
+/// Deletes the journal rows and cursors whose expiry has passed, unless that was done less than
+/// [`PURGE_EVERY_MS`] ago. Both indexed, so a purge reads only what it deletes.
+fn purge_if_due(conn: &mut Connection, path: &Path, next_purge_ms: &AtomicI64) -> StoreResult<()> {
+    let now = Utc::now().timestamp_millis();
+    if now < next_purge_ms.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let doing = "deleting expired journal rows and cursors";
+    let tx = immediate(conn, path)?;
+    for sql in [PURGE_JOURNAL, PURGE_CURSORS] {
+        tx.prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([now]))
+            .doing(path, doing)?;
+    }
+    tx.commit().doing(path, doing)?;
+    // Only after it worked: a failed purge is tried again by the next write.
+    next_purge_ms.store(now.saturating_add(PURGE_EVERY_MS), Ordering::Relaxed);
+    Ok(())
+}
+
+/// Gives the journal rows written before schema version 3 the expiry they would have had: their
+/// `at` plus this store's retention. Not "no expiry": those rows are the very history retention
+/// exists to bound, and rows without an expiry would stay for good. The retention the store is
+/// opened with, not the default, so a user who set `COSELL_RETENTION_DAYS` keeps what they asked
+/// for.
+fn backfill_journal_expiry(
+    tx: &Transaction<'_>,
+    path: &Path,
+    retention: Duration,
+) -> StoreResult<()> {
+    // Beyond a thousand years the expiry means "for good" anyway; the cap keeps the sum below
+    // an overflow, which SQLite would turn into a REAL that the STRICT column refuses.
+    const CAP_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
+    let retention_ms = i64::try_from(retention.as_millis()).map_or(CAP_MS, |ms| ms.min(CAP_MS));
+    tx.execute(
+        "UPDATE journal SET expires_at = at_secs * 1000 + (at_nanos + 999999) / 1000000 + ?1
+         WHERE expires_at IS NULL",
+        [retention_ms],
+    )
+    .doing(path, "giving the journal's rows their expiry")
+    .map(|_| ())
+}
+
 /// Brings the schema to the newest version this build knows, in one transaction, so two
 /// processes opening a new file at once create it once.
-fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+fn migrate(conn: &mut Connection, path: &Path, retention: Duration) -> StoreResult<()> {
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     let tx = immediate(conn, path)?;
     let found: i64 = tx
@@ -279,6 +395,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
             path,
             &format!("migrating the schema to version {}", step + 1),
         )?;
+        if step == JOURNAL_EXPIRY_STEP {
+            backfill_journal_expiry(&tx, path, retention)?;
+        }
     }
     if found < known {
         tx.pragma_update(None, "user_version", known)
@@ -620,6 +739,24 @@ impl<'a, 'r> Columns<'a, 'r> {
     }
 }
 
+/// Writes a cursor with its expiry (`None`: for good), replacing value and expiry.
+fn put_cursor_row(
+    conn: &Connection,
+    path: &Path,
+    name: &str,
+    value: &str,
+    expires_ms: Option<i64>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO cursors (name, value, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+            expires_at = excluded.expires_at",
+    )
+    .and_then(|mut statement| statement.execute(params![name, value, expires_ms]))
+    .doing(path, "writing a cursor")
+    .map(|_| ())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn link_by_referral(&self, referral_id: &str) -> StoreResult<Option<Link>> {
@@ -660,10 +797,37 @@ impl Store for SqliteStore {
             )));
         }
         let row = LinkRow::encode(link)?;
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             let tx = immediate(conn, path)?;
             row.put(&tx, path)?;
             tx.commit().doing(path, "committing a link")
+        })
+        .await
+    }
+
+    async fn links(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<Link>> {
+        let after = after.map(str::to_ascii_lowercase);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn, path| {
+            let doing = "listing the links";
+            let mut links = Vec::new();
+            let mut collect = |mut rows: rusqlite::Rows<'_>| -> StoreResult<()> {
+                while let Some(row) = rows.next().doing(path, doing)? {
+                    links.push(decode_link(row)?);
+                }
+                Ok(())
+            };
+            match &after {
+                Some(after) => {
+                    let mut statement = conn.prepare_cached(LINKS_AFTER).doing(path, doing)?;
+                    collect(statement.query(params![after, limit]).doing(path, doing)?)?;
+                }
+                None => {
+                    let mut statement = conn.prepare_cached(LINKS_FIRST).doing(path, doing)?;
+                    collect(statement.query(params![limit]).doing(path, doing)?)?;
+                }
+            }
+            Ok(links)
         })
         .await
     }
@@ -678,7 +842,7 @@ impl Store for SqliteStore {
         let now_ms = now.timestamp_millis();
         let until_ms = in_progress_until.timestamp_millis();
         let reap_at = ceil_millis(in_progress_until);
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             let tx = immediate(conn, path)?;
             let held = query_one(
                 &tx,
@@ -726,7 +890,7 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let expires_ms = ceil_millis(expires_at);
         let reap_before = Utc::now().timestamp_millis();
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             let tx = immediate(conn, path)?;
             tx.prepare_cached(
                 "INSERT INTO claims (key, status, in_progress_until, expires_at)
@@ -747,7 +911,7 @@ impl Store for SqliteStore {
 
     async fn release(&self, key: &str) -> StoreResult<()> {
         let key = key.to_owned();
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             conn.prepare_cached("DELETE FROM claims WHERE key = ?1")
                 .and_then(|mut statement| statement.execute([&key]))
                 .doing(path, "releasing a claim")
@@ -763,10 +927,12 @@ impl Store for SqliteStore {
         let at_nanos = entry.at.timestamp_subsec_nanos();
         let outcome = enum_name(&entry.outcome)?;
         let message = entry.message.clone();
-        self.run(move |conn, path| {
+        let expires_at = expiry(entry.at, self.retention).map(ceil_millis);
+        self.write(move |conn, path| {
             conn.prepare_cached(
-                "INSERT INTO journal (referral_key, referral_id, at_secs, at_nanos, outcome, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO journal
+                    (referral_key, referral_id, at_secs, at_nanos, outcome, message, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -775,7 +941,8 @@ impl Store for SqliteStore {
                     at_secs,
                     at_nanos,
                     outcome,
-                    message
+                    message,
+                    expires_at
                 ])
             })
             .doing(path, "appending to the journal")
@@ -787,10 +954,13 @@ impl Store for SqliteStore {
     async fn journal(&self, referral_id: &str, limit: usize) -> StoreResult<Vec<JournalEntry>> {
         let key = referral_id.to_ascii_lowercase();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = Utc::now().timestamp_millis();
         self.run(move |conn, path| {
             let doing = "reading the journal";
             let mut statement = conn.prepare_cached(JOURNAL).doing(path, doing)?;
-            let mut rows = statement.query(params![key, limit]).doing(path, doing)?;
+            let mut rows = statement
+                .query(params![key, limit, now])
+                .doing(path, doing)?;
             let mut entries = Vec::new();
             while let Some(row) = rows.next().doing(path, doing)? {
                 entries.push(decode_journal(row)?);
@@ -802,13 +972,16 @@ impl Store for SqliteStore {
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_owned();
+        let now = Utc::now().timestamp_millis();
         self.run(move |conn, path| {
             query_one(
                 conn,
                 path,
                 "reading a cursor",
-                "SELECT value FROM cursors WHERE name = ?1",
-                [&name],
+                // An expired cursor may not have been deleted yet.
+                "SELECT value FROM cursors
+                 WHERE name = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                params![name, now],
                 |row| {
                     Columns {
                         row,
@@ -824,21 +997,26 @@ impl Store for SqliteStore {
     async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()> {
         let name = name.to_owned();
         let value = value.to_owned();
-        self.run(move |conn, path| {
-            conn.prepare_cached(
-                "INSERT INTO cursors (name, value) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut statement| statement.execute([&name, &value]))
-            .doing(path, "writing a cursor")
-            .map(|_| ())
-        })
-        .await
+        self.write(move |conn, path| put_cursor_row(conn, path, &name, &value, None))
+            .await
+    }
+
+    async fn put_cursor_until(
+        &self,
+        name: &str,
+        value: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let name = name.to_owned();
+        let value = value.to_owned();
+        let expires_ms = ceil_millis(expires_at);
+        self.write(move |conn, path| put_cursor_row(conn, path, &name, &value, Some(expires_ms)))
+            .await
     }
 
     async fn put_timer(&self, timer: &Timer) -> StoreResult<()> {
         let timer = timer.clone();
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             conn.prepare_cached(
                 "INSERT INTO timers (key, due, crm_id, referral_id) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (key) DO UPDATE SET due = excluded.due, crm_id = excluded.crm_id,
@@ -897,7 +1075,7 @@ impl Store for SqliteStore {
 
     async fn delete_timer(&self, key: &str) -> StoreResult<()> {
         let key = key.to_owned();
-        self.run(move |conn, path| {
+        self.write(move |conn, path| {
             conn.prepare_cached("DELETE FROM timers WHERE key = ?1")
                 .and_then(|mut statement| statement.execute([&key]))
                 .doing(path, "deleting a timer")
@@ -1226,7 +1404,7 @@ mod tests {
         let plan: Vec<String> = raw(&dir.file())
             .prepare(&format!("EXPLAIN QUERY PLAN {JOURNAL}"))
             .unwrap()
-            .query_map(params!["r", 10], |row| row.get::<_, String>(3))
+            .query_map(params!["r", 10, 0], |row| row.get::<_, String>(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -1259,7 +1437,8 @@ mod tests {
     async fn journal_times_keep_their_nanoseconds_and_order() {
         let dir = TempDir::new();
         let store = SqliteStore::open(&dir.file()).unwrap();
-        let at = DateTime::from_timestamp(1_750_000_000, 999_999_999).unwrap();
+        // Recent, so the retention keeps it.
+        let at = DateTime::from_timestamp(Utc::now().timestamp(), 999_999_999).unwrap();
         for (at, message) in [(at, "earlier"), (at + TimeDelta::nanoseconds(1), "later")] {
             store
                 .append_journal(&JournalEntry {
@@ -1275,5 +1454,210 @@ mod tests {
         let messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["later", "earlier"]);
         assert_eq!(entries[1].at, at);
+    }
+
+    fn count(path: &Path, table: &str) -> i64 {
+        raw(path)
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    }
+
+    fn entry(referral_id: &str, at: DateTime<Utc>, message: &str) -> JournalEntry {
+        JournalEntry {
+            at,
+            referral_id: referral_id.to_owned(),
+            outcome: Outcome::Synced,
+            message: message.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_deleted_on_open_and_by_a_write_an_hour_later() {
+        let dir = TempDir::new();
+        let retention = Duration::from_secs(24 * 3600);
+        let now = Utc::now();
+        let store = SqliteStore::open_with_retention(&dir.file(), retention).unwrap();
+        store
+            .append_journal(&entry("r", now, "kept"))
+            .await
+            .unwrap();
+        store
+            .append_journal(&entry("r", now - TimeDelta::days(2), "expired"))
+            .await
+            .unwrap();
+        store
+            .put_cursor_until("gone", "v", now - TimeDelta::minutes(1))
+            .await
+            .unwrap();
+        store
+            .put_cursor_until("held", "v", now + TimeDelta::hours(1))
+            .await
+            .unwrap();
+        store.put_cursor("forever", "v").await.unwrap();
+        // The open purged a moment ago, so these writes left the expired rows in place.
+        assert_eq!(count(&dir.file(), "journal"), 2);
+        assert_eq!(count(&dir.file(), "cursors"), 3);
+        assert_eq!(store.journal("r", 10).await.unwrap().len(), 1);
+
+        // Reopening purges.
+        drop(store);
+        let store = SqliteStore::open_with_retention(&dir.file(), retention).unwrap();
+        assert_eq!(count(&dir.file(), "journal"), 1);
+        assert_eq!(count(&dir.file(), "cursors"), 2);
+
+        // So does the first write once the hour is up.
+        store
+            .append_journal(&entry("r", now - TimeDelta::days(3), "expired too"))
+            .await
+            .unwrap();
+        store
+            .put_cursor_until("gone", "v", now - TimeDelta::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(count(&dir.file(), "journal"), 2);
+        store.next_purge_ms.store(0, Ordering::Relaxed);
+        store.put_link(&link("ref-1", "crm-1")).await.unwrap();
+        assert_eq!(count(&dir.file(), "journal"), 1);
+        assert_eq!(count(&dir.file(), "cursors"), 2);
+        assert!(
+            store.next_purge_ms.load(Ordering::Relaxed) > Utc::now().timestamp_millis(),
+            "the next purge is an hour away"
+        );
+        assert_eq!(store.cursor("held").await.unwrap().as_deref(), Some("v"));
+        assert_eq!(store.cursor("forever").await.unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn the_purge_deletes_through_the_expiry_indexes() {
+        let dir = TempDir::new();
+        drop(SqliteStore::open(&dir.file()).unwrap());
+        for (sql, index) in [
+            (PURGE_JOURNAL, "journal_by_expiry"),
+            (PURGE_CURSORS, "cursors_by_expiry"),
+        ] {
+            let plan: Vec<String> = raw(&dir.file())
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([0], |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "{sql}: {plan}");
+        }
+    }
+
+    /// A file as schema version 2 left it: its tables, a journal row of now, one older than the
+    /// retention, and a cursor.
+    fn version_2_file(path: &Path, now: DateTime<Utc>, retention: TimeDelta) {
+        let mut conn = raw(path);
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        for (at, message) in [
+            (now, "recent"),
+            (now - retention - TimeDelta::days(1), "old"),
+        ] {
+            tx.execute(
+                "INSERT INTO journal (referral_key, referral_id, at_secs, at_nanos, outcome, message)
+                 VALUES ('r', 'R', ?1, ?2, 'synced', ?3)",
+                params![at.timestamp(), at.timestamp_subsec_nanos(), message],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "INSERT INTO cursors (name, value) VALUES ('crm-opportunities', 'token')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_migrates_in_place() {
+        let dir = TempDir::new();
+        let now = Utc::now();
+        let retention = TimeDelta::days(30);
+        version_2_file(&dir.file(), now, retention);
+
+        let store =
+            SqliteStore::open_with_retention(&dir.file(), retention.to_std().unwrap()).unwrap();
+        let version: i64 = raw(&dir.file())
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(
+            store.cursor("crm-opportunities").await.unwrap().as_deref(),
+            Some("token"),
+            "an existing cursor is kept for good"
+        );
+        let expiry: Option<i64> = raw(&dir.file())
+            .query_row(
+                "SELECT expires_at FROM cursors WHERE name = 'crm-opportunities'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(expiry, None);
+
+        // The old row got its expiry from its time, so the open deleted it.
+        let rows: Vec<(String, Option<i64>)> = raw(&dir.file())
+            .prepare("SELECT message, expires_at FROM journal")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [("recent".to_owned(), Some(ceil_millis(now + retention)))]
+        );
+        let journal = store.journal("r", 10).await.unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].at, now);
+
+        // And the migrated file takes the new kinds of write.
+        store
+            .put_cursor_until("reconciled:r", "etag", now + TimeDelta::hours(1))
+            .await
+            .unwrap();
+        store
+            .append_journal(&entry("r", now, "after"))
+            .await
+            .unwrap();
+        assert_eq!(store.journal("r", 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn links_are_listed_through_the_key() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.file()).unwrap();
+        for (referral, crm) in [("B", "1"), ("a", "2"), ("C", "3")] {
+            store.put_link(&link(referral, crm)).await.unwrap();
+        }
+        let ids = |links: Vec<Link>| -> Vec<String> {
+            links.into_iter().map(|l| l.referral_id).collect()
+        };
+        assert_eq!(ids(store.links(None, 10).await.unwrap()), ["a", "B", "C"]);
+        assert_eq!(ids(store.links(Some("A"), 1).await.unwrap()), ["B"]);
+        assert!(store.links(Some("c"), 10).await.unwrap().is_empty());
+        for sql in [LINKS_FIRST, LINKS_AFTER] {
+            let plan: Vec<String> = raw(&dir.file())
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(
+                    rusqlite::params_from_iter(["a", "1"].iter().take(sql.matches('?').count())),
+                    |row| row.get::<_, String>(3),
+                )
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
     }
 }

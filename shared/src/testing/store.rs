@@ -4,17 +4,24 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::store::{Claim, JournalEntry, Link, Store, StoreError, StoreResult, Timer};
+use crate::store::{
+    Claim, DEFAULT_RETENTION, JournalEntry, Link, Store, StoreError, StoreResult, Timer, expiry,
+};
+use crate::sync::Clock;
 
 #[derive(Debug, Clone, Copy)]
 enum Held {
     InProgress { until: DateTime<Utc> },
     Completed { until: DateTime<Utc> },
 }
+
+/// When a journal entry or cursor expires; `None`: never.
+type Expiry = Option<DateTime<Utc>>;
 
 #[derive(Default)]
 struct State {
@@ -23,21 +30,46 @@ struct State {
     /// CRM record id → referral key.
     by_crm: HashMap<String, String>,
     claims: HashMap<String, Held>,
-    /// By referral id, lowercased; in arrival order (read sorted by time).
-    journal: HashMap<String, Vec<JournalEntry>>,
-    cursors: HashMap<String, String>,
+    /// By referral id, lowercased; in arrival order (read sorted by time), each with its expiry.
+    journal: HashMap<String, Vec<(JournalEntry, Expiry)>>,
+    /// Each with its expiry, if it was put with one.
+    cursors: HashMap<String, (String, Expiry)>,
     timers: HashMap<String, Timer>,
 }
 
 /// The in-memory store. Cheap to make: one per test.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    retention: Duration,
+    /// What expiry is judged by: the system clock, as the real stores do, unless a test whose
+    /// clock stands still sets its own (else its entries would expire as the calendar moves).
+    clock: Clock,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            state: Mutex::default(),
+            retention: DEFAULT_RETENTION,
+            clock: Clock::system(),
+        }
+    }
 }
 
 impl MemoryStore {
+    /// A store keeping journal entries for [`DEFAULT_RETENTION`].
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// The same store keeping journal entries for `retention` instead.
+    pub fn with_retention(self, retention: Duration) -> MemoryStore {
+        MemoryStore { retention, ..self }
+    }
+
+    /// The same store judging expiry (journal entries, cursors) by `clock`.
+    pub fn with_clock(self, clock: Clock) -> MemoryStore {
+        MemoryStore { clock, ..self }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -101,6 +133,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn links(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<Link>> {
+        let after = after.map(str::to_ascii_lowercase);
+        let state = self.state();
+        let mut keys: Vec<&String> = state
+            .links
+            .keys()
+            .filter(|key| after.as_ref().is_none_or(|after| *key > after))
+            .collect();
+        keys.sort();
+        Ok(keys
+            .into_iter()
+            .take(limit)
+            .filter_map(|key| state.links.get(key).cloned())
+            .collect())
+    }
+
     async fn claim(
         &self,
         key: &str,
@@ -139,30 +187,52 @@ impl Store for MemoryStore {
             .journal
             .entry(entry.referral_id.to_ascii_lowercase())
             .or_default()
-            .push(entry.clone());
+            .push((entry.clone(), expiry(entry.at, self.retention)));
         Ok(())
     }
 
     async fn journal(&self, referral_id: &str, limit: usize) -> StoreResult<Vec<JournalEntry>> {
+        let now = self.clock.now();
         let state = self.state();
-        let mut entries = state
+        let mut entries: Vec<JournalEntry> = state
             .journal
             .get(&referral_id.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > now))
+            .map(|(entry, _)| entry.clone())
+            .collect();
         entries.sort_by_key(|e| std::cmp::Reverse(e.at));
         entries.truncate(limit);
         Ok(entries)
     }
 
     async fn cursor(&self, name: &str) -> StoreResult<Option<String>> {
-        Ok(self.state().cursors.get(name).cloned())
+        let now = self.clock.now();
+        Ok(self
+            .state()
+            .cursors
+            .get(name)
+            .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > now))
+            .map(|(value, _)| value.clone()))
     }
 
     async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()> {
         self.state()
             .cursors
-            .insert(name.to_owned(), value.to_owned());
+            .insert(name.to_owned(), (value.to_owned(), None));
+        Ok(())
+    }
+
+    async fn put_cursor_until(
+        &self,
+        name: &str,
+        value: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.state()
+            .cursors
+            .insert(name.to_owned(), (value.to_owned(), Some(expires_at)));
         Ok(())
     }
 
