@@ -238,6 +238,7 @@ impl Config {
             )?),
             max_pages: env.number("COSELL_POLL_MAX_PAGES", poller_defaults.max_pages as u64)?
                 as usize,
+            cursor_retention: poller_defaults.cursor_retention,
         };
         let aws = AwsConfig {
             table_name: env.get("COSELL_TABLE_NAME"),
@@ -254,6 +255,11 @@ impl Config {
                 reason: format!("{retention_days} is not between 1 and {MAX_RETENTION_DAYS} days"),
             });
         }
+        let retention = Duration::from_secs(retention_days * 24 * 3600);
+        let poller = PollerOptions {
+            cursor_retention: retention,
+            ..poller
+        };
         Ok(Config {
             crm,
             partner_center,
@@ -262,7 +268,7 @@ impl Config {
             sync,
             poller,
             aws,
-            retention: Duration::from_secs(retention_days * 24 * 3600),
+            retention,
             dry_run: env.bool("COSELL_DRY_RUN", false)?,
             secret_arn: env.get(crate::secrets::SECRET_ARN_SETTING),
         })

@@ -595,6 +595,7 @@ pub struct TestStack {
     // Kept alive for the test; dropping them stops moto or removes the directory.
     _moto: Option<Moto>,
     _data_dir: Option<tempfile::TempDir>,
+    cli_env: Vec<(String, String)>,
     http: reqwest::Client,
     queue: Arc<dyn Queue>,
     consumer: Arc<dyn QueueConsumer>,
@@ -696,6 +697,7 @@ impl TestStack {
             sandbox,
             backend: setup.backend,
             _moto: parts.moto,
+            cli_env: parts.cli_env,
             _data_dir: parts.data_dir,
             http,
             queue: parts.queue.clone(),
@@ -781,6 +783,16 @@ impl TestStack {
             .sign_in(&refresh)
             .await
             .unwrap_or_else(|e| panic!("keep the sign-in: {e}"));
+    }
+
+    /// What points the `cosell` command at this stack's store and queue: its arguments
+    /// (`--data-dir` of the embedded backend) and its environment (DynamoDB and SQS in moto).
+    pub fn cli_target(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let args = match &self._data_dir {
+            Some(dir) => vec!["--data-dir".to_string(), dir.path().display().to_string()],
+            None => Vec::new(),
+        };
+        (args, self.cli_env.clone())
     }
 
     /// The processor as the queue-processor function builds it, with the current options.
@@ -1835,6 +1847,8 @@ struct BackendParts {
     dead_letters: Arc<dyn QueueConsumer>,
     moto: Option<Moto>,
     data_dir: Option<tempfile::TempDir>,
+    /// The settings that point `cosell` at this store and queue.
+    cli_env: Vec<(String, String)>,
 }
 
 /// The state table and the sync queue with its dead-letter queue, as the template declares
@@ -1845,6 +1859,7 @@ async fn aws_backend() -> BackendParts {
         .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
     let dynamodb = moto.dynamodb();
     let table_name = create_state_table(&dynamodb).await.to_string();
+    let table_for_cli = table_name.clone();
     let store = Arc::new(DynamoStore::new(
         dynamodb,
         DynamoStoreConfig {
@@ -1854,6 +1869,17 @@ async fn aws_backend() -> BackendParts {
     ));
     let sqs = moto.sqs();
     let (queue_url, dlq_url) = create_sync_queues(&sqs).await;
+    let cli_env = vec![
+        ("COSELL_TABLE_NAME".to_string(), table_for_cli),
+        ("COSELL_QUEUE_URL".to_string(), queue_url.clone()),
+        ("AWS_ENDPOINT_URL".to_string(), moto.endpoint().to_string()),
+        (
+            "AWS_REGION".to_string(),
+            cosell_localaws::REGION.to_string(),
+        ),
+        ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+    ];
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url));
     BackendParts {
         store,
@@ -1862,6 +1888,7 @@ async fn aws_backend() -> BackendParts {
         dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
         moto: Some(moto),
         data_dir: None,
+        cli_env,
     }
 }
 
@@ -1904,5 +1931,6 @@ fn embedded_backend() -> BackendParts {
         dead_letters,
         moto: None,
         data_dir: Some(dir),
+        cli_env: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cosell_shared::sync::dry_run;
 use cosell_shared::sync::poller::{PollReport, Poller};
 use cosell_shared::wiring;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -28,6 +29,16 @@ async fn main() -> Result<(), Error> {
     let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
     let pc = wiring::partner_center(&config, tokens)?;
     let store = wiring::store(&config, &sdk)?;
+    // COSELL_DRY_RUN: the processor logs instead of writing; the poller keeps its cursors apart
+    // from the real ones, so each change is reported once and a real run later finds them all.
+    let (crm, pc, store) = if config.dry_run {
+        tracing::warn!(
+            "COSELL_DRY_RUN is set: the poller's cursors are kept apart from the real ones"
+        );
+        dry_run::wrap(crm, pc, store, Some(dry_run::CURSOR_PREFIX))
+    } else {
+        (crm, pc, store)
+    };
     let queue = wiring::queue(&config, &sdk)?;
     let options = Arc::new(config.poller.clone());
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use cosell_shared::queue::QueueConsumer;
 use cosell_shared::sync::batch::{self, BatchMessage, Failure};
-use cosell_shared::sync::{Processor, SyncOptions};
+use cosell_shared::sync::{Processor, SyncOptions, dry_run};
 use cosell_shared::wiring;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -30,6 +30,12 @@ fn messages(event: SqsEvent) -> (Vec<BatchMessage>, HashMap<String, String>) {
                     .get("MessageGroupId")
                     .cloned()
                     .unwrap_or_default(),
+                // Epoch milliseconds, as SQS gives every record.
+                sent_at: r
+                    .attributes
+                    .get("SentTimestamp")
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .and_then(chrono::DateTime::from_timestamp_millis),
                 id,
                 body: r.body.unwrap_or_default(),
             }
@@ -75,10 +81,24 @@ async fn main() -> Result<(), Error> {
     cosell_shared::metrics::set_service("queue-processor");
     let (config, sdk) = wiring::load_from_process_env().await?;
     let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, None);
+    let (crm, pc, store) = (
+        wiring::crm(&config)?,
+        wiring::partner_center(&config, tokens)?,
+        wiring::store(&config, &sdk)?,
+    );
+    // COSELL_DRY_RUN: decide as always, log the CRM and Partner Center writes instead.
+    let (crm, pc, store) = if config.dry_run {
+        tracing::warn!(
+            "COSELL_DRY_RUN is set: the processor logs what it would write and writes nothing"
+        );
+        dry_run::wrap(crm, pc, store, None)
+    } else {
+        (crm, pc, store)
+    };
     let processor = Arc::new(Processor {
-        pc: wiring::partner_center(&config, tokens)?,
-        crm: wiring::crm(&config)?,
-        store: wiring::store(&config, &sdk)?,
+        pc,
+        crm,
+        store,
         options: SyncOptions::clone(&config.sync),
     });
     let queue = wiring::queue_consumer(&config, &sdk)?;
@@ -87,8 +107,9 @@ async fn main() -> Result<(), Error> {
         async move {
             Ok::<_, Error>(
                 respond(event.payload, queue.as_ref(), |m| {
-                    let (processor, body) = (Arc::clone(&processor), m.body.clone());
-                    async move { processor.handle(&body).await }
+                    let (processor, body, sent_at) =
+                        (Arc::clone(&processor), m.body.clone(), m.sent_at);
+                    async move { processor.handle_message(&body, sent_at).await }
                 })
                 .await,
             )

@@ -68,7 +68,8 @@ impl CrmError {
 pub type CrmResult<T> = Result<T, CrmError>;
 
 /// A co-sell-ready solution of the partner, as its CRM's solution catalog keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CatalogSolution {
     /// The Partner Center solution id (what deals link).
     pub solution_id: String,

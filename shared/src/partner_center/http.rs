@@ -696,6 +696,11 @@ impl PartnerCenterClient {
         }
         .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        crate::metrics::api_call(
+            crate::metrics::Api::PartnerCenter,
+            started.into_std(),
+            outcome.as_ref().ok().map(|r| r.status.as_u16()),
+        );
         match outcome {
             Ok(reply) => {
                 tracing::debug!(

@@ -422,18 +422,24 @@ impl UserSession {
                 ("the refresh token".to_string(), false)
             }
         };
-        let response = self
+        let started = std::time::Instant::now();
+        let sent = self
             .http
             .post(self.token_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .send()
-            .await
-            .map_err(|e| PartnerCenterError::Transient {
-                status: None,
-                retry_after: None,
-                message: format!("cannot reach Entra ID at {}: {e}", self.token_url),
-            })?;
+            .await;
+        crate::metrics::api_call(
+            crate::metrics::Api::EntraId,
+            started,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let response = sent.map_err(|e| PartnerCenterError::Transient {
+            status: None,
+            retry_after: None,
+            message: format!("cannot reach Entra ID at {}: {e}", self.token_url),
+        })?;
         let status = response.status();
         let retry_after = crate::http::retry_after(response.headers());
         let body = response

@@ -24,6 +24,8 @@ pub struct BatchMessage {
     pub id: String,
     pub group: String,
     pub body: String,
+    /// When the message was first sent, when the queue says (for the message-age metric).
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What became of one message of a batch.
@@ -189,6 +191,7 @@ mod tests {
             id: id.into(),
             group: group.into(),
             body: String::new(),
+            sent_at: None,
         }
     }
 

@@ -56,6 +56,7 @@ where
             id: d.message_id.clone(),
             group: d.group.clone(),
             body: d.body.clone(),
+            sent_at: d.sent_at,
         })
         .collect();
     let errors = std::sync::Mutex::new(Vec::new());

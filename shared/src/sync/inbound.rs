@@ -78,11 +78,30 @@ impl Inbound<'_> {
         event: &str,
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
+        let mut changed_at = None;
+        self.referral_changed_at(referral_id, event, now, &mut changed_at)
+            .await
+    }
+
+    /// [`Inbound::referral_changed`], noting in `changed_at` when Partner Center says the
+    /// referral changed (its `updatedDateTime`), for the end-to-end latency metric.
+    pub async fn referral_changed_at(
+        &self,
+        referral_id: &str,
+        event: &str,
+        now: DateTime<Utc>,
+        changed_at: &mut Option<DateTime<Utc>>,
+    ) -> Result<Handled, SyncError> {
         let Some(fetched) = self.pc.get_referral(referral_id).await? else {
             return Ok(Handled::Skipped {
                 reason: format!("referral {referral_id} is not visible in Partner Center"),
             });
         };
+        *changed_at = fetched
+            .updated_date_time
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
         let (own, link, related) = match Box::pin(self.own_referral(fetched, event)).await? {
             Found::Nothing => {
                 return Ok(Handled::Skipped {

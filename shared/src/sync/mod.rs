@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod consume;
+pub mod dry_run;
 pub mod inbound;
 pub mod outbound;
 pub mod poller;
@@ -443,7 +444,47 @@ impl Processor {
     /// `Err` leaves the message for redelivery; everything else is acknowledged, including
     /// failures a person must fix (they are in Audit and the journal).
     pub async fn handle(&self, body: &str) -> Result<(), ProcessError> {
-        self.run(body).await.map_err(|e| match e {
+        self.handle_message(body, None).await
+    }
+
+    /// [`Processor::handle`] for a message first sent at `sent_at`, which gives the metric of
+    /// how long it waited.
+    pub async fn handle_message(
+        &self,
+        body: &str,
+        sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), ProcessError> {
+        let started = self.options.clock.now();
+        let mut record = None;
+        let result = self.run(body, &mut record).await;
+        if let Some((direction, changed_at, recovered)) = record {
+            use crate::metrics::SyncOutcome;
+            let outcome = match &result {
+                Err(_) => SyncOutcome::Failed,
+                Ok(Handled::Created { .. }) => SyncOutcome::Created,
+                Ok(Handled::Updated { .. }) => SyncOutcome::Updated,
+                Ok(Handled::Unchanged) => SyncOutcome::Unchanged,
+                Ok(Handled::Skipped { .. }) => SyncOutcome::Skipped,
+                Ok(Handled::Failed { .. }) => SyncOutcome::Refused,
+            };
+            let wrote = matches!(outcome, SyncOutcome::Created | SyncOutcome::Updated);
+            let since = |t: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>| {
+                (until - t).to_std().ok()
+            };
+            crate::metrics::sync(crate::metrics::SyncRecord {
+                direction,
+                outcome,
+                message_age: sent_at.and_then(|t| since(t, started)),
+                latency: changed_at
+                    .filter(|_| wrote)
+                    .and_then(|t| since(t, self.options.clock.now())),
+                recovered: recovered && wrote,
+            });
+        }
+        if let Err(ProcessError::Sync(SyncError::Crm(CrmError::Auth { .. }))) = &result {
+            crate::metrics::count_here(crate::metrics::Metric::CrmAuthFailed, 1.0);
+        }
+        result.map(|_| ()).map_err(|e| match e {
             ProcessError::Sync(SyncError::PartnerCenter(
                 error @ PartnerCenterError::Auth { kind, .. },
             )) if kind.blocks_every_call() => ProcessError::SignIn {
@@ -454,45 +495,76 @@ impl Processor {
         })
     }
 
-    async fn run(&self, body: &str) -> Result<(), ProcessError> {
+    /// Runs the command; `record` learns its direction, the source's change time and whether
+    /// reconciliation found it, once the body is read.
+    async fn run(
+        &self,
+        body: &str,
+        record: &mut Option<(
+            crate::metrics::Direction,
+            Option<chrono::DateTime<chrono::Utc>>,
+            bool,
+        )>,
+    ) -> Result<Handled, ProcessError> {
+        use crate::metrics::Direction;
         let command =
             crate::queue::SyncCommand::from_body(body).map_err(ProcessError::Unreadable)?;
         match command {
             crate::queue::SyncCommand::PartnerCenterChanged { referral_id, event } => {
+                let recovered =
+                    event == poller::RECONCILIATION_EVENT || event == poller::RELATED_EVENT;
+                *record = Some((Direction::ToCrm, None, recovered));
                 let inbound = inbound::Inbound {
                     pc: self.pc.as_ref(),
                     crm: self.crm.as_ref(),
                     store: self.store.as_ref(),
                     options: &self.options,
                 };
+                let mut changed_at = None;
                 let handled = inbound
-                    .referral_changed(&referral_id, &event, self.options.clock.now())
-                    .await?;
+                    .referral_changed_at(
+                        &referral_id,
+                        &event,
+                        self.options.clock.now(),
+                        &mut changed_at,
+                    )
+                    .await;
+                *record = Some((Direction::ToCrm, changed_at, recovered));
+                let handled = handled?;
                 match &handled {
                     Handled::Failed { reason } => {
                         tracing::warn!(%referral_id, %event, %reason, "sync failed; shown in Audit")
                     }
                     other => tracing::info!(%referral_id, %event, outcome = ?other, "synced"),
                 }
-                Ok(())
+                Ok(handled)
             }
             crate::queue::SyncCommand::CrmChanged { crm_id, seen, .. } => {
+                *record = Some((Direction::ToPartnerCenter, None, false));
                 let outbound = outbound::Outbound {
                     pc: self.pc.as_ref(),
                     crm: self.crm.as_ref(),
                     store: self.store.as_ref(),
                     options: &self.options,
                 };
+                let mut changed_at = None;
                 let handled = outbound
-                    .opportunity_changed(&crm_id, seen.map(|s| *s), self.options.clock.now())
-                    .await?;
+                    .opportunity_changed_at(
+                        &crm_id,
+                        seen.map(|s| *s),
+                        self.options.clock.now(),
+                        &mut changed_at,
+                    )
+                    .await;
+                *record = Some((Direction::ToPartnerCenter, changed_at, false));
+                let handled = handled?;
                 match &handled {
                     Handled::Failed { reason } => {
                         tracing::warn!(%crm_id, %reason, "sync to Partner Center failed; shown in Audit")
                     }
                     other => tracing::info!(%crm_id, outcome = ?other, "synced to Partner Center"),
                 }
-                Ok(())
+                Ok(handled)
             }
         }
     }

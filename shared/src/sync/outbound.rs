@@ -64,6 +64,20 @@ impl Outbound<'_> {
         seen: Option<Opportunity>,
         now: DateTime<Utc>,
     ) -> Result<Handled, SyncError> {
+        let mut changed_at = None;
+        self.opportunity_changed_at(crm_id, seen, now, &mut changed_at)
+            .await
+    }
+
+    /// [`Outbound::opportunity_changed`], noting in `changed_at` the opportunity's modification
+    /// time as read, for the end-to-end latency metric.
+    pub async fn opportunity_changed_at(
+        &self,
+        crm_id: &str,
+        seen: Option<Opportunity>,
+        now: DateTime<Utc>,
+        changed_at: &mut Option<DateTime<Utc>>,
+    ) -> Result<Handled, SyncError> {
         let link = self.store.link_by_crm(crm_id).await?;
         let seen = seen.filter(|s| s.id == crm_id && newer_than_synced(s, link.as_ref()));
         let opportunity = match seen {
@@ -77,6 +91,7 @@ impl Outbound<'_> {
                 }
             },
         };
+        *changed_at = opportunity.modified_at;
         if opportunity.fields.sync_with_partner_center != Some(true) {
             return Ok(Handled::Skipped {
                 reason: "Sync with Partner Center is off".into(),

@@ -29,7 +29,9 @@ const TIMERS_PER_RUN: usize = 100;
 /// theirs).
 pub const RECONCILIATION_EVENT: &str = "reconciliation";
 /// The event it gives Microsoft's referrals: they only update the Microsoft fields of ours.
-pub const RELATED_EVENT: &str = "related-referral-updated";
+/// A `related-` event as the webhooks' are, but its own name, so that what reconciliation
+/// recovers can be told from what a webhook brought.
+pub const RELATED_EVENT: &str = "related-referral-reconciled";
 /// `organizationId` of Microsoft's own referrals (as `inviteContext.invitedBy` names Microsoft).
 pub const MICROSOFT_ORGANIZATION_ID: &str = "msft";
 
@@ -45,6 +47,9 @@ pub struct PollerOptions {
     pub reconciliation_grace: Duration,
     /// A bound on pages per run, so one run cannot go on forever while sellers keep editing.
     pub max_pages: usize,
+    /// How long the per-referral reconciliation cursors are kept (`COSELL_RETENTION_DAYS`):
+    /// one per referral never linked, which would otherwise pile up for good.
+    pub cursor_retention: Duration,
 }
 
 impl Default for PollerOptions {
@@ -54,6 +59,7 @@ impl Default for PollerOptions {
             reconciliation_first_window: Duration::from_secs(24 * 3600),
             reconciliation_grace: Duration::from_secs(60),
             max_pages: 100,
+            cursor_retention: crate::store::DEFAULT_RETENTION,
         }
     }
 }
@@ -70,8 +76,20 @@ pub enum PollError {
     Queue(#[from] QueueError),
 }
 
+/// The store cursor holding the last run's [`LastPoll`] (JSON), for `cosell status`.
+pub const LAST_POLL_CURSOR: &str = "status:last-poll";
+
+/// When the poller last ran, what it found, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastPoll {
+    pub at: DateTime<Utc>,
+    pub report: PollReport,
+    pub errors: Vec<String>,
+}
+
 /// What one run did, for the log line and the function's answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PollReport {
     pub crm_pages: usize,
@@ -120,7 +138,43 @@ impl Poller<'_> {
         if let Err(e) = result {
             errors.push(e);
         }
+        self.record(now, &report, &errors).await;
         (report, errors)
+    }
+
+    /// The run's metrics, and its summary in the store for `cosell status`. Best effort: a
+    /// summary that cannot be kept must not fail the run it describes.
+    async fn record(&self, now: DateTime<Utc>, report: &PollReport, errors: &[PollError]) {
+        use crate::metrics::{Line, Metric};
+        let n = |v: usize| v as f64;
+        Line::here()
+            .count("PollRuns", 1.0)
+            .count("CrmChangesFound", n(report.crm_changed))
+            .count("CrmPages", n(report.crm_pages))
+            .count("CrmEnqueued", n(report.crm_enqueued))
+            .count("ReferralsListed", n(report.referrals_listed))
+            .count("ReferralsEnqueued", n(report.referrals_enqueued))
+            .count("TimersFired", n(report.timers_fired))
+            .count("PollErrors", n(errors.len()))
+            .emit();
+        if errors
+            .iter()
+            .any(|e| matches!(e, PollError::Crm(CrmError::Auth { .. })))
+        {
+            crate::metrics::count_here(Metric::CrmAuthFailed, 1.0);
+        }
+        let summary = LastPoll {
+            at: now,
+            report: report.clone(),
+            errors: errors.iter().map(ToString::to_string).collect(),
+        };
+        let written = match serde_json::to_string(&summary) {
+            Ok(json) => self.store.put_cursor(LAST_POLL_CURSOR, &json).await,
+            Err(e) => Err(StoreError::Corrupt(e.to_string())),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot keep the poll's summary for cosell status");
+        }
     }
 
     /// Follows the CRM change feed from the stored cursor, page by page.
@@ -282,7 +336,8 @@ impl Poller<'_> {
                     .await?;
                 report.referrals_enqueued += 1;
                 if link.is_none() && beside.is_none() {
-                    self.store.put_cursor(&seen_key, e_tag).await?;
+                    let until = now + chrono_duration(self.options.cursor_retention);
+                    self.store.put_cursor_until(&seen_key, e_tag, until).await?;
                 }
             }
         }

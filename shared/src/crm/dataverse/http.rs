@@ -222,7 +222,14 @@ impl Http {
             builder = builder.json(body);
         }
         tracing::debug!(method = %req.method, path = %path_only(&req.url), "dataverse request");
-        builder.send().await.map_err(network)
+        let started = std::time::Instant::now();
+        let sent = builder.send().await;
+        crate::metrics::api_call(
+            crate::metrics::Api::Dataverse,
+            started,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        sent.map_err(network)
     }
 
     /// The cached token, or a new one when there is none, it is due for renewal, or it is
@@ -254,13 +261,14 @@ impl Http {
                     message: e.to_string(),
                 })?,
         );
-        let resp = self
-            .client
-            .post(&self.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(network)?;
+        let started = std::time::Instant::now();
+        let sent = self.client.post(&self.token_url).form(&form).send().await;
+        crate::metrics::api_call(
+            crate::metrics::Api::EntraId,
+            started,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let resp = sent.map_err(network)?;
         let status = resp.status();
         let retry_after = crate::http::retry_after(resp.headers());
         let text = resp.text().await.map_err(network)?;

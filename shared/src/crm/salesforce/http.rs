@@ -272,7 +272,14 @@ impl Http {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(network)?;
+        let started = std::time::Instant::now();
+        let sent = req.send().await;
+        crate::metrics::api_call(
+            crate::metrics::Api::Salesforce,
+            started,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let resp = sent.map_err(network)?;
         let raw = Raw::read(resp).await?;
         log_usage(raw.limit_info.as_deref());
         Ok(raw)
@@ -323,14 +330,20 @@ impl Http {
                 ("client_secret", client_secret.expose().to_string()),
             ],
         };
-        let resp = self
+        let started = std::time::Instant::now();
+        let sent = self
             .client
             .post(self.token_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .send()
-            .await
-            .map_err(network)?;
+            .await;
+        crate::metrics::api_call(
+            crate::metrics::Api::Salesforce,
+            started,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let resp = sent.map_err(network)?;
         let raw = Raw::read(resp).await?;
         let status = raw.status;
         if status.is_success() {

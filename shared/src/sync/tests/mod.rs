@@ -53,7 +53,8 @@ impl World {
         World {
             pc,
             crm,
-            store: Arc::new(MemoryStore::new()),
+            // The store judges retention by the world's clock, not the day the tests run.
+            store: Arc::new(MemoryStore::new().with_clock(clock.clone())),
             queue: MemoryQueue::new(Duration::from_secs(30), 5),
             options: SyncOptions {
                 clock,
