@@ -5,6 +5,7 @@ pub mod crm_setup;
 pub mod demo;
 pub mod doctor;
 pub mod local;
+pub mod ops;
 pub mod register;
 pub mod resolve;
 pub mod settings;

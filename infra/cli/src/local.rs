@@ -22,13 +22,13 @@ use cosell_sandbox::{Sandbox, SandboxConfig};
 use cosell_shared::config::Config;
 use cosell_shared::crm::{Crm, CrmKind};
 use cosell_shared::ingress::{self, SignatureCheck};
-use cosell_shared::partner_center::PartnerCenterError;
 use cosell_shared::partner_center::http::{
     PartnerCenterClient, RegistrationChange, WebhookRegistration,
 };
 use cosell_shared::partner_center::refresh_store::{FileTokenStore, RefreshTokenStore};
 use cosell_shared::partner_center::signin::SignIn;
 use cosell_shared::partner_center::token::{Secret, UserCredential};
+use cosell_shared::partner_center::{PartnerCenter, PartnerCenterError};
 use cosell_shared::queue::embedded::{EmbeddedQueue, EmbeddedQueueSettings};
 use cosell_shared::queue::sqs::SqsQueue;
 use cosell_shared::queue::{Queue, QueueConsumer};
@@ -38,7 +38,7 @@ use cosell_shared::store::Store;
 use cosell_shared::store::sqlite::SqliteStore;
 use cosell_shared::sync::consume;
 use cosell_shared::sync::poller::{Poller, PollerOptions};
-use cosell_shared::sync::{Processor, SyncOptions};
+use cosell_shared::sync::{Processor, SyncOptions, dry_run};
 use cosell_shared::wiring;
 use tokio::sync::Notify;
 
@@ -50,6 +50,10 @@ pub const WEBHOOK_PATH: &str = "/webhooks/partner-center";
 /// The embedded sync queue's name, and its dead-letter queue's, in `queue.sqlite3`.
 pub const QUEUE_NAME: &str = "sync";
 pub const DEAD_LETTER_QUEUE_NAME: &str = "sync-dlq";
+/// The metrics `cosell local` emits (CloudWatch Embedded Metric Format, one JSON line each), in
+/// the data directory, with this `Service`.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const METRICS_SERVICE: &str = "cosell-local";
 
 /// What `cosell local` was asked to do.
 #[derive(Debug, Clone)]
@@ -186,6 +190,13 @@ pub async fn run(
             .map_err(|e| LocalError::Setting(e.to_string()))?
     };
     let backend = backend(&options, &settings, &config).await?;
+    cosell_shared::metrics::set_service(METRICS_SERVICE);
+    std::fs::create_dir_all(&options.data_dir)
+        .and_then(|()| cosell_shared::metrics::write_to_file(&options.data_dir.join(METRICS_FILE)))
+        .map_err(|e| LocalError::DataDir {
+            path: options.data_dir.clone(),
+            message: format!("cannot open {METRICS_FILE}: {e}"),
+        })?;
 
     let sdk = wiring::sdk_config_from(settings.values()).await;
     let tokens = wiring::token_store(config.secret_arn.as_deref(), &sdk, Some(&options.data_dir));
@@ -236,10 +247,34 @@ pub async fn run(
         })
     };
 
+    // COSELL_DRY_RUN: as in a deployed stack, the writes are logged instead of made.
+    let (sync_crm, sync_pc, sync_store, poll_crm, poll_pc, poll_store) = if config.dry_run {
+        tracing::warn!(
+            "COSELL_DRY_RUN is set: the CRM and Partner Center writes are logged, not made"
+        );
+        let (c, p, s) = dry_run::wrap(crm.clone(), pc.clone(), backend.store.clone(), None);
+        let (pc_, pp, ps) = dry_run::wrap(
+            crm.clone(),
+            pc.clone(),
+            backend.store.clone(),
+            Some(dry_run::CURSOR_PREFIX),
+        );
+        (c, p, s, pc_, pp, ps)
+    } else {
+        let pc: Arc<dyn PartnerCenter> = pc.clone();
+        (
+            crm.clone(),
+            pc.clone(),
+            backend.store.clone(),
+            crm.clone(),
+            pc,
+            backend.store.clone(),
+        )
+    };
     let processor = Arc::new(Processor {
-        pc: pc.clone(),
-        crm: crm.clone(),
-        store: backend.store.clone(),
+        pc: sync_pc,
+        crm: sync_crm,
+        store: sync_store,
         options: SyncOptions::clone(&config.sync),
     });
     let mut worker = tokio::spawn(process_loop(
@@ -250,9 +285,9 @@ pub async fn run(
     ));
     let mut poller = tokio::spawn(poll_loop(
         PollerParts {
-            crm: crm.clone(),
-            pc: pc.clone(),
-            store: backend.store.clone(),
+            crm: poll_crm,
+            pc: poll_pc,
+            store: poll_store,
             queue: backend.queue.clone(),
             options: config.poller.clone(),
         },
@@ -532,11 +567,15 @@ async fn backend(
             "COSELL_TABLE_NAME",
             "is required with COSELL_QUEUE_URL (or set neither for the embedded store and queue)",
         )),
-        (None, None) => embedded(&options.data_dir, settings).await,
+        (None, None) => embedded(&options.data_dir, settings, config.retention).await,
     }
 }
 
-async fn embedded(data_dir: &Path, settings: &Settings) -> Result<Backend, LocalError> {
+async fn embedded(
+    data_dir: &Path,
+    settings: &Settings,
+    retention: Duration,
+) -> Result<Backend, LocalError> {
     let dir_error = |message: String| LocalError::DataDir {
         path: data_dir.to_owned(),
         message,
@@ -555,8 +594,8 @@ async fn embedded(data_dir: &Path, settings: &Settings) -> Result<Backend, Local
         )
     })?;
 
-    let store =
-        SqliteStore::open(&data_dir.join("state.sqlite3")).map_err(|e| dir_error(e.to_string()))?;
+    let store = SqliteStore::open_with_retention(&data_dir.join("state.sqlite3"), retention)
+        .map_err(|e| dir_error(e.to_string()))?;
     let defaults = EmbeddedQueueSettings::default();
     let queue_settings = EmbeddedQueueSettings {
         visibility_timeout: Duration::from_secs(number(
@@ -672,7 +711,7 @@ async fn receive(
 /// What the poll loop runs against.
 struct PollerParts {
     crm: Arc<dyn Crm>,
-    pc: Arc<PartnerCenterClient>,
+    pc: Arc<dyn PartnerCenter>,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     options: PollerOptions,
@@ -749,8 +788,8 @@ async fn process_loop(
             consumer.as_ref(),
             deliveries,
             |m| {
-                let (processor, body) = (processor.clone(), m.body.clone());
-                async move { processor.handle(&body).await }
+                let (processor, body, sent_at) = (processor.clone(), m.body.clone(), m.sent_at);
+                async move { processor.handle_message(&body, sent_at).await }
             },
             || !stopping.load(Ordering::SeqCst),
             consume::backoff,

@@ -9,6 +9,7 @@ use cosell::auth;
 use cosell::crm_setup;
 use cosell::doctor;
 use cosell::local::{self, LocalOptions};
+use cosell::ops;
 use cosell::register::{self, RegisterOptions};
 use cosell::resolve::Sources;
 use cosell::settings::Settings;
@@ -46,6 +47,63 @@ enum Command {
     /// registration, every CRM column and table, currencies, store and queue), each ✔ or ✖
     /// with its fix. Exits 0 only when every check passes.
     Doctor(DoctorArgs),
+    /// What the connector is doing: links, failures, queued and dead-lettered commands, the last
+    /// poll and the webhook registration; or, given a referral or CRM record id, its link, the
+    /// last synced state, its journal (newest first) and its queued or dead-lettered commands.
+    Status(StatusArgs),
+    /// Put dead-lettered sync commands back on the queue, each in its own group (a referral's
+    /// commands stay in order). Running it twice is harmless.
+    Redrive(RedriveArgs),
+    /// Read both sides as the poller and the processor would, decide, and print what would be
+    /// written to the CRM and to Partner Center, writing nothing (no record, no claim, no cursor).
+    DryRun(DryRunArgs),
+    /// The go-live import: every referral already in Partner Center and every opportunity
+    /// already set to Sync = yes, enqueued once each. Resumable; a second run adds nothing.
+    Backfill(BackfillArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// A referral id or a CRM record id.
+    id: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RedriveArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Referral or CRM record ids whose dead-lettered commands go back.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<String>,
+    /// Every dead-lettered command.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct DryRunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Decide at most this many changes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct BackfillArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Only referrals changed on or after this day (YYYY-MM-DD, UTC); all of them otherwise.
+    #[arg(long)]
+    since: Option<chrono::NaiveDate>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +322,17 @@ fn exit<T, E: std::fmt::Display>(
     }
 }
 
+/// The settings of `target`, or `None` after saying on stderr which one is wrong.
+fn target_settings(command: &str, target: &TargetArgs) -> Option<Settings> {
+    match target.settings() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            None
+        }
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COSELL_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,cosell=info,cosell_shared::sync=info")
@@ -302,6 +371,65 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Status(args) => {
+            let Some(settings) = target_settings("cosell status", &args.target) else {
+                return ExitCode::from(2);
+            };
+            let options = ops::StatusOptions {
+                sources: args.target.sources(),
+                id: args.id,
+                json: args.json,
+            };
+            exit(
+                "cosell status",
+                ops::status(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
+        }
+        Command::Redrive(args) => {
+            let Some(settings) = target_settings("cosell redrive", &args.target) else {
+                return ExitCode::from(2);
+            };
+            let options = ops::RedriveOptions {
+                sources: args.target.sources(),
+                ids: args.ids,
+                all: args.all,
+            };
+            exit(
+                "cosell redrive",
+                ops::redrive(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
+        }
+        Command::DryRun(args) => {
+            let Some(settings) = target_settings("cosell dry-run", &args.target) else {
+                return ExitCode::from(2);
+            };
+            let options = ops::DryRunOptions {
+                sources: args.target.sources(),
+                limit: args.limit.map(|n| n as usize),
+                json: args.json,
+            };
+            exit(
+                "cosell dry-run",
+                ops::dry_run(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
+        }
+        Command::Backfill(args) => {
+            let Some(settings) = target_settings("cosell backfill", &args.target) else {
+                return ExitCode::from(2);
+            };
+            let options = ops::BackfillOptions {
+                sources: args.target.sources(),
+                since: args.since,
+            };
+            exit(
+                "cosell backfill",
+                ops::backfill(options, settings, &mut std::io::stdout()).await,
+                |e| e.exit_code(),
+            )
+        }
         Command::Crm(CrmCommand::Setup(args)) => {
             let settings = match args.target.settings() {
                 Ok(s) => s,
