@@ -591,7 +591,7 @@ async fn dead_letters(described: &str, queue: &dyn QueueConsumer) -> Check {
                 "{described}: {} commands failed past the receive count and were set aside",
                 d.total()
             ),
-            "read the processor's log for why; once fixed, move them back to the sync queue",
+            "`cosell status` names them and `cosell status <id>` shows why; once fixed, `cosell redrive --all` moves them back",
         ),
         Err(e) => Check::fail(NAME, format!("{described}: {e}"), "check the credentials"),
     }

@@ -666,12 +666,18 @@ impl Plan {
             recorder: recorder.clone(),
         });
         let queue = CollectingQueue::default();
+        // A real run leaves the latest Partner Center changes to their webhooks for a while;
+        // a dry run is asked about every change there is, so it takes them now.
+        let poller_options = super::poller::PollerOptions {
+            reconciliation_grace: std::time::Duration::ZERO,
+            ..self.poller.clone()
+        };
         let poller = super::poller::Poller {
             crm: crm.as_ref(),
             pc: pc.as_ref(),
             store: store.as_ref(),
             queue: &queue,
-            options: &self.poller,
+            options: &poller_options,
         };
         let (_, errors) = poller.run(now).await;
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -3,6 +3,7 @@
 //! and SQS, is in the scenarios of the `cosell-e2e` crate; these pin down the decisions.
 
 mod inbound;
+mod metrics;
 mod outbound;
 mod poller;
 
